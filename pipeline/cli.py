@@ -1,0 +1,213 @@
+"""The ``seqstream`` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.config import ConfigError, Settings, load_settings, parse_assignments
+from pipeline.errors import SeqstreamError
+
+log = logging.getLogger("seqstream")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (or $SEQSTREAM_CONFIG)")
+    parser.add_argument("--set", metavar="SECTION.FIELD=VALUE", action="append", default=[],
+                        help="override any config field, e.g. --set kafka.client=kafka-python")
+    parser.add_argument("--bootstrap-servers", help="Kafka to use instead of the embedded broker")
+
+
+def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
+    """Config file < environment < --set < named flags."""
+    overrides = parse_assignments(args.set)
+    named = {"kafka": {"bootstrap_servers": args.bootstrap_servers}, **flags}
+    for section, values in named.items():
+        for key, value in values.items():
+            if value is not None:
+                overrides.setdefault(section, {})[key] = value
+    return load_settings(args.config, overrides)
+
+
+# --- broker ------------------------------------------------------------------------------------
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from pipeline import broker
+
+    settings = _settings(args, broker={"port": args.port})
+    state_dir = settings.broker.state_dir
+    if args.action == "start":
+        info, started = broker.start_detached(
+            state_dir, port=settings.broker.port, start_timeout_s=settings.broker.start_timeout_s
+        )
+        verb = "started" if started else "already running"
+        print(f"embedded broker {verb}: {info.bootstrap_servers} (pid {info.pid}, log {info.log_file})")
+    elif args.action == "status":
+        info = broker.detached_status(state_dir)
+        if info is None:
+            print("embedded broker: not running")
+            return 1
+        print(f"embedded broker running: {info.bootstrap_servers} (pid {info.pid})")
+    else:
+        info = broker.stop_detached(state_dir)
+        print("embedded broker stopped" if info else "embedded broker: was not running")
+    return 0
+
+
+# --- topics ------------------------------------------------------------------------------------
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    from pipeline.broker import resolve_bootstrap
+    from pipeline.topics import TopicAdmin
+
+    settings = _settings(args)
+    bootstrap = resolve_bootstrap(settings)
+    with TopicAdmin(bootstrap, timeout_s=settings.kafka.connect_timeout_s,
+                    options=settings.kafka.options) as admin:  # fmt: skip
+        if args.action == "list":
+            for name in sorted(admin.list_topics()):
+                print(name)
+        elif args.action == "create":
+            info = admin.create_topic(args.topic, args.partitions or settings.producer.partitions)
+            print(f"created {info.name} with {info.partitions} partitions")
+        elif args.action == "delete":
+            admin.delete_topic(args.topic)
+            print(f"deleted {args.topic}")
+        else:
+            begin, end = admin.beginning_offsets(args.topic), admin.end_offsets(args.topic)
+            print(f"{args.topic}: {len(end)} partitions, {sum(end[p] - begin[p] for p in end)} records")
+            for p in sorted(end):
+                print(f"  partition {p}: offsets [{begin[p]}, {end[p]})")
+    return 0
+
+
+# --- produce -----------------------------------------------------------------------------------
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from pipeline.broker import resolve_bootstrap
+    from pipeline.kafka_clients import open_producer
+    from pipeline.producer import produce_messages
+    from pipeline.replay import SyntheticSpec, csv_messages, demo_series_files, synthetic_stream
+    from pipeline.topics import TopicAdmin
+
+    events: dict[str, Any] = {}
+    if args.synthetic and args.num_features:
+        events["features"] = [f"f{i}" for i in range(args.num_features)]
+    settings = _settings(
+        args, events=events,
+        producer={"topic": args.topic, "partitions": args.partitions, "rate": args.rate},
+    )  # fmt: skip
+    if args.synthetic:
+        spec = SyntheticSpec(
+            keys=args.keys, events_per_key=args.events_per_key, anomaly_rate=args.anomaly_rate,
+            late_rate=args.late_rate, malformed_rate=args.malformed_rate, seed=args.seed,
+        )  # fmt: skip
+        messages = synthetic_stream(spec, settings.events).messages
+    else:
+        paths = args.csv or demo_series_files()
+        messages = csv_messages(paths, settings.events, time_column=args.time_column)
+    bootstrap = resolve_bootstrap(settings, start_if_missing=True)
+    kafka = settings.kafka
+    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+        admin.create_topic(settings.producer.topic, settings.producer.partitions, exist_ok=True)
+    producer = open_producer(
+        bootstrap, client=kafka.client, options=kafka.options, timeout_s=kafka.connect_timeout_s
+    )
+    try:
+        result = produce_messages(
+            messages, producer, settings.producer.topic, rate=settings.producer.rate,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )  # fmt: skip
+    finally:
+        producer.close()
+    keys = len({m.key for m in messages})
+    print(
+        f"produced {result.sent} events ({keys} keys, {result.malformed} malformed on purpose) "
+        f"to {result.topic} on {bootstrap} with {producer.client}: {result.acked} acknowledged, "
+        f"{result.failed} failed, {result.elapsed_s:.1f}s ({result.rate:,.0f} events/s)"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from jobs.demo import run_demo
+
+    run_demo(_settings(args))
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqstream", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="start, stop or query the embedded Kafka-compatible broker")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=int, help="loopback port (default: a free one)")
+    _common(p)
+    p.set_defaults(func=_cmd_broker)
+
+    p = sub.add_parser("topics", help="list, create, describe or delete topics")
+    p.add_argument("action", choices=["list", "create", "describe", "delete"])
+    p.add_argument("topic", nargs="?", default=None)
+    p.add_argument("--partitions", type=int)
+    _common(p)
+    p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser("produce", help="replay CSV series or synthetic events into a topic")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--csv", nargs="+", metavar="PATH",
+                        help="CSV files or folders, one key per file (default: bundled NAB demo)")
+    source.add_argument("--synthetic", action="store_true", help="generated keys and features")
+    p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
+    p.add_argument("--topic")
+    p.add_argument("--partitions", type=int)
+    p.add_argument("--rate", type=float, help="events/s (default: as fast as possible)")
+    p.add_argument("--keys", type=int, default=10, help="synthetic: number of keys")
+    p.add_argument("--events-per-key", type=int, default=1000, help="synthetic: events per key")
+    p.add_argument("--num-features", type=int, help="synthetic: features f0..fN-1")
+    p.add_argument("--anomaly-rate", type=float, default=0.0, help="synthetic: share of spikes")
+    p.add_argument("--late-rate", type=float, default=0.0, help="synthetic: share sent late")
+    p.add_argument("--malformed-rate", type=float, default=0.0,
+                   help="synthetic: extra malformed messages per valid event")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    _common(p)
+    p.set_defaults(func=_cmd_produce)
+
+    p = sub.add_parser("demo", help="the end-to-end demo on the embedded broker and bundled data")
+    _common(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("seqstream.librdkafka").setLevel(logging.CRITICAL)
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        return int(args.func(args))
+    except (SeqstreamError, ConfigError) as exc:
+        print(f"seqstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"seqstream {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

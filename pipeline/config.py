@@ -1,0 +1,172 @@
+"""One typed configuration shared by every seqstream job.
+
+Values come from, lowest precedence first: defaults, a YAML file, environment variables
+(``SEQSTREAM_<SECTION>__<FIELD>``, plus the short alias ``SEQSTREAM_BOOTSTRAP_SERVERS``), and
+explicit overrides (CLI flags). Invalid values fail at start with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pipeline.errors import SeqstreamError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SEQSTREAM_"
+BOOTSTRAP_ENV = "SEQSTREAM_BOOTSTRAP_SERVERS"
+CONFIG_FILE_ENV = "SEQSTREAM_CONFIG"
+
+
+class ConfigError(SeqstreamError, ValueError):
+    """Configuration that cannot be used; the message names every offending field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """How to reach Kafka. No ``bootstrap_servers`` means: use the embedded broker."""
+
+    bootstrap_servers: str | None = None
+    client: Literal["auto", "confluent", "kafka-python"] = "auto"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    # Extra client properties with Kafka's own names (security.protocol, sasl.mechanism, ...).
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value.strip()
+
+
+class EventSchema(_Section):
+    """Field names of the JSON events: one key, one event time (epoch ms), the features."""
+
+    key_field: str = "key"
+    time_field: str = "ts"
+    features: list[str] = Field(default_factory=lambda: ["value"], min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> EventSchema:
+        names = [self.key_field, self.time_field, *self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"field names must be distinct, repeated: {duplicates}")
+        return self
+
+
+class ProducerSettings(_Section):
+    topic: str = Field("events", min_length=1)
+    partitions: int = Field(4, ge=1)
+    rate: float | None = Field(None, gt=0, description="events/s; None = as fast as possible")
+
+
+class BrokerSettings(_Section):
+    """The embedded broker started by ``seqstream broker start``."""
+
+    state_dir: Path = Path(".seqstream")
+    port: int | None = Field(None, ge=1, le=65535)
+    start_timeout_s: float = Field(15.0, gt=0)
+
+
+_yaml_file: ContextVar[Path | None] = ContextVar("_yaml_file", default=None)
+
+
+class _BootstrapAlias(PydanticBaseSettingsSource):
+    """Maps the documented short variable SEQSTREAM_BOOTSTRAP_SERVERS onto kafka.bootstrap_servers."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        value = os.environ.get(BOOTSTRAP_ENV)
+        return {"kafka": {"bootstrap_servers": value}} if value else {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    events: EventSchema = Field(default_factory=EventSchema)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _BootstrapAlias(settings_cls),
+            env_settings,
+        ]
+        path = _yaml_file.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """Turn CLI ``section.field=value`` strings into a nested dict; values are YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in assignments:
+        dotted, sep, raw = item.partition("=")
+        if not sep or not dotted:
+            raise ConfigError(f"--set expects section.field=value, got {item!r}")
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw) if raw else None
+    return nested
+
+
+def load_settings(
+    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings from defaults, YAML (argument or $SEQSTREAM_CONFIG), env and overrides."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    token = _yaml_file.set(path)
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        source = f" (from {path})" if path else ""
+        raise ConfigError(f"invalid configuration{source}: {problems}") from None
+    finally:
+        _yaml_file.reset(token)

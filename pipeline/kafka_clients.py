@@ -1,0 +1,331 @@
+"""The Kafka data plane behind one small interface: confluent-kafka when installed, else kafka-python.
+
+Two verbs cover what seqstream needs from a client: produce records with delivery accounting
+(``open_producer``) and read an exact offset range with assign + seek (``read_range``). Both fail
+within ``timeout_s`` with the broker address when nothing answers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pipeline.errors import DeliveryError, KafkaUnavailableError, SeqstreamError
+from pipeline.kafka_options import kafka_python_options
+
+ClientName = Literal["confluent", "kafka-python"]
+Headers = Sequence[tuple[str, bytes]]
+
+# librdkafka's own log lines (connection refused, retries) go to logging, not straight to stderr.
+_LIBRDKAFKA_LOG = logging.getLogger("seqstream.librdkafka")
+
+
+def _confluent_config(bootstrap: str, timeout_s: float, options: Mapping[str, str]) -> dict:
+    return {
+        "bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000),
+        "logger": _LIBRDKAFKA_LOG, **options,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as read back; mirrors the columns of Spark's Kafka source."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    timestamp_type: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class DeliveryReport:
+    """What the broker acknowledged; ``errors`` keeps the first few failure reasons."""
+
+    sent: int = 0
+    acked: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def record_failure(self, reason: str) -> None:
+        self.failed += 1
+        if len(self.errors) < 5:
+            self.errors.append(reason)
+
+
+class RecordProducer(Protocol):
+    client: ClientName
+    report: DeliveryReport
+
+    def send(
+        self, topic: str, value: bytes | None, *, key: bytes | None = None,
+        partition: int | None = None, headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None: ...  # fmt: skip
+
+    def flush(self, timeout_s: float) -> DeliveryReport: ...
+
+    def close(self) -> None: ...
+
+
+def resolve_client(client: str = "auto") -> ClientName:
+    """``auto`` picks confluent-kafka (about 10x faster here) when it is installed."""
+    if client == "auto":
+        return "confluent" if importlib.util.find_spec("confluent_kafka") else "kafka-python"
+    if client not in ("confluent", "kafka-python"):
+        raise SeqstreamError(f"kafka.client must be auto, confluent or kafka-python, not {client!r}")
+    return client  # type: ignore[return-value]
+
+
+def _unavailable(bootstrap: str, timeout_s: float, detail: object) -> KafkaUnavailableError:
+    return KafkaUnavailableError(
+        f"no Kafka broker answered at {bootstrap} within {timeout_s:g}s "
+        f"(kafka.bootstrap_servers / SEQSTREAM_BOOTSTRAP_SERVERS): {detail}"
+    )
+
+
+# --- confluent-kafka ---------------------------------------------------------------------------
+
+
+class _ConfluentProducer:
+    client: ClientName = "confluent"
+
+    def __init__(self, bootstrap: str, options: Mapping[str, str], timeout_s: float) -> None:
+        from confluent_kafka import KafkaException, Producer
+
+        self.report = DeliveryReport()
+        self._refused = KafkaException
+        self._producer = Producer({
+            # murmur2 is what Java and kafka-python clients use: a key lands in the same
+            # partition whichever client wrote it.
+            "enable.idempotence": True, "partitioner": "murmur2_random", "linger.ms": 20,
+            "message.timeout.ms": max(int(timeout_s * 1000), 5000),
+            **_confluent_config(bootstrap, timeout_s, options),
+        })  # fmt: skip
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            raise _unavailable(bootstrap, timeout_s, exc) from None
+
+    def _on_delivery(self, err: object, msg: object) -> None:
+        if err is None:
+            self.report.acked += 1
+        else:
+            self.report.record_failure(str(err))
+
+    def send(self, topic, value, *, key=None, partition=None, headers=None, timestamp_ms=None):  # type: ignore[no-untyped-def]
+        kwargs = {"key": key, "value": value, "on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = list(headers)
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
+        self.report.sent += 1
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.05)
+            except self._refused as exc:  # refused before sending, e.g. unknown partition
+                self.report.record_failure(f"{topic}: {exc.args[0].str()}")
+                return
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float) -> DeliveryReport:
+        remaining = self._producer.flush(timeout_s)
+        for _ in range(remaining):
+            self.report.record_failure(f"not acknowledged within {timeout_s:g}s")
+        return self.report
+
+    def close(self) -> None:
+        self._producer.flush(0)
+
+
+def _confluent_read(
+    bootstrap: str, topic: str, ranges: Mapping[int, tuple[int, int]],
+    options: Mapping[str, str], timeout_s: float,
+) -> Iterator[Record]:  # fmt: skip
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({
+        "group.id": "seqstream-reader", "enable.auto.commit": False,
+        **_confluent_config(bootstrap, timeout_s, options),
+    })  # fmt: skip
+    try:
+        try:
+            consumer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            raise _unavailable(bootstrap, timeout_s, exc) from None
+        consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in ranges.items()])
+
+        def poll() -> list[Record]:
+            records = []
+            for msg in consumer.consume(num_messages=10_000, timeout=0.2):
+                if msg.error() is not None:
+                    raise SeqstreamError(f"reading {topic}: {msg.error()}")
+                ts_type, ts = msg.timestamp()
+                records.append(Record(topic, msg.partition(), msg.offset(), msg.key(),
+                                      msg.value(), ts, ts_type, tuple(msg.headers() or ())))
+            return records
+
+        yield from _read_until_ends(topic, ranges, poll, timeout_s)
+    finally:
+        consumer.close()
+
+
+# --- kafka-python ------------------------------------------------------------------------------
+
+
+class _KafkaPythonProducer:
+    client: ClientName = "kafka-python"
+
+    def __init__(self, bootstrap: str, options: Mapping[str, str], timeout_s: float) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self.report = DeliveryReport()
+        self._refused = (KafkaError, ValueError)
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","), enable_idempotence=True, linger_ms=20,
+                bootstrap_timeout_ms=int(timeout_s * 1000),
+                request_timeout_ms=int(timeout_s * 1000), **kafka_python_options(options),
+            )  # fmt: skip
+        except KafkaError as exc:
+            raise _unavailable(bootstrap, timeout_s, exc) from None
+
+    def _on_success(self, _metadata: object) -> None:
+        self.report.acked += 1
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.report.record_failure(repr(exc))
+
+    def send(self, topic, value, *, key=None, partition=None, headers=None, timestamp_ms=None):  # type: ignore[no-untyped-def]
+        self.report.sent += 1
+        try:
+            future = self._producer.send(
+                topic, value=value, key=key, partition=partition,
+                headers=list(headers) if headers else None, timestamp_ms=timestamp_ms,
+            )  # fmt: skip
+        except self._refused as exc:  # refused before sending, e.g. unknown partition
+            self.report.record_failure(f"{topic}: {exc}")
+            return
+        future.add_callback(self._on_success).add_errback(self._on_error)
+
+    def flush(self, timeout_s: float) -> DeliveryReport:
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError:
+            unanswered = self.report.sent - self.report.acked - self.report.failed
+            for _ in range(unanswered):
+                self.report.record_failure(f"not acknowledged within {timeout_s:g}s")
+        return self.report
+
+    def close(self) -> None:
+        self._producer.close(timeout=1)
+
+
+def _kafka_python_read(
+    bootstrap: str, topic: str, ranges: Mapping[int, tuple[int, int]],
+    options: Mapping[str, str], timeout_s: float,
+) -> Iterator[Record]:  # fmt: skip
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+            bootstrap_timeout_ms=int(timeout_s * 1000), request_timeout_ms=int(timeout_s * 1000),
+            max_poll_records=10_000, fetch_max_wait_ms=100, **kafka_python_options(options),
+        )  # fmt: skip
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, timeout_s, exc) from None
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in ranges])
+        for p, (start, _) in ranges.items():
+            consumer.seek(TopicPartition(topic, p), start)
+
+        def poll() -> list[Record]:
+            return [
+                Record(topic, tp.partition, m.offset, m.key, m.value, m.timestamp,
+                       m.timestamp_type, tuple(m.headers or ()))
+                for tp, messages in consumer.poll(timeout_ms=200).items()
+                for m in messages
+            ]  # fmt: skip
+
+        yield from _read_until_ends(topic, ranges, poll, timeout_s)
+    finally:
+        consumer.close()
+
+
+def _read_until_ends(
+    topic: str, ranges: Mapping[int, tuple[int, int]], poll: Callable[[], list[Record]],
+    timeout_s: float,
+) -> Iterator[Record]:  # fmt: skip
+    """Yield polled records inside the ranges until every partition reached its end offset."""
+    pending = {p: r for p, r in ranges.items() if r[1] > r[0]}
+    positions = {p: start for p, (start, _) in pending.items()}
+    last_progress = time.monotonic()
+    while pending:
+        records = poll()
+        for record in records:
+            bounds = pending.get(record.partition)
+            if bounds is None or not bounds[0] <= record.offset < bounds[1]:
+                continue
+            positions[record.partition] = record.offset + 1
+            yield record
+        if records:
+            last_progress = time.monotonic()
+        for p in [p for p in pending if positions[p] >= pending[p][1]]:
+            del pending[p]
+        if pending and time.monotonic() - last_progress > timeout_s:
+            raise _stalled(topic, positions, pending, timeout_s)
+
+
+def _stalled(
+    topic: str, positions: Mapping[int, int], pending: Mapping[int, tuple[int, int]],
+    timeout_s: float,
+) -> SeqstreamError:  # fmt: skip
+    where = ", ".join(f"partition {p} at {positions[p]} of [{s}, {e})" for p, (s, e) in pending.items())
+    return SeqstreamError(f"reading {topic}: no records for {timeout_s:g}s, stuck at {where}")
+
+
+# --- public entry points -----------------------------------------------------------------------
+
+
+def open_producer(
+    bootstrap: str, *, client: str = "auto", options: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> RecordProducer:  # fmt: skip
+    """An idempotent producer; raises KafkaUnavailableError if no broker answers in time."""
+    chosen = resolve_client(client)
+    factory = _ConfluentProducer if chosen == "confluent" else _KafkaPythonProducer
+    return factory(bootstrap, options or {}, timeout_s)
+
+
+def read_range(
+    bootstrap: str, topic: str, ranges: Mapping[int, tuple[int, int]], *, client: str = "auto",
+    options: Mapping[str, str] | None = None, timeout_s: float = 10.0,
+) -> Iterator[Record]:  # fmt: skip
+    """Records with ``start <= offset < end`` for each ``partition: (start, end)``, per-partition in order."""
+    reader = _confluent_read if resolve_client(client) == "confluent" else _kafka_python_read
+    return reader(bootstrap, topic, ranges, options or {}, timeout_s)
+
+
+def raise_for_failures(report: DeliveryReport, topic: str) -> None:
+    if report.failed or report.acked != report.sent:
+        raise DeliveryError(
+            f"{topic}: {report.acked} of {report.sent} records acknowledged, {report.failed} failed; "
+            f"first errors: {report.errors}"
+        )

@@ -1,0 +1,59 @@
+"""Local SparkSession creation with the settings every seqstream job relies on."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from pipeline.errors import SeqstreamError
+
+MIN_JAVA = 17
+
+
+def java_version() -> int:
+    """Major version of the ``java`` Spark will use (JAVA_HOME first, then PATH)."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        raise SeqstreamError(
+            f"Java {MIN_JAVA}+ is required by PySpark 4 and none was found (JAVA_HOME unset and no "
+            "`java` on PATH). Install it, e.g. `sudo apt-get install openjdk-17-jre-headless`."
+        )
+    output = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', output)
+    if not match:
+        raise SeqstreamError(f"cannot read the Java version from `{java} -version`: {output!r}")
+    major = int(match.group(1))
+    major = int(match.group(2)) if major == 1 else major  # "1.8" style
+    if major < MIN_JAVA:
+        raise SeqstreamError(
+            f"PySpark 4 needs Java {MIN_JAVA}+, but {java} is Java {major}. Install a newer JDK "
+            "(e.g. `sudo apt-get install openjdk-17-jre-headless`) and point JAVA_HOME at it."
+        )
+    return major
+
+
+def local_spark(app_name: str = "seqstream", *, master: str = "local[2]",
+                extra_conf: dict[str, str] | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+    """A SparkSession whose Python workers use this interpreter and one torch thread each
+    (two threads per worker on two cores halved throughput, see ENVIRONMENT.md)."""
+    java_version()
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(master).appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.executorEnv.OMP_NUM_THREADS", "1")
+        .config("spark.executorEnv.MKL_NUM_THREADS", "1")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+    )  # fmt: skip
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
