@@ -1,0 +1,1 @@
+"""The sequence model: spec (config.json), network, artifact I/O, inference, training, importers."""

@@ -135,6 +135,32 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from model.train import TrainOptions, train_and_save
+    from pipeline.replay import demo_series_files
+
+    settings = _settings(args)
+    options = TrainOptions(
+        window=args.window, min_length=args.min_length, hidden_size=args.hidden_size,
+        num_layers=args.num_layers, bidirectional=args.bidirectional, proj_size=args.proj_size,
+        dropout=args.dropout, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
+        seed=args.seed, version=args.version,
+    )  # fmt: skip
+    paths = args.data or demo_series_files()
+    spec, report = train_and_save(
+        paths, args.out, settings.events, options, time_column=args.time_column,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )  # fmt: skip
+    for epoch, (train, val) in enumerate(zip(report.train_loss, report.validation_loss, strict=True), 1):
+        print(f"epoch {epoch}: train loss {train:.4f}, validation loss {val:.4f}")
+    print(
+        f"trained {spec.version} on {report.train_windows} windows ({report.validation_windows} "
+        f"for validation) in {report.seconds:.0f}s; wrote {args.out} (sha256 {spec.weights_sha256[:12]})"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
@@ -183,6 +209,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _common(p)
     p.set_defaults(func=_cmd_produce)
+
+    p = sub.add_parser("train", help="train a next-step forecaster and write a model artifact")
+    p.add_argument("--data", nargs="+", metavar="PATH",
+                   help="CSV files/folders (one key per file) or Parquet event tables "
+                        "(default: the bundled NAB series)")  # fmt: skip
+    p.add_argument("--out", required=True, help="artifact directory to write")
+    p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
+    defaults = __import__("model.train", fromlist=["TrainOptions"]).TrainOptions()
+    for name in ("window", "min_length", "hidden_size", "num_layers", "proj_size", "epochs",
+                 "batch_size", "seed"):  # fmt: skip
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    for name in ("dropout", "learning_rate", "validation_fraction"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    p.add_argument("--bidirectional", action="store_true")
+    p.add_argument("--version", default=defaults.version, help="version string stored in the artifact")
+    p.add_argument("--no-progress", action="store_true")
+    _common(p)
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the embedded broker and bundled data")
     _common(p)

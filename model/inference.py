@@ -1,0 +1,129 @@
+"""Scoring windows with a loaded model: normalise, batch, run under ``inference_mode``.
+
+One ``WindowScorer`` per Python worker: it holds the network on its device and scores any
+number of windows in model batches of ``batch_size``. Windows come from
+``pipeline.sequencing.extend_windows`` (left-aligned, with lengths).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from model.artifact import LoadedModel
+from model.spec import ClassificationTask, ForecastTask, ModelSpec
+from pipeline.errors import SeqstreamError
+from pipeline.sequencing import empty_context, extend_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scores:
+    score: np.ndarray  # [n] float64: anomaly score, regression value or class probability
+    prediction: np.ndarray  # [n, outputs] float64: forecast (original units) or head output
+
+
+def normalize(windows: np.ndarray, lengths: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """(x - mean) / std on real positions; padding stays exactly zero."""
+    mean = np.asarray(spec.normalization.mean, np.float32)
+    std = np.asarray(spec.normalization.std, np.float32)
+    normed = (windows.astype(np.float32, copy=False) - mean) / std
+    real = np.arange(windows.shape[1])[None, :] < lengths[:, None]
+    normed[~real] = 0.0
+    return normed
+
+
+def forecast_split(normed: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A forecast reads each window minus its last event and predicts that event.
+
+    Returns (inputs [n, T-1, F] left-aligned, input lengths [n], targets [n, F])."""
+    rows = np.arange(len(lengths))
+    targets = normed[rows, lengths - 1].copy()
+    inputs = normed[:, :-1].copy()
+    short = lengths < normed.shape[1]  # their target sits inside the inputs: make it padding
+    inputs[rows[short], lengths[short] - 1] = 0.0
+    return inputs, lengths - 1, targets
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``cuda`` (or ``cuda:N``) when available, else the CPU with a warning."""
+    if requested.startswith("cuda"):
+        if torch.cuda.is_available():
+            return torch.device(requested)
+        log.warning("device %r requested but CUDA is not available: scoring on the CPU", requested)
+        return torch.device("cpu")
+    if requested != "cpu":
+        raise SeqstreamError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {requested!r}")
+    return torch.device("cpu")
+
+
+class WindowScorer:
+    def __init__(
+        self, model: LoadedModel, *, device: str = "cpu", batch_size: int = 1024,
+        num_threads: int | None = 1, dtype: torch.dtype = torch.float32,
+    ) -> None:  # fmt: skip
+        if batch_size < 1:
+            raise SeqstreamError(f"batch_size must be at least 1, got {batch_size}")
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)  # one per Spark worker: workers already fill the cores
+        self.spec = model.spec
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.network = model.network.to(self.device, dtype).eval()
+
+    def _run(self, inputs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The network over ``inputs`` in model batches; [n, outputs] float32."""
+        outputs = []
+        pin = self.device.type == "cuda"
+        with torch.inference_mode():
+            for start in range(0, len(inputs), self.batch_size):
+                x = torch.from_numpy(inputs[start : start + self.batch_size])
+                n = torch.from_numpy(lengths[start : start + self.batch_size])
+                if pin:
+                    x = x.pin_memory()
+                x = x.to(self.device, self.dtype, non_blocking=pin)
+                outputs.append(self.network(x, n).float().cpu().numpy())
+        out_size = self.spec.head.output_size
+        return np.concatenate(outputs) if outputs else np.zeros((0, out_size), np.float32)
+
+    def score(self, windows: np.ndarray, lengths: np.ndarray) -> Scores:
+        """Score each window; every length must be at least the model's ``window.min_length``."""
+        spec = self.spec
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if windows.ndim != 3 or windows.shape[2] != len(spec.features) or windows.shape[1] != spec.window.length:
+            raise SeqstreamError(
+                f"windows must be [n, {spec.window.length}, {len(spec.features)}] for model "
+                f"{spec.version} (features {spec.features}), got {list(windows.shape)}"
+            )
+        if len(lengths) and (lengths.min() < spec.window.min_length or lengths.max() > spec.window.length):
+            raise SeqstreamError(
+                f"window lengths must be within [{spec.window.min_length}, {spec.window.length}], "
+                f"got [{lengths.min()}, {lengths.max()}]"
+            )
+        normed = normalize(windows, lengths, spec)
+        if isinstance(spec.task, ForecastTask):
+            inputs, input_lengths, targets = forecast_split(normed, lengths)
+            forecast = self._run(inputs, input_lengths).astype(np.float64)
+            spread = np.asarray(spec.task.error_std)
+            score = np.sqrt(np.mean(((targets - forecast) / spread) ** 2, axis=1))
+            mean = np.asarray(spec.normalization.mean)
+            std = np.asarray(spec.normalization.std)
+            return Scores(score, forecast * std + mean)
+        output = self._run(normed, lengths).astype(np.float64)
+        if isinstance(spec.task, ClassificationTask):
+            return Scores(output[:, -1], output)
+        return Scores(output[:, 0], output)
+
+
+def score_series(scorer: WindowScorer, events: np.ndarray) -> tuple[np.ndarray, Scores]:
+    """One key's whole history at once (rows in log order), windowed by the streaming code.
+
+    Returns the indices of the events that got a score (window long enough) and their scores."""
+    batch = extend_windows(empty_context(events.shape[1]), events, scorer.spec.window.length)
+    scored = np.flatnonzero(batch.lengths >= scorer.spec.window.min_length)
+    return scored, scorer.score(batch.windows[scored], batch.lengths[scored])

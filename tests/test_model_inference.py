@@ -1,0 +1,107 @@
+"""WindowScorer against plain torch, padding, batching, devices and the other task heads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.artifact import LoadedModel
+from model.inference import WindowScorer
+from model.network import SequenceModel
+from model.spec import (
+    ClassificationTask, ForecastTask, HeadSpec, LSTMArgs, ModelSpec, Normalization, RegressionTask,
+    WindowSpec,
+)  # fmt: skip
+from pipeline.errors import SeqstreamError
+from pipeline.sequencing import empty_context, extend_windows
+
+MEAN, STD, SPREAD = np.array([5.0, -1.0]), np.array([2.0, 0.25]), np.array([0.3, 0.7])
+
+
+def loaded(task=None, head=None, length: int = 10, min_length: int = 2, **lstm) -> LoadedModel:  # type: ignore[no-untyped-def]
+    spec = ModelSpec(
+        version="v", features=["a", "b"], normalization=Normalization(mean=MEAN.tolist(), std=STD.tolist()),
+        window=WindowSpec(length=length, min_length=min_length),
+        lstm=LSTMArgs(input_size=2, hidden_size=8, num_layers=2, **lstm),
+        head=head or HeadSpec(output_size=2), task=task or ForecastTask(error_std=SPREAD.tolist()),
+    )  # fmt: skip
+    torch.manual_seed(4)
+    return LoadedModel(spec, SequenceModel(spec.lstm, spec.head).eval(), Path("."))
+
+
+def series(n: int = 30, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(MEAN, STD * 3, size=(n, 2)).astype(np.float32)
+
+
+def test_forecast_scores_equal_plain_torch_on_each_unpadded_window() -> None:
+    model = loaded()
+    events = series()
+    batch = extend_windows(empty_context(2), events, 10)
+    keep = batch.lengths >= 2
+    got = WindowScorer(model, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
+    lstm, head = model.network.lstm, model.network.head
+    for row, end in enumerate(np.flatnonzero(keep)):
+        window = events[max(0, end - 9) : end + 1]
+        x = (torch.from_numpy(window).double() - torch.from_numpy(MEAN)) / torch.from_numpy(STD)
+        with torch.inference_mode():
+            out, _ = lstm(x[:-1].float()[None])
+            forecast = head(out[0, -1]).double()
+        expected = float((((x[-1] - forecast) / torch.from_numpy(SPREAD)) ** 2).mean().sqrt())
+        assert got.score[row] == pytest.approx(expected, abs=1e-5)
+        np.testing.assert_allclose(got.prediction[row], (forecast * torch.from_numpy(STD) + torch.from_numpy(MEAN)).numpy(), atol=1e-4)
+
+
+def test_padding_content_and_batch_size_never_change_a_score() -> None:
+    model = loaded(bidirectional=True)
+    batch = extend_windows(empty_context(2), series(25), 10)
+    windows, lengths = batch.windows[1:], batch.lengths[1:]
+    reference = WindowScorer(model, batch_size=4096, num_threads=None).score(windows, lengths).score
+    noisy = windows.copy()
+    noisy[np.arange(10)[None, :] >= lengths[:, None]] = 1e6
+    np.testing.assert_allclose(WindowScorer(model, batch_size=3, num_threads=None).score(noisy, lengths).score,
+                               reference, atol=1e-6, rtol=0)  # fmt: skip
+
+
+def test_shape_and_length_errors_name_the_model_expectations() -> None:
+    scorer = WindowScorer(loaded(min_length=4), num_threads=None)
+    with pytest.raises(SeqstreamError, match=r"windows must be \[n, 10, 2\] for model v \(features \['a', 'b'\]\), got \[3, 10, 3\]"):
+        scorer.score(np.zeros((3, 10, 3), np.float32), np.full(3, 10))
+    with pytest.raises(SeqstreamError, match=r"window lengths must be within \[4, 10\], got \[3, 10\]"):
+        scorer.score(np.zeros((2, 10, 2), np.float32), np.array([3, 10]))
+    with pytest.raises(SeqstreamError, match="batch_size must be at least 1, got 0"):
+        WindowScorer(loaded(), batch_size=0)
+
+
+def test_regression_and_classification_heads() -> None:
+    windows = extend_windows(empty_context(2), series(12), 10)
+    full = windows.lengths == 10
+    regression = loaded(task=RegressionTask(), head=HeadSpec(output_size=3))
+    got = WindowScorer(regression, num_threads=None).score(windows.windows[full], windows.lengths[full])
+    np.testing.assert_array_equal(got.score, got.prediction[:, 0])
+    classes = loaded(task=ClassificationTask(classes=["ok", "warn", "fail"]),
+                     head=HeadSpec(output_size=3, activation="softmax"))  # fmt: skip
+    got = WindowScorer(classes, num_threads=None).score(windows.windows[full], windows.lengths[full])
+    np.testing.assert_allclose(got.prediction.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(got.score, got.prediction[:, 2])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
+def test_cuda_requested_without_a_gpu_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        scorer = WindowScorer(loaded(), device="cuda", num_threads=None)
+    assert scorer.device == torch.device("cpu")
+    assert "device 'cuda' requested but CUDA is not available: scoring on the CPU" in caplog.text
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_scores_match_the_cpu() -> None:
+    batch = extend_windows(empty_context(2), series(300), 10)
+    keep = batch.lengths >= 2
+    cpu = WindowScorer(loaded(), num_threads=None).score(batch.windows[keep], batch.lengths[keep])
+    gpu = WindowScorer(loaded(), device="cuda", batch_size=128, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
+    np.testing.assert_allclose(gpu.score, cpu.score, atol=1e-4, rtol=1e-4)
