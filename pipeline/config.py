@@ -40,6 +40,8 @@ class KafkaSettings(_Section):
 
     bootstrap_servers: str | None = None
     client: Literal["auto", "confluent", "kafka-python"] = "auto"
+    # Spark connector: Spark's JVM "kafka" format, seqstream's Python source, or whichever exists.
+    connector: Literal["auto", "jvm", "python"] = "auto"
     connect_timeout_s: float = Field(10.0, gt=0)
     # Extra client properties with Kafka's own names (security.protocol, sasl.mechanism, ...).
     options: dict[str, str] = Field(default_factory=dict)

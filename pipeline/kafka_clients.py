@@ -41,7 +41,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
-    timestamp_type: int
+    timestamp_type: int  # Kafka numbering: 0 CreateTime, 1 LogAppendTime, -1 none
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
@@ -150,6 +150,10 @@ class _ConfluentProducer:
         self._producer.flush(0)
 
 
+# librdkafka: 0 not available, 1 create time, 2 log-append time; Kafka and Spark: -1, 0, 1.
+_KAFKA_TIMESTAMP_TYPE = {0: -1, 1: 0, 2: 1}
+
+
 def _confluent_read(
     bootstrap: str, topic: str, ranges: Mapping[int, tuple[int, int]],
     options: Mapping[str, str], timeout_s: float,
@@ -173,8 +177,8 @@ def _confluent_read(
                 if msg.error() is not None:
                     raise SeqstreamError(f"reading {topic}: {msg.error()}")
                 ts_type, ts = msg.timestamp()
-                records.append(Record(topic, msg.partition(), msg.offset(), msg.key(),
-                                      msg.value(), ts, ts_type, tuple(msg.headers() or ())))
+                records.append(Record(topic, msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                      ts, _KAFKA_TIMESTAMP_TYPE[ts_type], tuple(msg.headers() or ())))
             return records
 
         yield from _read_until_ends(topic, ranges, poll, timeout_s)

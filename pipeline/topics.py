@@ -8,6 +8,7 @@ append time, not record timestamps; a time past the last record maps to offset 0
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -155,20 +156,30 @@ class TopicAdmin:
         return {tp.partition: info.offset for tp, info in answer.items()}
 
     def _true_ends(self, topic: str, reported: dict[int, int]) -> dict[int, int]:
-        """Read from ``reported - 1`` to the tail: on a correct broker that is one record."""
+        """One fetch from ``reported - 1`` per non-empty partition. A correct broker returns the
+        record at ``reported - 1``; Tansu returns its whole last batch. Either way the fetch
+        response's high watermark (right on both) and the records' offsets give the true end."""
         starts = self.beginning_offsets(topic)
-        tails = [TopicPartition(topic, p) for p, end in reported.items() if end > starts[p]]
+        pending = {TopicPartition(topic, p) for p, end in reported.items() if end > starts[p]}
         ends = dict(reported)
-        if not tails:
+        if not pending:
             return ends
         consumer = self._tail_consumer()
-        consumer.assign(tails)
-        for tp in tails:
+        consumer.assign(list(pending))
+        for tp in pending:
             consumer.seek(tp, reported[tp.partition] - 1)
-        while batch := consumer.poll(timeout_ms=_TAIL_POLL_MS):
-            for tp, records in batch.items():
-                ends[tp.partition] = max(ends[tp.partition], records[-1].offset + 1)
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while pending and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=_TAIL_POLL_MS).items():
+                ends[tp.partition] = max(ends[tp.partition], records[-1].offset + 1, consumer.highwater(tp) or 0)
+                pending.discard(tp)
+                consumer.pause(tp)
         consumer.assign([])
+        if pending:
+            raise KafkaUnavailableError(
+                f"{topic}: no answer to a fetch of the log tail of partitions "
+                f"{sorted(tp.partition for tp in pending)} from {self.bootstrap_servers}"
+            )
         return ends
 
     def _tail_consumer(self) -> KafkaConsumer:
