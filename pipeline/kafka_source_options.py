@@ -30,6 +30,8 @@ _READ_OPTIONS = {
 }  # fmt: skip
 _WRITE_OPTIONS = {"kafka.bootstrap.servers", "topic", "includeheaders", "seqstream.client",
                   "seqstream.timeoutseconds"}  # fmt: skip
+# Options Spark itself passes to every source or sink; accepted and left to Spark.
+_SPARK_GENERIC = {"checkpointlocation", "path"}
 # Consumer/producer properties that seqstream sets itself; Spark rejects them too.
 _RESERVED_KAFKA = {"kafka.group.id", "kafka.auto.offset.reset", "kafka.enable.auto.commit",
                    "kafka.key.deserializer", "kafka.value.deserializer", "kafka.key.serializer",
@@ -93,7 +95,7 @@ def _lower(options: Mapping[str, str]) -> dict[str, str]:
 
 
 def _client(opts: dict[str, str], allowed: set[str]) -> ClientSettings:
-    unknown = sorted(k for k in opts if k not in allowed and not k.startswith("kafka."))
+    unknown = sorted(k for k in opts if k not in allowed | _SPARK_GENERIC and not k.startswith("kafka."))
     if unknown:
         raise OptionError(f"unknown option(s) {unknown}; supported: {sorted(allowed)} and kafka.*")
     reserved = sorted(set(opts) & _RESERVED_KAFKA)

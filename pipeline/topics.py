@@ -47,7 +47,7 @@ class TopicAdmin:
             **kafka_python_options(options or {}),
         }
         try:
-            self._admin = KafkaAdminClient(client_id="seqstream-admin", **self._client_options)
+            self._admin = KafkaAdminClient(**{"client_id": "seqstream-admin", **self._client_options})
         except KafkaError as exc:
             raise KafkaUnavailableError(
                 f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:g}s "
@@ -184,10 +184,12 @@ class TopicAdmin:
 
     def _tail_consumer(self) -> KafkaConsumer:
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                client_id="seqstream-admin-tail", enable_auto_commit=False,
-                fetch_max_wait_ms=100, **self._client_options,
-            )  # fmt: skip
+            self._consumer = KafkaConsumer(**{
+                "client_id": "seqstream-admin-tail", "enable_auto_commit": False,
+                # One poll must answer every partition: kafka-python's default of 500 records
+                # per poll leaves the others buffered, and pausing a partition loses them.
+                "fetch_max_wait_ms": 100, "max_poll_records": 1_000_000, **self._client_options,
+            })  # fmt: skip
         return self._consumer
 
     # --- lifecycle ---------------------------------------------------------------------------

@@ -56,3 +56,28 @@ def test_offsets_for_times(admin: TopicAdmin, new_topic, bootstrap_servers: str)
     assert admin.offsets_for_times(topic, base + 10 * 41 + 1) == {0: 42, 1: 1}
     # Past the last record: the end of each partition (Tansu answers 0, which would re-read all).
     assert admin.offsets_for_times(topic, base + 10**9) == {0: 100, 1: 1}
+
+
+def test_end_offsets_after_large_batches_on_many_partitions(admin: TopicAdmin, new_topic, bootstrap_servers: str) -> None:
+    """confluent-kafka's big batches: the tail of each partition is thousands of records."""
+    from pipeline.kafka_clients import open_producer, raise_for_failures
+
+    topic = new_topic(partitions=4)
+    producer = open_producer(bootstrap_servers, client="confluent")
+    for i in range(60_000):
+        producer.send(topic, b"x" * 60, key=f"key-{i % 1000}".encode())
+    raise_for_failures(producer.flush(60), topic)
+    producer.close()
+    ends = admin.end_offsets(topic)
+    assert sum(ends.values()) == 60_000
+    counted = {p: 0 for p in ends}
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, max_poll_records=100_000)
+    consumer.assign([TopicPartition(topic, p) for p in ends])
+    consumer.seek_to_beginning()
+    while sum(counted.values()) < 60_000:
+        for tp, records in consumer.poll(timeout_ms=2000).items():
+            counted[tp.partition] += len(records)
+    consumer.close()
+    assert counted == ends
