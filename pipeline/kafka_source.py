@@ -94,6 +94,8 @@ class _Planner:
 
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
+        self.records_skipped = 0  # data-loss counters, for failOnDataLoss=false
+        self.partitions_lost = 0
         kafka = options.kafka
         self.admin = TopicAdmin(kafka.bootstrap, timeout_s=kafka.timeout_s, options=kafka.properties)
 
@@ -194,8 +196,13 @@ def check_data_loss(
     if options.fail_on_data_loss:
         raise SeqstreamError(f"data loss: {detail}. Set failOnDataLoss=false to skip what is gone and go on.")
     skipped = sum(b - a for a, b in deleted.values())
-    log.warning("failOnDataLoss=false: skipping %d deleted records and %d lost partitions (%s)",
-                skipped, len(gone) + len(reset), detail)  # fmt: skip
+    planner.records_skipped += skipped
+    planner.partitions_lost += len(gone) + len(reset)
+    log.warning(
+        "failOnDataLoss=false: skipping %d deleted records and %d lost partitions (%s); "
+        "so far in this query: %d records skipped, %d partitions lost",
+        skipped, len(gone) + len(reset), detail, planner.records_skipped, planner.partitions_lost,
+    )  # fmt: skip
     new_starts = {k: v for k, v in starts.items() if k in present}
     new_starts.update({k: b for k, (_, b) in deleted.items()})
     new_starts.update({k: earliest[k] for k in reset})
