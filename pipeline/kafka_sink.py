@@ -78,7 +78,9 @@ def send_batches(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> Sen
     return SentMessage(report.acked)
 
 
-class KafkaBatchWriter(DataSourceArrowWriter):
+class _SendsToKafka:
+    """What both writers do: check the schema on the driver, send each task's rows."""
+
     def __init__(self, options: SinkOptions, schema: StructType) -> None:
         check_sink_schema(options, schema)
         self.options = options
@@ -87,14 +89,11 @@ class KafkaBatchWriter(DataSourceArrowWriter):
         return send_batches(self.options, iterator)
 
 
-class KafkaStreamWriter(DataSourceStreamArrowWriter):
-    def __init__(self, options: SinkOptions, schema: StructType) -> None:
-        check_sink_schema(options, schema)
-        self.options = options
+class KafkaBatchWriter(_SendsToKafka, DataSourceArrowWriter):
+    pass
 
-    def write(self, iterator: Iterator[pa.RecordBatch]) -> SentMessage:
-        return send_batches(self.options, iterator)
 
+class KafkaStreamWriter(_SendsToKafka, DataSourceStreamArrowWriter):
     def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
         """Every record was acknowledged before its task ended; nothing is left to do."""
 
