@@ -88,6 +88,25 @@ class BrokerSettings(_Section):
     start_timeout_s: float = Field(15.0, gt=0)
 
 
+class StreamSettings(_Section):
+    """The streaming job (jobs/stream.py) and, later, backfill."""
+
+    topics: list[str] = Field(default_factory=lambda: ["events"], min_length=1)
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int | None = Field(None, ge=1)
+    trigger_interval: str = "5 seconds"
+    checkpoint: Path | None = None  # required by the job; checked at start
+    model: Path | None = None  # None: the bundled demo model
+    device: str = "cpu"
+    model_batch_size: int = Field(1024, ge=1)
+    parquet_path: Path | None = None  # scores, partitioned by date
+    output_topic: str | None = None  # scores as JSON, key = event key
+    dead_letter_path: Path | None = None
+    dead_letter_topic: str | None = None
+    state_ttl_s: float | None = Field(7 * 24 * 3600.0, gt=0)  # idle keys' state expires
+    max_event_bytes: int = Field(65_536, ge=16)
+
+
 _yaml_file: ContextVar[Path | None] = ContextVar("_yaml_file", default=None)
 
 
@@ -111,6 +130,7 @@ class Settings(BaseSettings):
     events: EventSchema = Field(default_factory=EventSchema)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @classmethod
     def settings_customise_sources(

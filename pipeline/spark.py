@@ -58,3 +58,12 @@ def local_spark(app_name: str = "seqstream", *, master: str = "local[2]",
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def job_spark(app_name: str):  # type: ignore[no-untyped-def]
+    """Under spark-submit, the session it configured (master, resources); else local[2]."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # set by spark-submit for Python applications
+        from pyspark.sql import SparkSession
+
+        return SparkSession.builder.appName(app_name).getOrCreate()
+    return local_spark(app_name)

@@ -1,0 +1,129 @@
+"""The streaming job: Kafka events -> per-key windows -> LSTM scores -> Parquet and/or Kafka.
+
+    spark-submit jobs/stream.py --config seqstream.yaml [--set stream.checkpoint=...]
+    seqstream stream --config seqstream.yaml
+
+One query: parse (dead letters kept), ``groupBy(key).transformWithStateInPandas`` for windows
+that carry across micro-batches, a ``mapInPandas`` scoring step with the model cached per
+worker, and ``foreachBatch`` sinks. SIGTERM lets the running micro-batch finish, then stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from model.artifact import DEMO_MODEL_DIR, load_artifact
+from pipeline.config import Settings, load_settings, parse_assignments
+from pipeline.connector import kafka_format, kafka_options
+from pipeline.errors import SeqstreamError
+from pipeline.parsing import parse_batches
+from pipeline.scoring import SCORED_SCHEMA, ModelRef, score_batches
+from pipeline.sinks import BatchWriter
+from pipeline.stateful_windows import WINDOW_SCHEMA, WindowProcessor
+
+log = logging.getLogger("seqstream.stream")
+
+PARSED_DDL = ("value binary, topic string, partition int, offset long, timestamp timestamp, "
+              "group_key string, key string, event_time_ms long, features array<float>, reason string")  # fmt: skip
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+def check_model(settings: Settings) -> ModelRef:
+    """Load and validate the model on the driver, before any data is read."""
+    stream = settings.stream
+    path = Path(stream.model or DEMO_MODEL_DIR).resolve()
+    spec = load_artifact(path).spec
+    if spec.features != list(settings.events.features):
+        raise SeqstreamError(
+            f"model {spec.version} at {path} reads features {spec.features}, but events.features is "
+            f"{list(settings.events.features)}: they must be the same names in the same order"
+        )
+    return ModelRef(str(path), spec.weights_sha256 or "", stream.device, stream.model_batch_size)
+
+
+def check_outputs(settings: Settings) -> None:
+    stream = settings.stream
+    if stream.checkpoint is None:
+        raise SeqstreamError("stream.checkpoint is required: a folder where the query keeps its offsets and state")
+    if not (stream.parquet_path or stream.output_topic):
+        raise SeqstreamError("no output: set stream.parquet_path and/or stream.output_topic")
+    if stream.checkpoint.exists() and not stream.checkpoint.is_dir():
+        raise SeqstreamError(f"stream.checkpoint {stream.checkpoint} exists and is not a folder")
+
+
+def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, BatchWriter]:
+    """Start the streaming query; returns it and its batch writer (which keeps the counts)."""
+    check_outputs(settings)
+    ref = check_model(settings)
+    spec = load_artifact(ref.path).spec
+    stream = settings.stream
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
+    fmt = kafka_format(spark, settings.kafka.connector)
+    options = kafka_options(settings.kafka, bootstrap)
+    reader = (spark.readStream.format(fmt).options(**options).option("subscribe", ",".join(stream.topics))
+              .option("startingOffsets", stream.starting_offsets))  # fmt: skip
+    if stream.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
+    raw = reader.load().select("value", "topic", "partition", "offset", "timestamp")
+    parsed = raw.mapInPandas(partial(parse_batches, schema=settings.events, max_bytes=stream.max_event_bytes), PARSED_DDL)
+    ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
+    windows = parsed.groupBy("group_key").transformWithStateInPandas(
+        WindowProcessor(spec.window.length, len(spec.features), ttl_ms), WINDOW_SCHEMA, "Append",
+        "ProcessingTime" if ttl_ms else "None",
+    )  # fmt: skip
+    scored = windows.mapInPandas(partial(score_batches, ref=ref), SCORED_SCHEMA)
+    writer = BatchWriter(stream, fmt, options)
+    query = (scored.writeStream.foreachBatch(writer).option("checkpointLocation", str(stream.checkpoint))
+             .trigger(processingTime=stream.trigger_interval).queryName("seqstream").start())  # fmt: skip
+    return query, writer
+
+
+def run_until_stopped(query: Any, stop: threading.Event, *, grace_s: float = 300.0) -> None:
+    """Wait for the query; on ``stop`` let the running micro-batch finish, then stop it."""
+    while query.isActive and not stop.is_set():
+        query.awaitTermination(1)
+    if query.isActive:
+        # Finish the micro-batch running now (its progress report marks the end), then stop.
+        reports = len(query.recentProgress)
+        deadline = time.monotonic() + grace_s
+        while (query.status.get("isTriggerActive") and len(query.recentProgress) == reports
+               and time.monotonic() < deadline):  # fmt: skip
+            time.sleep(0.05)
+        query.stop()
+    if query.exception() is not None:
+        raise SeqstreamError(f"streaming query failed: {query.exception()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="seqstream stream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--config", help="YAML config file (or $SEQSTREAM_CONFIG)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.config, parse_assignments(args.set))
+    from pipeline.broker import resolve_bootstrap
+    from pipeline.spark import job_spark
+
+    check_outputs(settings)
+    check_model(settings)
+    bootstrap = resolve_bootstrap(settings)
+    spark = job_spark("seqstream-stream")
+    query, _ = build_query(spark, settings, bootstrap)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_until_stopped(query, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Scoring windows in Spark: a ``mapInPandas`` step with the model loaded once per Python worker.
+
+The model is found by path (local, ``--files`` or shared storage) and checked against the sha256
+the driver saw, so every worker scores with the same weights; it is cached per worker by that
+hash and never reloaded per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
+
+from model.artifact import load_artifact
+from model.inference import WindowScorer
+from pipeline.errors import SeqstreamError
+from pipeline.stateful_windows import WINDOW_SCHEMA
+
+SCORED_SCHEMA = StructType(
+    WINDOW_SCHEMA.fields
+    + [StructField("score", DoubleType()), StructField("prediction", ArrayType(DoubleType())),
+       StructField("model_version", StringType())]  # fmt: skip
+)
+
+_SCORERS: dict[tuple, WindowScorer] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What the driver ships to workers: where the artifact is and which one it must be."""
+
+    path: str
+    sha256: str
+    device: str = "cpu"
+    batch_size: int = 1024
+
+
+def scorer_for(ref: ModelRef) -> WindowScorer:
+    cache_key = (ref.path, ref.sha256, ref.device, ref.batch_size)
+    if cache_key not in _SCORERS:
+        loaded = load_artifact(ref.path)
+        if loaded.spec.weights_sha256 != ref.sha256:
+            raise SeqstreamError(
+                f"model at {ref.path} on this worker has weights {loaded.spec.weights_sha256}, the "
+                f"driver checked {ref.sha256}: ship the same artifact to every node"
+            )
+        _SCORERS[cache_key] = WindowScorer(loaded, device=ref.device, batch_size=ref.batch_size)
+    return _SCORERS[cache_key]
+
+
+def score_batches(batches: Iterator[pd.DataFrame], ref: ModelRef) -> Iterator[pd.DataFrame]:
+    """Adds score, prediction and model_version to windows long enough to score."""
+    scorer = scorer_for(ref)
+    spec = scorer.spec
+    length, features = spec.window.length, len(spec.features)
+    for batch in batches:
+        batch["score"] = np.nan
+        batch["prediction"] = None
+        batch["model_version"] = None
+        ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch["reason"].isna().to_numpy()
+        if ready.any():
+            windows = np.stack(batch.loc[ready, "window"].to_numpy()).reshape(-1, length, features)
+            scores = scorer.score(windows, batch.loc[ready, "window_length"].to_numpy())
+            batch.loc[ready, "score"] = scores.score
+            batch.loc[ready, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[ready])
+            batch.loc[ready, "model_version"] = spec.version
+        batch["score"] = batch["score"].where(ready, None)
+        yield batch

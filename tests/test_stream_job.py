@@ -1,0 +1,198 @@
+"""The streaming job end to end: accounting, exact scores against an independent reference
+across micro-batches, a graceful restart and a SIGKILL, and dead letters."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from jobs.stream import build_query, run_until_stopped
+from model.artifact import DEMO_MODEL_DIR
+from pipeline.config import EventSchema, load_settings
+from pipeline.kafka_clients import open_producer
+from pipeline.producer import produce_messages
+from pipeline.replay import SyntheticSpec, synthetic_stream
+from pipeline.topics import TopicAdmin
+from test_model_artifact import standalone_loader
+
+REPO = Path(__file__).resolve().parents[1]
+MIN_LENGTH, LENGTH = 8, 32  # the demo model's window
+
+
+@pytest.fixture(scope="module")
+def reference_scorer():  # type: ignore[no-untyped-def]
+    """README's torch-only loader: no seqstream code computes the expected scores."""
+    namespace: dict = {}
+    exec(standalone_loader(), namespace)  # noqa: S102 - our own README snippet
+    config, lstm, head = namespace["load_seqstream_model"](str(DEMO_MODEL_DIR))
+    return lambda events: namespace["forecast_score"](config, lstm, head, events)
+
+
+@pytest.fixture(scope="module")
+def stream_topic(bootstrap_servers, admin: TopicAdmin):  # type: ignore[no-untyped-def]
+    """Synthetic events on the demo model's scale, a few late and ~3% malformed."""
+    topic = f"stream-{int(time.time() * 1000)}"
+    admin.create_topic(topic, 3)
+    spec = SyntheticSpec(keys=6, events_per_key=120, late_rate=0.05, malformed_rate=0.03, seed=5)
+    messages = synthetic_stream(spec, EventSchema()).messages
+    producer = open_producer(bootstrap_servers)
+    produce_messages(messages, producer, topic)
+    producer.close()
+    yield topic, log_of(bootstrap_servers, topic, admin, messages)
+    admin.delete_topic(topic)
+
+
+def log_of(bootstrap: str, topic: str, admin: TopicAdmin, messages) -> dict[tuple[int, int], object]:  # type: ignore[no-untyped-def]
+    """(partition, offset) -> the Message produced there; per-key order maps log to messages."""
+    ends = admin.end_offsets(topic)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, max_poll_records=100_000)
+    consumer.assign([TopicPartition(topic, p) for p in ends])
+    consumer.seek_to_beginning()
+    records = []
+    while len(records) < sum(ends.values()):
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records.extend(batch)
+    consumer.close()
+    by_key = defaultdict(list)
+    for m in messages:
+        by_key[m.key].append(m)
+    seen: dict[str, int] = defaultdict(int)
+    log = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        key = r.key.decode()
+        message = by_key[key][seen[key]]
+        seen[key] += 1
+        assert message.value == r.value
+        log[(r.partition, r.offset)] = message
+    return log
+
+
+def expected_scores(log, reference_scorer) -> dict[tuple[int, int], float]:  # type: ignore[no-untyped-def]
+    history: dict[str, list[float]] = defaultdict(list)
+    expected = {}
+    for position in sorted(log):  # a key lives in one partition: offset order is its log order
+        message = log[position]
+        if message.event is None:
+            continue
+        history[message.key].append(message.event.features)
+        events = np.asarray(history[message.key][-LENGTH:], np.float32)
+        if len(history[message.key]) >= MIN_LENGTH:
+            expected[position] = reference_scorer(events)
+    return expected
+
+
+def settings_for(tmp_path: Path, topic: str, bootstrap: str, **stream):  # type: ignore[no-untyped-def]
+    return load_settings(None, {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "stream": {"topics": [topic], "checkpoint": str(tmp_path / "cp"), "parquet_path": str(tmp_path / "scores"),
+                   "dead_letter_path": str(tmp_path / "dead"), "max_offsets_per_trigger": 150,
+                   "trigger_interval": "0 seconds", **stream},
+    })  # fmt: skip
+
+
+def run_until(spark, settings, bootstrap: str, events: int, stop_after: int | None = None):  # type: ignore[no-untyped-def]
+    """Run the job until ``events`` were accounted for (or ``stop_after``), then stop it gracefully."""
+    query, writer = build_query(spark, settings, bootstrap)
+    stop = threading.Event()
+    target = stop_after or events
+    watcher = threading.Thread(target=lambda: _watch(writer, target, stop, query), daemon=True)
+    watcher.start()
+    run_until_stopped(query, stop)
+    return writer.history
+
+
+def _watch(writer, target: int, stop: threading.Event, query) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 240
+    while sum(c.events_in for c in writer.history) < target and time.monotonic() < deadline and query.isActive:
+        time.sleep(0.2)
+    stop.set()
+
+
+def read_scores(path: Path) -> list[dict]:
+    table = pq.read_table(path).to_pylist() if path.exists() else []
+    return table
+
+
+def check_output(tmp_path: Path, log, expected) -> None:  # type: ignore[no-untyped-def]
+    scores = read_scores(tmp_path / "scores")
+    positions = [(r["partition"], r["offset"]) for r in scores]
+    assert len(positions) == len(set(positions)), "a score was written twice"
+    assert set(positions) == set(expected), "scored events differ from the reference's"
+    worst = max(abs(r["score"] - expected[(r["partition"], r["offset"])]) for r in scores)
+    assert worst < 1e-5, f"largest score difference {worst}"
+    assert {r["model_version"] for r in scores} == {"nab-cpu-forecast-1"}
+    dead = read_scores(tmp_path / "dead")
+    dead_positions = sorted((r["partition"], r["offset"]) for r in dead)
+    assert dead_positions == sorted(p for p, m in log.items() if m.event is None)
+    assert all(r["reason"] and r["value"] == log[(r["partition"], r["offset"])].value for r in dead)
+
+
+def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
+    spark, bootstrap_servers, stream_topic, reference_scorer, tmp_path
+) -> None:
+    topic, log = stream_topic
+    expected = expected_scores(log, reference_scorer)
+    settings = settings_for(tmp_path, topic, bootstrap_servers)
+    first = run_until(spark, settings, bootstrap_servers, len(log), stop_after=len(log) // 2)
+    assert 0 < sum(c.events_in for c in first) < len(log)  # stopped halfway: state must carry over
+    second = run_until(spark, settings, bootstrap_servers, len(log) - sum(c.events_in for c in first))
+    history = first + second
+    assert len(history) >= 4 and max(c.events_in for c in history) <= 150
+    assert sum(c.events_in for c in history) == len(log)
+    assert sum(c.scored for c in history) == len(expected)
+    assert sum(c.dead_lettered for c in history) == sum(1 for m in log.values() if m.event is None)
+    assert sum(c.not_yet_scoreable for c in history) == 6 * (MIN_LENGTH - 1)
+    check_output(tmp_path, log, expected)
+
+
+def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
+    spark, bootstrap_servers, stream_topic, reference_scorer, tmp_path
+) -> None:
+    topic, log = stream_topic
+    settings = settings_for(tmp_path, topic, bootstrap_servers)
+    sets = [f"kafka.bootstrap_servers={bootstrap_servers}", f"stream.topics=[{topic}]",
+            f"stream.checkpoint={tmp_path / 'cp'}", f"stream.parquet_path={tmp_path / 'scores'}",
+            f"stream.dead_letter_path={tmp_path / 'dead'}", "stream.max_offsets_per_trigger=150",
+            "stream.trigger_interval=0 seconds"]  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-m", "jobs.stream", *[a for s in sets for a in ("--set", s)]], cwd=REPO,
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    checkpoint = tmp_path / "cp"
+    deadline = time.monotonic() + 240
+    while not ((checkpoint / "commits" / "1").exists() and (checkpoint / "offsets" / "2").exists()):
+        assert child.poll() is None, child.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the job made no progress"
+        time.sleep(0.05)
+    assert not (checkpoint / "commits" / "2").exists()
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    done = len(list((checkpoint / "commits").glob("[0-9]*")))
+    rerun = run_until(spark, settings, bootstrap_servers, len(log) - 150 * done)
+    assert rerun and rerun[0].batch_id == 2  # the killed batch is re-run first
+    check_output(tmp_path, log, expected_scores(log, reference_scorer))
+
+
+def test_model_that_does_not_fit_the_events_fails_before_reading(spark, bootstrap_servers, tmp_path) -> None:
+    settings = load_settings(None, {
+        "events": {"features": ["cpu", "mem"]},
+        "stream": {"checkpoint": str(tmp_path / "cp"), "parquet_path": str(tmp_path / "s")},
+    })  # fmt: skip
+    from pipeline.errors import SeqstreamError
+
+    with pytest.raises(SeqstreamError, match=r"reads features \['value'\], but events.features is \['cpu', 'mem'\]"):
+        build_query(spark, settings, bootstrap_servers)
+    assert not (tmp_path / "cp").exists()
+    with pytest.raises(SeqstreamError, match="stream.checkpoint is required"):
+        build_query(spark, load_settings(None, {"stream": {"parquet_path": str(tmp_path / "s")}}), bootstrap_servers)
