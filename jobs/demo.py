@@ -1,70 +1,126 @@
-"""The demo: the bundled NAB series through Kafka and back, with every event accounted for.
+"""The demo: the bundled NAB series through Kafka, the streaming job and the demo model.
 
-Runs on ``kafka.bootstrap_servers`` when set, else on an embedded broker started and stopped
-here. Later stages (streaming job, scores, plot) extend this same entry point.
+Starts an embedded broker (or uses ``kafka.bootstrap_servers``), replays the four bundled CPU
+series as keyed events, runs the streaming job until every event is accounted for, then prints
+the accounting and, per series, how the scores line up with NAB's labelled anomaly windows,
+and draws ``out/demo/scores.png``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
+import threading
 import time
-from collections import Counter, defaultdict
+from contextlib import ExitStack
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from model.evaluate import load_nab_windows, point_auc, window_auc, window_labels
 from pipeline.broker import EmbeddedBroker
 from pipeline.config import Settings, load_settings
-from pipeline.kafka_clients import open_producer, read_range
+from pipeline.kafka_clients import open_producer
 from pipeline.producer import produce_messages
-from pipeline.replay import csv_messages, demo_series_files
+from pipeline.replay import DEMO_NAB_DIR, csv_messages, demo_series_files
+from pipeline.spark import local_spark
 from pipeline.topics import TopicAdmin
 
+OUT = Path("out/demo")
 
-def _replay_and_read_back(settings: Settings, bootstrap: str) -> None:
+
+def _produce(settings: Settings, bootstrap: str, topic: str) -> int:
     kafka = settings.kafka
-    topic = f"seqstream-demo-{int(time.time())}"
     messages = csv_messages(demo_series_files(), settings.events)
-    print(f"kafka: {bootstrap}; topic {topic}; {len(messages)} events from "
-          f"{len(demo_series_files())} bundled NAB series")  # fmt: skip
     with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
         admin.create_topic(topic, settings.producer.partitions)
-        producer = open_producer(bootstrap, client=kafka.client, options=kafka.options,
-                                 timeout_s=kafka.connect_timeout_s)  # fmt: skip
-        try:
-            result = produce_messages(messages, producer, topic, progress=sys.stderr.isatty())
-        finally:
-            producer.close()
-        begin, end = admin.beginning_offsets(topic), admin.end_offsets(topic)
-    ranges = {p: (begin[p], end[p]) for p in end}
-    read = defaultdict(list)
-    for record in read_range(bootstrap, topic, ranges, client=kafka.client, options=kafka.options,
-                             timeout_s=kafka.connect_timeout_s):  # fmt: skip
-        event = json.loads(record.value)
-        read[event[settings.events.key_field]].append(event[settings.events.time_field])
-    sent = defaultdict(list)
-    for message in messages:
-        sent[message.key].append(message.event.ts_ms)
-    print(f"\nproduced {result.sent}, acknowledged {result.acked}, failed {result.failed} "
-          f"({result.rate:,.0f} events/s with {producer.client})")  # fmt: skip
-    print(f"{'key':32} {'produced':>9} {'read back':>10}  per-key order")
-    for key in sorted(sent):
-        in_order = "kept" if read[key] == sent[key] else "BROKEN"
-        print(f"{key:32} {len(sent[key]):>9} {len(read[key]):>10}  {in_order}")
-    total_read = sum(len(v) for v in read.values())
-    print(f"{'total':32} {result.sent:>9} {total_read:>10}")
-    partitions = Counter({p: e - begin[p] for p, e in end.items()})
-    print(f"records per partition: {dict(sorted(partitions.items()))}")
-    if total_read != result.sent or any(read[k] != sent[k] for k in sent):
-        raise SystemExit("demo: events read back differ from events produced")
+    producer = open_producer(bootstrap, client=kafka.client, options=kafka.options, timeout_s=kafka.connect_timeout_s)
+    try:
+        result = produce_messages(messages, producer, topic, progress=sys.stderr.isatty())
+    finally:
+        producer.close()
+    print(f"produced {result.sent} events of {len(demo_series_files())} NAB series to {topic} on {bootstrap}: "
+          f"{result.acked} acknowledged, {result.failed} failed ({result.rate:,.0f} events/s)")  # fmt: skip
+    return result.sent
+
+
+def _stream(settings: Settings, bootstrap: str, topic: str, events: int, run_dir: Path):  # type: ignore[no-untyped-def]
+    from jobs.stream import build_query, run_until_stopped
+
+    settings = settings.model_copy(update={"stream": settings.stream.model_copy(update={
+        "topics": [topic], "checkpoint": run_dir / "checkpoint", "parquet_path": run_dir / "scores",
+        "dead_letter_path": run_dir / "dead_letters", "max_offsets_per_trigger": 6000,
+        "trigger_interval": "0 seconds", "starting_offsets": "earliest",
+    })})  # fmt: skip
+    spark = local_spark("seqstream-demo")
+    started = time.monotonic()
+    query, writer = build_query(spark, settings, bootstrap)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while sum(c.events_in for c in writer.history) < events and query.isActive:
+            time.sleep(0.5)
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    run_until_stopped(query, stop)
+    seconds = time.monotonic() - started
+    history = writer.history
+    print(f"streaming job: {len(history)} micro-batches in {seconds:.0f}s (start-up included); "
+          f"{sum(c.events_in for c in history)} events in: {sum(c.scored for c in history)} scored, "
+          f"{sum(c.not_yet_scoreable for c in history)} not yet scoreable (a key's first events), "
+          f"{sum(c.dead_lettered for c in history)} dead-lettered")  # fmt: skip
+    scores = spark.read.parquet(str(run_dir / "scores")).select("key", "event_time", "score").toPandas()
+    spark.stop()
+    return scores
+
+
+def _report(scores: pd.DataFrame, run_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.config import EventSchema
+    from pipeline.replay import read_series_csv
+
+    files = demo_series_files()
+    fig, axes = plt.subplots(len(files), 1, figsize=(12, 2.6 * len(files)), sharex=False)
+    print(f"\n{'series':28} {'scored':>7} {'window AUC':>10} {'point AUC':>9}  (labelled anomaly windows vs the rest)")
+    for ax, path in zip(np.atleast_1d(axes), files, strict=True):
+        events = read_series_csv(path, EventSchema())
+        values = pd.Series([e.features[0] for e in events], index=pd.to_datetime([e.ts_ms for e in events], unit="ms"))
+        mine = scores[scores["key"] == path.stem].sort_values("event_time")
+        times = pd.to_datetime(mine["event_time"]).dt.tz_localize(None)
+        windows = load_nab_windows(DEMO_NAB_DIR / "anomaly_windows.json", path)
+        inside = window_labels((times.astype("int64") // 1_000_000).to_numpy(), windows)
+        score = mine["score"].to_numpy()
+        print(f"{path.stem:28} {len(mine):>7} {window_auc(score, inside):>10.2f} {point_auc(score, inside):>9.2f}")
+        ax.plot(values.index, values.to_numpy(), color="0.55", lw=0.6, label="value")
+        twin = ax.twinx()
+        twin.plot(times, score, color="tab:red", lw=0.6, label="anomaly score")
+        for start, end in windows:
+            ax.axvspan(pd.Timestamp(start), pd.Timestamp(end), color="tab:orange", alpha=0.25)
+        ax.set_title(f"{path.stem}: value (grey), score (red), NAB anomaly windows (orange)", fontsize=9)
+    fig.tight_layout()
+    png = run_dir / "scores.png"
+    fig.savefig(png, dpi=90)
+    return png
 
 
 def run_demo(settings: Settings) -> None:
-    if settings.kafka.bootstrap_servers:
-        _replay_and_read_back(settings, settings.kafka.bootstrap_servers)
-        return
-    with EmbeddedBroker(start_timeout_s=settings.broker.start_timeout_s) as broker:
-        print(f"started the embedded broker (Tansu) on {broker.bootstrap_servers}")
-        _replay_and_read_back(settings, broker.bootstrap_servers)
-    print("stopped the embedded broker")
+    run_dir = OUT / time.strftime("%Y%m%d-%H%M%S")
+    topic = f"seqstream-demo-{int(time.time())}"
+    with ExitStack() as stack:
+        bootstrap = settings.kafka.bootstrap_servers
+        if not bootstrap:
+            bootstrap = stack.enter_context(EmbeddedBroker(start_timeout_s=settings.broker.start_timeout_s)).bootstrap_servers
+            print(f"started the embedded broker (Tansu) on {bootstrap}")
+        events = _produce(settings, bootstrap, topic)
+        scores = _stream(settings, bootstrap, topic, events, run_dir)
+    png = _report(scores, run_dir)
+    print(f"\nscores: {run_dir / 'scores'} (Parquet, by date); dead letters: {run_dir / 'dead_letters'}")
+    print(f"plot: {png}")
 
 
 if __name__ == "__main__":

@@ -59,12 +59,28 @@ def check_outputs(settings: Settings) -> None:
         raise SeqstreamError(f"stream.checkpoint {stream.checkpoint} exists and is not a folder")
 
 
+def _create_output_topics(settings: Settings, bootstrap: str) -> None:
+    """Kafka clusters often refuse to auto-create topics: make the output topics up front."""
+    wanted = [t for t in (settings.stream.output_topic, settings.stream.dead_letter_topic) if t]
+    if not wanted:
+        return
+    from pipeline.topics import TopicAdmin
+
+    kafka = settings.kafka
+    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+        existing = admin.list_topics()
+        for topic in wanted:
+            if topic not in existing:
+                admin.create_topic(topic, settings.producer.partitions)
+
+
 def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, BatchWriter]:
     """Start the streaming query; returns it and its batch writer (which keeps the counts)."""
     check_outputs(settings)
     ref = check_model(settings)
     spec = load_artifact(ref.path).spec
     stream = settings.stream
+    _create_output_topics(settings, bootstrap)
     spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
     fmt = kafka_format(spark, settings.kafka.connector)
     options = kafka_options(settings.kafka, bootstrap)

@@ -161,6 +161,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from jobs.stream import main as stream_main
+
+    forwarded = [a for pair in (("--set", item) for item in args.set) for a in pair]
+    if args.bootstrap_servers:
+        forwarded += ["--set", f"kafka.bootstrap_servers={args.bootstrap_servers}"]
+    return stream_main((["--config", args.config] if args.config else []) + forwarded)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
@@ -227,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _common(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("stream", help="run the streaming job (same as spark-submit jobs/stream.py)")
+    _common(p)
+    p.set_defaults(func=_cmd_stream)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the embedded broker and bundled data")
     _common(p)

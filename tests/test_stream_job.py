@@ -3,6 +3,7 @@ across micro-batches, a graceful restart and a SIGKILL, and dead letters."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,7 +144,7 @@ def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
 ) -> None:
     topic, log = stream_topic
     expected = expected_scores(log, reference_scorer)
-    settings = settings_for(tmp_path, topic, bootstrap_servers)
+    settings = settings_for(tmp_path, topic, bootstrap_servers, output_topic=f"{topic}-scores")
     first = run_until(spark, settings, bootstrap_servers, len(log), stop_after=len(log) // 2)
     assert 0 < sum(c.events_in for c in first) < len(log)  # stopped halfway: state must carry over
     second = run_until(spark, settings, bootstrap_servers, len(log) - sum(c.events_in for c in first))
@@ -154,6 +155,24 @@ def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
     assert sum(c.dead_lettered for c in history) == sum(1 for m in log.values() if m.event is None)
     assert sum(c.not_yet_scoreable for c in history) == 6 * (MIN_LENGTH - 1)
     check_output(tmp_path, log, expected)
+    check_kafka_scores(bootstrap_servers, settings.stream.output_topic, log, expected)
+
+
+def check_kafka_scores(bootstrap: str, topic: str, log, expected) -> None:  # type: ignore[no-untyped-def]
+    """At least once, JSON, keyed by the event key; duplicates carry the same source position."""
+    from pipeline.kafka_clients import read_range
+    from pipeline.topics import TopicAdmin
+
+    with TopicAdmin(bootstrap) as admin:
+        ends = admin.end_offsets(topic)
+    seen = {}
+    for record in read_range(bootstrap, topic, {p: (0, e) for p, e in ends.items()}):
+        body = json.loads(record.value)
+        position = (body["partition"], body["offset"])
+        assert record.key.decode() == body["key"] == log[position].key
+        seen[position] = body["score"]
+    assert set(seen) == set(expected)
+    assert max(abs(seen[p] - expected[p]) for p in seen) < 1e-5
 
 
 def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
