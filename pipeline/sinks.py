@@ -22,8 +22,8 @@ from pipeline.config import StreamSettings
 
 log = logging.getLogger("seqstream.metrics")
 
-SCORE_COLUMNS = ["key", "event_time", "topic", "partition", "offset", "window_length", "score",
-                 "prediction", "model_version", "processing_time"]  # fmt: skip
+SCORE_COLUMNS = ["key", "event_time", "topic", "partition", "offset", "kafka_timestamp", "window_length",
+                 "score", "prediction", "model_version", "processing_time"]  # fmt: skip
 DEAD_LETTER_COLUMNS = ["value", "topic", "partition", "offset", "kafka_timestamp", "reason", "processing_time"]
 
 
