@@ -32,7 +32,7 @@ from pipeline.stateful_windows import WINDOW_SCHEMA, WindowProcessor
 log = logging.getLogger("seqstream.stream")
 
 PARSED_DDL = ("value binary, topic string, partition int, offset long, timestamp timestamp, "
-              "group_key string, key string, event_time_ms long, features array<float>, reason string")  # fmt: skip
+              "key string, event_time_ms long, features array<float>, reason string")  # fmt: skip
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -91,7 +91,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Ba
     raw = reader.load().select("value", "topic", "partition", "offset", "timestamp")
     parsed = raw.mapInPandas(partial(parse_batches, schema=settings.events, max_bytes=stream.max_event_bytes), PARSED_DDL)
     ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
-    windows = parsed.groupBy("group_key").transformWithStateInPandas(
+    windows = parsed.groupBy("topic", "partition").transformWithStateInPandas(
         WindowProcessor(spec.window.length, len(spec.features), ttl_ms), WINDOW_SCHEMA, "Append",
         "ProcessingTime" if ttl_ms else "None",
     )  # fmt: skip

@@ -12,9 +12,7 @@ import pandas as pd
 
 from pipeline.config import EventSchema
 
-DEAD_LETTER_GROUP = "\x00dead-letter"  # group key of malformed rows: never a real key's group
-
-PARSED_COLUMNS = ["group_key", "key", "event_time_ms", "features", "reason"]
+PARSED_COLUMNS = ["key", "event_time_ms", "features", "reason"]
 
 
 def parse_value(value: bytes | None, schema: EventSchema, max_bytes: int) -> tuple[str, int, list[float]] | str:
@@ -53,15 +51,15 @@ def parse_value(value: bytes | None, schema: EventSchema, max_bytes: int) -> tup
 
 
 def parse_frame(values: pd.Series, schema: EventSchema, max_bytes: int) -> pd.DataFrame:
-    """One parsed row per value: group_key/key/event_time_ms/features, or reason."""
+    """One parsed row per value: key/event_time_ms/features, or the reason it is not an event."""
     rows = []
     for value in values:
         parsed = parse_value(value, schema, max_bytes)
         if isinstance(parsed, str):
-            rows.append((DEAD_LETTER_GROUP, None, None, None, parsed))
+            rows.append((None, None, None, parsed))
         else:
             key, ts, features = parsed
-            rows.append((key, key, ts, np.asarray(features, np.float32), None))
+            rows.append((key, ts, np.asarray(features, np.float32), None))
     return pd.DataFrame(rows, columns=PARSED_COLUMNS, index=values.index)
 
 

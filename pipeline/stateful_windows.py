@@ -1,9 +1,11 @@
-"""Per-key windows across micro-batches: ``groupBy(key).transformWithStateInPandas``.
+"""Per-key windows across micro-batches: ``groupBy(topic, partition).transformWithStateInPandas``.
 
-State per key is its last ``length - 1`` events (bounded), expiring after ``ttl_ms`` without
-events. Each new event comes out with the window ending at it, built by
-``pipeline.sequencing.extend_windows`` in log order (partition, offset). Malformed rows arrive
-under the dead-letter group and pass through untouched, so every input row comes out once.
+The key decides the Kafka partition, so all of a key's events are in one partition, in log
+order. Grouping by partition makes one Python call per partition and batch (not one per key)
+and keeps a map state of key -> its last ``length - 1`` events (bounded), each entry expiring
+after ``ttl_ms`` without events. Each new event comes out with the window ending at it, built
+by ``pipeline.sequencing.extend_windows``. Malformed rows pass through untouched, so every
+input row comes out once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pyspark.sql.types import (
     TimestampType,
 )  # fmt: skip
 
-from pipeline.parsing import DEAD_LETTER_GROUP
 from pipeline.sequencing import extend_windows
 
 WINDOW_SCHEMA = StructType([
@@ -29,7 +30,8 @@ WINDOW_SCHEMA = StructType([
     StructField("window", ArrayType(FloatType())), StructField("window_length", IntegerType()),
     StructField("value", BinaryType()), StructField("reason", StringType()),
 ])  # fmt: skip
-_STATE_SCHEMA = StructType([StructField("context", ArrayType(FloatType()))])
+_STATE_KEY = StructType([StructField("key", StringType())])
+_STATE_VALUE = StructType([StructField("context", ArrayType(FloatType()))])
 _COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]
 
 
@@ -40,26 +42,33 @@ class WindowProcessor(StatefulProcessor):
         self.ttl_ms = ttl_ms
 
     def init(self, handle: StatefulProcessorHandle) -> None:
-        self.context = handle.getValueState("context", _STATE_SCHEMA, self.ttl_ms)
+        self.contexts = handle.getMapState("contexts", _STATE_KEY, _STATE_VALUE, self.ttl_ms)
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:
-        batch = pd.concat(list(rows), ignore_index=True)
-        batch = batch.rename(columns={"timestamp": "kafka_timestamp"})
-        if key[0] == DEAD_LETTER_GROUP:
-            batch["window"] = None
-            batch["window_length"] = 0
-            yield batch[_COLUMNS]
+        batch = pd.concat(list(rows), ignore_index=True).rename(columns={"timestamp": "kafka_timestamp"})
+        dead = batch[batch["reason"].notna()].copy()
+        if len(dead):
+            dead["window"] = None
+            dead["window_length"] = 0
+            yield dead[_COLUMNS]
+        valid = batch[batch["reason"].isna()].sort_values("offset", kind="stable")
+        if valid.empty:
             return
-        batch = batch.sort_values(["partition", "offset"], kind="stable", ignore_index=True)
-        stored = self.context.get() if self.context.exists() else None
-        context = np.asarray(stored[0] if stored else [], np.float32).reshape(-1, self.features)
-        events = np.stack(batch["features"].to_numpy()).astype(np.float32, copy=False)
-        windows = extend_windows(context, events, self.length)
-        self.context.update((windows.context.ravel().tolist(),))
-        batch["window"] = list(windows.windows.reshape(len(batch), -1))
-        batch["window_length"] = windows.lengths.astype(np.int32)
-        batch["value"] = None
-        yield batch[_COLUMNS]
+        windows, lengths = [], []
+        keyed = valid.groupby("key", sort=False)
+        for event_key, rows_of_key in keyed:
+            stored = self.contexts.getValue((event_key,))
+            context = np.asarray(stored[0] if stored else [], np.float32).reshape(-1, self.features)
+            events = np.stack(rows_of_key["features"].to_numpy()).astype(np.float32, copy=False)
+            made = extend_windows(context, events, self.length)
+            self.contexts.updateValue((event_key,), (made.context.ravel().tolist(),))
+            windows.append(made.windows.reshape(len(events), -1))
+            lengths.append(made.lengths)
+        out = pd.concat([rows for _, rows in keyed], ignore_index=True)
+        out["window"] = list(np.concatenate(windows))
+        out["window_length"] = np.concatenate(lengths).astype(np.int32)
+        out["value"] = None
+        yield out[_COLUMNS]
 
     def close(self) -> None:
         pass
