@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pyspark
 import torch
 
-from jobs.stream import build_query, run_until_stopped
+from jobs.stream import build_query, run_until_accounted
 from model.artifact import DEMO_MODEL_DIR, load_artifact
 from model.inference import WindowScorer
 from pipeline.broker import EmbeddedBroker
@@ -65,18 +65,9 @@ def job_settings(bootstrap: str, topic: str, work: Path, **stream: object) -> Se
 
 def run_job(spark, settings: Settings, bootstrap: str, until_events: int, feed=None):  # type: ignore[no-untyped-def]
     query, writer = build_query(spark, settings, bootstrap)
-    stop = threading.Event()
-
-    def watch() -> None:
-        deadline = time.monotonic() + 900
-        while sum(c.events_in for c in writer.history) < until_events and query.isActive and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stop.set()
-
-    threading.Thread(target=watch, daemon=True).start()
     if feed is not None:
         threading.Thread(target=feed, daemon=True).start()
-    run_until_stopped(query, stop)
+    run_until_accounted(query, writer, until_events, timeout_s=900)
     return [p for p in query.recentProgress if p["numInputRows"] > 0], writer.history
 
 

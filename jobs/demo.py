@@ -9,7 +9,6 @@ and draws ``out/demo/scores.png``.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -45,7 +44,7 @@ def _produce(settings: Settings, bootstrap: str, topic: str) -> int:
 
 
 def _stream(settings: Settings, bootstrap: str, topic: str, events: int, run_dir: Path):  # type: ignore[no-untyped-def]
-    from jobs.stream import build_query, run_until_stopped
+    from jobs.stream import build_query, run_until_accounted
 
     settings = settings.model_copy(update={"stream": settings.stream.model_copy(update={
         "topics": [topic], "checkpoint": run_dir / "checkpoint", "parquet_path": run_dir / "scores",
@@ -55,15 +54,7 @@ def _stream(settings: Settings, bootstrap: str, topic: str, events: int, run_dir
     spark = local_spark("seqstream-demo")
     started = time.monotonic()
     query, writer = build_query(spark, settings, bootstrap)
-    stop = threading.Event()
-
-    def watch() -> None:
-        while sum(c.events_in for c in writer.history) < events and query.isActive:
-            time.sleep(0.5)
-        stop.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    run_until_stopped(query, stop)
+    run_until_accounted(query, writer, events)
     seconds = time.monotonic() - started
     history = writer.history
     print(f"streaming job: {len(history)} micro-batches in {seconds:.0f}s (start-up included); "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import DEMO_MODEL_DIR, load_artifact
+from model.spec import ModelSpec
 from pipeline.config import Settings, load_settings, parse_assignments
 from pipeline.connector import kafka_format, kafka_options
 from pipeline.errors import SeqstreamError
@@ -36,7 +37,7 @@ PARSED_DDL = ("value binary, topic string, partition int, offset long, timestamp
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
-def check_model(settings: Settings) -> ModelRef:
+def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
     """Load and validate the model on the driver, before any data is read."""
     stream = settings.stream
     path = Path(stream.model or DEMO_MODEL_DIR).resolve()
@@ -46,7 +47,7 @@ def check_model(settings: Settings) -> ModelRef:
             f"model {spec.version} at {path} reads features {spec.features}, but events.features is "
             f"{list(settings.events.features)}: they must be the same names in the same order"
         )
-    return ModelRef(str(path), spec.weights_sha256 or "", stream.device, stream.model_batch_size)
+    return ModelRef(str(path), spec.weights_sha256 or "", stream.device, stream.model_batch_size), spec
 
 
 def check_outputs(settings: Settings) -> None:
@@ -77,8 +78,7 @@ def _create_output_topics(settings: Settings, bootstrap: str) -> None:
 def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, BatchWriter]:
     """Start the streaming query; returns it and its batch writer (which keeps the counts)."""
     check_outputs(settings)
-    ref = check_model(settings)
-    spec = load_artifact(ref.path).spec
+    ref, spec = check_model(settings)
     stream = settings.stream
     _create_output_topics(settings, bootstrap)
     spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
@@ -116,6 +116,22 @@ def run_until_stopped(query: Any, stop: threading.Event, *, grace_s: float = 300
         query.stop()
     if query.exception() is not None:
         raise SeqstreamError(f"streaming query failed: {query.exception()}")
+
+
+def run_until_accounted(query: Any, writer: BatchWriter, events: int, *, timeout_s: float | None = None) -> None:
+    """Run until ``writer`` has accounted for ``events`` input events (or the query ends, or
+    ``timeout_s`` passes), then stop gracefully. For demos, benchmarks and tests."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while (sum(c.events_in for c in writer.history) < events and query.isActive
+               and (deadline is None or time.monotonic() < deadline)):  # fmt: skip
+            time.sleep(0.2)
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    run_until_stopped(query, stop)
 
 
 def main(argv: list[str] | None = None) -> int:

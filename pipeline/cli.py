@@ -164,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_stream(args: argparse.Namespace) -> int:
     from jobs.stream import main as stream_main
 
-    forwarded = [a for pair in (("--set", item) for item in args.set) for a in pair]
+    forwarded = [a for item in args.set for a in ("--set", item)]
     if args.bootstrap_servers:
         forwarded += ["--set", f"kafka.bootstrap_servers={args.bootstrap_servers}"]
     return stream_main((["--config", args.config] if args.config else []) + forwarded)
@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the bundled NAB series)")  # fmt: skip
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
-    defaults = __import__("model.train", fromlist=["TrainOptions"]).TrainOptions()
+    from model.train import TrainOptions
+
+    defaults = TrainOptions()
     for name in ("window", "min_length", "hidden_size", "num_layers", "proj_size", "epochs",
                  "batch_size", "seed"):  # fmt: skip
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))

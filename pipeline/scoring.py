@@ -25,7 +25,7 @@ SCORED_SCHEMA = StructType(
        StructField("model_version", StringType())]  # fmt: skip
 )
 
-_SCORERS: dict[tuple, WindowScorer] = {}
+_SCORERS: dict["ModelRef", WindowScorer] = {}
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,15 @@ class ModelRef:
 
 
 def scorer_for(ref: ModelRef) -> WindowScorer:
-    cache_key = (ref.path, ref.sha256, ref.device, ref.batch_size)
-    if cache_key not in _SCORERS:
+    if ref not in _SCORERS:
         loaded = load_artifact(ref.path)
         if loaded.spec.weights_sha256 != ref.sha256:
             raise SeqstreamError(
                 f"model at {ref.path} on this worker has weights {loaded.spec.weights_sha256}, the "
                 f"driver checked {ref.sha256}: ship the same artifact to every node"
             )
-        _SCORERS[cache_key] = WindowScorer(loaded, device=ref.device, batch_size=ref.batch_size)
-    return _SCORERS[cache_key]
+        _SCORERS[ref] = WindowScorer(loaded, device=ref.device, batch_size=ref.batch_size)
+    return _SCORERS[ref]
 
 
 def score_batches(batches: Iterator[pd.DataFrame], ref: ModelRef) -> Iterator[pd.DataFrame]:

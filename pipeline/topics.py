@@ -103,8 +103,9 @@ class TopicAdmin:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """The offset after the last record of each partition (the true high watermark)."""
-        reported = self._list_offsets(topic, OffsetSpec.LATEST)
-        return self._true_ends(topic, reported)
+        partitions = self.partitions(topic)
+        reported = self._list_offsets(topic, OffsetSpec.LATEST, partitions)
+        return self._true_ends(topic, reported, self._list_offsets(topic, OffsetSpec.EARLIEST, partitions))
 
     def offsets_for_times(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         """Per partition, the first offset whose record timestamp is >= ``timestamp_ms``, or the
@@ -148,18 +149,20 @@ class TopicAdmin:
         consumer.assign([])
         return result
 
-    def _list_offsets(self, topic: str, spec: Any, with_timestamp: bool = False) -> dict:
-        specs = {tp: spec for tp in self.partitions(topic)}
+    def _list_offsets(
+        self, topic: str, spec: Any, partitions: list[TopicPartition] | None = None,
+        with_timestamp: bool = False,
+    ) -> dict:  # fmt: skip
+        specs = {tp: spec for tp in partitions or self.partitions(topic)}
         answer = self._admin.list_partition_offsets(specs, timeout_ms=self._timeout_ms)
         if with_timestamp:
             return {tp.partition: (info.offset, info.timestamp) for tp, info in answer.items()}
         return {tp.partition: info.offset for tp, info in answer.items()}
 
-    def _true_ends(self, topic: str, reported: dict[int, int]) -> dict[int, int]:
+    def _true_ends(self, topic: str, reported: dict[int, int], starts: dict[int, int]) -> dict[int, int]:
         """One fetch from ``reported - 1`` per non-empty partition. A correct broker returns the
         record at ``reported - 1``; Tansu returns its whole last batch. Either way the fetch
         response's high watermark (right on both) and the records' offsets give the true end."""
-        starts = self.beginning_offsets(topic)
         pending = {TopicPartition(topic, p) for p, end in reported.items() if end > starts[p]}
         ends = dict(reported)
         if not pending:

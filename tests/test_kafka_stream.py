@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows, Read
 from pipeline.kafka_source import SHORT_NAME, KafkaDataSource, KafkaStreamReader
 from pipeline.kafka_source_options import parse_source_options
 from pipeline.topics import TopicAdmin
+from checkpoints import sigkill_mid_batch
 from test_kafka_source import fill
 
 HERE = Path(__file__).resolve().parent
@@ -144,15 +144,7 @@ def test_sigkill_mid_batch_then_restart_delivers_each_record_once(bootstrap_serv
     fill(bootstrap_servers, topic, counts)
     checkpoint, out = tmp_path / "cp", tmp_path / "out"
     running = child(bootstrap_servers, topic, str(checkpoint), str(out), "250", "2.0", "run")
-    deadline = time.monotonic() + 180
-    # Kill once batch 0 is committed and batch 1 is planned but not committed: mid-batch.
-    while not ((checkpoint / "commits" / "0").exists() and (checkpoint / "offsets" / "1").exists()):
-        assert running.poll() is None, running.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "the streaming query made no progress"
-        time.sleep(0.1)
-    assert not (checkpoint / "commits" / "1").exists()
-    os.killpg(running.pid, signal.SIGKILL)
-    running.wait()
+    sigkill_mid_batch(running, checkpoint, batch=1, timeout_s=180)
 
     drained = child(bootstrap_servers, topic, str(checkpoint), str(out), "250", "0", "drain")
     assert drained.wait(timeout=300) == 0, drained.stderr.read().decode()[-3000:]

@@ -4,11 +4,8 @@ across micro-batches, a graceful restart and a SIGKILL, and dead letters."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -18,13 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from jobs.stream import build_query, run_until_stopped
+from jobs.stream import build_query, run_until_accounted
 from model.artifact import DEMO_MODEL_DIR
 from pipeline.config import EventSchema, load_settings
 from pipeline.kafka_clients import open_producer
 from pipeline.producer import produce_messages
 from pipeline.replay import SyntheticSpec, synthetic_stream
 from pipeline.topics import TopicAdmin
+from checkpoints import sigkill_mid_batch
 from test_model_artifact import standalone_loader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,19 +103,8 @@ def settings_for(tmp_path: Path, topic: str, bootstrap: str, **stream):  # type:
 def run_until(spark, settings, bootstrap: str, events: int, stop_after: int | None = None):  # type: ignore[no-untyped-def]
     """Run the job until ``events`` were accounted for (or ``stop_after``), then stop it gracefully."""
     query, writer = build_query(spark, settings, bootstrap)
-    stop = threading.Event()
-    target = stop_after or events
-    watcher = threading.Thread(target=lambda: _watch(writer, target, stop, query), daemon=True)
-    watcher.start()
-    run_until_stopped(query, stop)
+    run_until_accounted(query, writer, stop_after or events, timeout_s=240)
     return writer.history
-
-
-def _watch(writer, target: int, stop: threading.Event, query) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 240
-    while sum(c.events_in for c in writer.history) < target and time.monotonic() < deadline and query.isActive:
-        time.sleep(0.2)
-    stop.set()
 
 
 def read_scores(path: Path) -> list[dict]:
@@ -189,14 +176,7 @@ def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     checkpoint = tmp_path / "cp"
-    deadline = time.monotonic() + 240
-    while not ((checkpoint / "commits" / "1").exists() and (checkpoint / "offsets" / "2").exists()):
-        assert child.poll() is None, child.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "the job made no progress"
-        time.sleep(0.05)
-    assert not (checkpoint / "commits" / "2").exists()
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
+    sigkill_mid_batch(child, checkpoint, batch=2, timeout_s=240)
     done = len(list((checkpoint / "commits").glob("[0-9]*")))
     rerun = run_until(spark, settings, bootstrap_servers, len(log) - 150 * done)
     assert rerun and rerun[0].batch_id == 2  # the killed batch is re-run first
