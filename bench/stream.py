@@ -64,11 +64,11 @@ def job_settings(bootstrap: str, topic: str, work: Path, **stream: object) -> Se
 
 
 def run_job(spark, settings: Settings, bootstrap: str, until_events: int, feed=None):  # type: ignore[no-untyped-def]
-    query, writer = build_query(spark, settings, bootstrap)
+    query, metrics = build_query(spark, settings, bootstrap)
     if feed is not None:
         threading.Thread(target=feed, daemon=True).start()
-    run_until_accounted(query, writer, until_events, timeout_s=900)
-    return [p for p in query.recentProgress if p["numInputRows"] > 0], writer.history
+    run_until_accounted(query, metrics, until_events, timeout_s=900)
+    return [p for p in query.recentProgress if p["numInputRows"] > 0], metrics.history
 
 
 def main() -> None:

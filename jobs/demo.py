@@ -53,10 +53,10 @@ def _stream(settings: Settings, bootstrap: str, topic: str, events: int, run_dir
     })})  # fmt: skip
     spark = local_spark("seqstream-demo")
     started = time.monotonic()
-    query, writer = build_query(spark, settings, bootstrap)
-    run_until_accounted(query, writer, events)
+    query, metrics = build_query(spark, settings, bootstrap)
+    run_until_accounted(query, metrics, events)
     seconds = time.monotonic() - started
-    history = writer.history
+    history = metrics.history
     print(f"streaming job: {len(history)} micro-batches in {seconds:.0f}s (start-up included); "
           f"{sum(c.events_in for c in history)} events in: {sum(c.scored for c in history)} scored, "
           f"{sum(c.not_yet_scoreable for c in history)} not yet scoreable (a key's first events), "

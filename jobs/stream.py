@@ -25,6 +25,7 @@ from model.spec import ModelSpec
 from pipeline.config import Settings, load_settings, parse_assignments
 from pipeline.connector import kafka_format, kafka_options
 from pipeline.errors import SeqstreamError
+from pipeline.metrics import MetricsListener, observe_input, observe_output
 from pipeline.parsing import parse_batches
 from pipeline.scoring import SCORED_SCHEMA, ModelRef, score_batches
 from pipeline.sinks import BatchWriter
@@ -34,6 +35,7 @@ log = logging.getLogger("seqstream.stream")
 
 PARSED_DDL = ("value binary, topic string, partition int, offset long, timestamp timestamp, "
               "key string, event_time_ms long, features array<float>, reason string")  # fmt: skip
+QUERY_NAME = "seqstream"
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -75,8 +77,8 @@ def _create_output_topics(settings: Settings, bootstrap: str) -> None:
                 admin.create_topic(topic, settings.producer.partitions)
 
 
-def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, BatchWriter]:
-    """Start the streaming query; returns it and its batch writer (which keeps the counts)."""
+def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, MetricsListener]:
+    """Start the streaming query; returns it and its metrics listener (which keeps the counts)."""
     check_outputs(settings)
     ref, spec = check_model(settings)
     stream = settings.stream
@@ -89,49 +91,74 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Ba
     if stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
     raw = reader.load().select("value", "topic", "partition", "offset", "timestamp")
-    parsed = raw.mapInPandas(partial(parse_batches, schema=settings.events, max_bytes=stream.max_event_bytes), PARSED_DDL)
+    parsed = observe_input(raw.mapInPandas(partial(parse_batches, schema=settings.events, max_bytes=stream.max_event_bytes), PARSED_DDL))
     ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
     windows = parsed.groupBy("topic", "partition").transformWithStateInPandas(
         WindowProcessor(spec.window.length, len(spec.features), ttl_ms), WINDOW_SCHEMA, "Append",
         "ProcessingTime" if ttl_ms else "None",
     )  # fmt: skip
-    scored = windows.mapInPandas(partial(score_batches, ref=ref), SCORED_SCHEMA)
-    writer = BatchWriter(stream, fmt, options)
-    query = (scored.writeStream.foreachBatch(writer).option("checkpointLocation", str(stream.checkpoint))
-             .trigger(processingTime=stream.trigger_interval).queryName("seqstream").start())  # fmt: skip
-    return query, writer
+    scored = observe_output(windows.mapInPandas(partial(score_batches, ref=ref), SCORED_SCHEMA))
+    metrics = MetricsListener(QUERY_NAME, stream.metrics_port)
+    metrics.attach(spark.streams)
+    try:
+        query = (scored.writeStream.foreachBatch(BatchWriter(stream, fmt, options))
+                 .option("checkpointLocation", str(stream.checkpoint))
+                 .trigger(processingTime=stream.trigger_interval).queryName(QUERY_NAME).start())  # fmt: skip
+    except BaseException:
+        metrics.close()
+        raise
+    metrics.query_id = str(query.id)
+    return query, metrics
 
 
-def run_until_stopped(query: Any, stop: threading.Event, *, grace_s: float = 300.0) -> None:
-    """Wait for the query; on ``stop`` let the running micro-batch finish, then stop it."""
-    while query.isActive and not stop.is_set():
-        query.awaitTermination(1)
-    if query.isActive:
-        # Finish the micro-batch running now (its progress report marks the end), then stop.
-        reports = len(query.recentProgress)
-        deadline = time.monotonic() + grace_s
-        while (query.status.get("isTriggerActive") and len(query.recentProgress) == reports
-               and time.monotonic() < deadline):  # fmt: skip
-            time.sleep(0.05)
-        query.stop()
+def run_until_stopped(query: Any, stop: threading.Event, metrics: MetricsListener | None = None,
+                      *, grace_s: float = 300.0) -> None:  # fmt: skip
+    """Wait for the query; on ``stop`` let the running micro-batch finish, then stop it (and
+    detach ``metrics`` once its last report is in)."""
+    try:
+        _wait_then_stop(query, stop, grace_s)
+    finally:
+        if metrics is not None:
+            metrics.drain(query)
+            metrics.close()
     if query.exception() is not None:
         raise SeqstreamError(f"streaming query failed: {query.exception()}")
 
 
-def run_until_accounted(query: Any, writer: BatchWriter, events: int, *, timeout_s: float | None = None) -> None:
-    """Run until ``writer`` has accounted for ``events`` input events (or the query ends, or
+def _wait_then_stop(query: Any, stop: threading.Event, grace_s: float) -> None:
+    while query.isActive and not stop.is_set():
+        query.awaitTermination(1)
+    if query.isActive:
+        # Finish the micro-batch running now (its progress report marks the end), then stop. A
+        # batch runs with new data, or without to expire state; a trigger that only polls
+        # offsets is not waited for.
+        reports = len(query.recentProgress)
+        deadline = time.monotonic() + grace_s
+        while _running_a_batch(query.status) and len(query.recentProgress) == reports and time.monotonic() < deadline:
+            time.sleep(0.05)
+        query.stop()
+
+
+def _running_a_batch(status: dict[str, Any]) -> bool:
+    return bool(status["isTriggerActive"]) and (
+        bool(status["isDataAvailable"]) or status["message"].startswith("No new data but cleaning up state")
+    )
+
+
+def run_until_accounted(query: Any, metrics: MetricsListener, events: int, *, timeout_s: float | None = None) -> None:
+    """Run until ``metrics`` has accounted for ``events`` input events (or the query ends, or
     ``timeout_s`` passes), then stop gracefully. For demos, benchmarks and tests."""
     stop = threading.Event()
 
     def watch() -> None:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while (sum(c.events_in for c in writer.history) < events and query.isActive
+        while (sum(c.events_in for c in metrics.history) < events and query.isActive
                and (deadline is None or time.monotonic() < deadline)):  # fmt: skip
             time.sleep(0.2)
         stop.set()
 
     threading.Thread(target=watch, daemon=True).start()
-    run_until_stopped(query, stop)
+    run_until_stopped(query, stop, metrics)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     check_model(settings)
     bootstrap = resolve_bootstrap(settings)
     spark = job_spark("seqstream-stream")
-    query, _ = build_query(spark, settings, bootstrap)
+    query, metrics = build_query(spark, settings, bootstrap)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_until_stopped(query, stop)
+    run_until_stopped(query, stop, metrics)
     return 0
 
 

@@ -7,6 +7,7 @@ number of windows in model batches of ``batch_size``. Windows come from
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -62,9 +63,13 @@ def resolve_device(requested: str) -> torch.device:
 
 
 class WindowScorer:
+    """``dtype=torch.bfloat16`` runs the network in bf16 (faster on GPUs, scores differ slightly:
+    ``bench/model.py`` reports by how much). ``pin_memory`` (default: on for CUDA) stages each
+    call's inputs in page-locked memory once so batches copy to the GPU asynchronously."""
+
     def __init__(
         self, model: LoadedModel, *, device: str = "cpu", batch_size: int = 1024,
-        num_threads: int | None = 1, dtype: torch.dtype = torch.float32,
+        num_threads: int | None = 1, dtype: torch.dtype = torch.float32, pin_memory: bool | None = None,
     ) -> None:  # fmt: skip
         if batch_size < 1:
             raise SeqstreamError(f"batch_size must be at least 1, got {batch_size}")
@@ -74,22 +79,25 @@ class WindowScorer:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.dtype = dtype
-        self.network = model.network.to(self.device, dtype).eval()
+        self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory and self.device.type == "cuda"
+        # A copy: moving or casting the caller's module in place would change it under other scorers.
+        self.network = copy.deepcopy(model.network).to(self.device, dtype).eval()
+        self.network.lstm.flatten_parameters()  # one contiguous weight buffer for cuDNN
 
     def _run(self, inputs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """The network over ``inputs`` in model batches; [n, outputs] float32."""
+        if not len(inputs):
+            return np.zeros((0, self.spec.head.output_size), np.float32)
+        x_all = torch.from_numpy(np.ascontiguousarray(inputs))
+        if self.pin_memory:
+            x_all = x_all.pin_memory()
+        n_all = torch.from_numpy(lengths)
         outputs = []
-        pin = self.device.type == "cuda"
         with torch.inference_mode():
             for start in range(0, len(inputs), self.batch_size):
-                x = torch.from_numpy(inputs[start : start + self.batch_size])
-                n = torch.from_numpy(lengths[start : start + self.batch_size])
-                if pin:
-                    x = x.pin_memory()
-                x = x.to(self.device, self.dtype, non_blocking=pin)
-                outputs.append(self.network(x, n).float().cpu().numpy())
-        out_size = self.spec.head.output_size
-        return np.concatenate(outputs) if outputs else np.zeros((0, out_size), np.float32)
+                x = x_all[start : start + self.batch_size].to(self.device, self.dtype, non_blocking=self.pin_memory)
+                outputs.append(self.network(x, n_all[start : start + self.batch_size]).float())
+            return torch.cat(outputs).cpu().numpy()
 
     def score(self, windows: np.ndarray, lengths: np.ndarray) -> Scores:
         """Score each window; every length must be at least the model's ``window.min_length``."""

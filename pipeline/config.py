@@ -105,6 +105,7 @@ class StreamSettings(_Section):
     dead_letter_topic: str | None = None
     state_ttl_s: float | None = Field(7 * 24 * 3600.0, gt=0)  # idle keys' state expires
     max_event_bytes: int = Field(65_536, ge=16)
+    metrics_port: int | None = Field(None, ge=0, le=65_535)  # Prometheus endpoint; 0 picks a free port
 
 
 _yaml_file: ContextVar[Path | None] = ContextVar("_yaml_file", default=None)

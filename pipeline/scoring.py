@@ -7,12 +7,13 @@ hash and never reloaded per batch.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StringType, StructField, StructType
 
 from model.artifact import load_artifact
 from model.inference import WindowScorer
@@ -22,7 +23,10 @@ from pipeline.stateful_windows import WINDOW_SCHEMA
 SCORED_SCHEMA = StructType(
     WINDOW_SCHEMA.fields
     + [StructField("score", DoubleType()), StructField("prediction", ArrayType(DoubleType())),
-       StructField("model_version", StringType())]  # fmt: skip
+       StructField("model_version", StringType()),
+       # For the batch metrics (pipeline.metrics), not written out: this row's share of its Arrow
+       # batch's scoring seconds, and the size of the model batch it was scored in.
+       StructField("scoring_s", DoubleType()), StructField("model_batch", IntegerType())]  # fmt: skip
 )
 
 _SCORERS: dict["ModelRef", WindowScorer] = {}
@@ -59,12 +63,20 @@ def score_batches(batches: Iterator[pd.DataFrame], ref: ModelRef) -> Iterator[pd
         batch["score"] = np.nan
         batch["prediction"] = None
         batch["model_version"] = None
+        batch["scoring_s"] = np.nan
+        batch["model_batch"] = None
         ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch["reason"].isna().to_numpy()
-        if ready.any():
+        count = int(ready.sum())
+        if count:
+            started = time.perf_counter()
             windows = np.stack(batch.loc[ready, "window"].to_numpy()).reshape(-1, length, features)
             scores = scorer.score(windows, batch.loc[ready, "window_length"].to_numpy())
             batch.loc[ready, "score"] = scores.score
             batch.loc[ready, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[ready])
             batch.loc[ready, "model_version"] = spec.version
+            batch.loc[ready, "scoring_s"] = (time.perf_counter() - started) / count
+            sizes = np.minimum(scorer.batch_size, count - np.arange(count) // scorer.batch_size * scorer.batch_size)
+            batch.loc[ready, "model_batch"] = sizes
         batch["score"] = batch["score"].where(ready, None)
+        batch["scoring_s"] = batch["scoring_s"].where(ready, None)
         yield batch

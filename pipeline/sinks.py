@@ -1,5 +1,5 @@
 """Writing one micro-batch of the streaming job (``foreachBatch``): scores and dead letters to
-Parquet and/or Kafka, plus the batch's counts, so every input event is accounted for.
+Parquet and/or Kafka. The batch's counts come from ``pipeline.metrics`` (observed metrics).
 
 Parquet is exactly-once: each batch's rows are written with dynamic partition overwrite under
 ``batch_id=<id>``, so a batch re-run after a crash replaces its own output and nothing else.
@@ -9,10 +9,6 @@ Kafka is at-least-once; a re-run batch sends its records again, recognisable by
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -20,21 +16,9 @@ from pyspark.sql import functions as F
 
 from pipeline.config import StreamSettings
 
-log = logging.getLogger("seqstream.metrics")
-
 SCORE_COLUMNS = ["key", "event_time", "topic", "partition", "offset", "kafka_timestamp", "window_length",
                  "score", "prediction", "model_version", "processing_time"]  # fmt: skip
 DEAD_LETTER_COLUMNS = ["value", "topic", "partition", "offset", "kafka_timestamp", "reason", "processing_time"]
-
-
-@dataclass(frozen=True)
-class BatchCounts:
-    batch_id: int
-    events_in: int
-    scored: int
-    not_yet_scoreable: int  # the key has fewer events than the model's min_length so far
-    dead_lettered: int
-    seconds: float
 
 
 def _write_parquet(frame: DataFrame, path: str, batch_id: int, partition_by: list[str]) -> None:
@@ -49,7 +33,6 @@ class BatchWriter:
         self.settings = settings
         self.kafka_format = kafka_format
         self.kafka_options = kafka_options
-        self.history: list[BatchCounts] = []
 
     def _to_kafka(self, frame: DataFrame, topic: str, key: Any) -> None:
         (frame.select(key.alias("key"), F.to_json(F.struct(*frame.columns)).alias("value"))
@@ -57,7 +40,6 @@ class BatchWriter:
          .mode("append").save())  # fmt: skip
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        started = time.monotonic()
         s = self.settings
         batch = batch.withColumn("processing_time", F.current_timestamp()).persist()
         try:
@@ -72,14 +54,5 @@ class BatchWriter:
                 _write_parquet(dead, str(s.dead_letter_path), batch_id, [])
             if s.dead_letter_topic:
                 self._to_kafka(dead.withColumn("value", F.base64("value")), s.dead_letter_topic, F.lit(None).cast("string"))
-            row = batch.agg(
-                F.count(F.lit(1)).alias("n"),
-                F.count("score").alias("scored"),
-                F.count("reason").alias("dead"),
-            ).first()
         finally:
             batch.unpersist()
-        counts = BatchCounts(batch_id, row["n"], row["scored"], row["n"] - row["scored"] - row["dead"],
-                             row["dead"], round(time.monotonic() - started, 3))  # fmt: skip
-        self.history.append(counts)
-        log.info(json.dumps({"event": "batch", **asdict(counts)}))

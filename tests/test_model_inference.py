@@ -99,9 +99,27 @@ def test_cuda_requested_without_a_gpu_falls_back_with_a_warning(caplog: pytest.L
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_scores_match_the_cpu() -> None:
+@pytest.mark.parametrize("pin_memory", [True, False])
+@pytest.mark.parametrize("lstm", [{}, {"bidirectional": True, "proj_size": 3}, {"batch_first": False, "bias": False}])
+def test_cuda_scores_match_the_cpu(lstm: dict, pin_memory: bool) -> None:
+    """Short windows (a key's first events) go through cuDNN's packed path; full ones do not."""
     batch = extend_windows(empty_context(2), series(300), 10)
     keep = batch.lengths >= 2
-    cpu = WindowScorer(loaded(), num_threads=None).score(batch.windows[keep], batch.lengths[keep])
-    gpu = WindowScorer(loaded(), device="cuda", batch_size=128, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
-    np.testing.assert_allclose(gpu.score, cpu.score, atol=1e-4, rtol=1e-4)
+    model = loaded(**lstm)
+    cpu = WindowScorer(model, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
+    gpu = WindowScorer(model, device="cuda", batch_size=128, num_threads=None, pin_memory=pin_memory)
+    assert gpu.device.type == "cuda" and gpu.pin_memory is pin_memory
+    got = gpu.score(batch.windows[keep], batch.lengths[keep])
+    np.testing.assert_allclose(got.score, cpu.score, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(got.prediction, cpu.prediction, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_on_cuda_stays_close_and_leaves_the_float32_model_alone() -> None:
+    batch = extend_windows(empty_context(2), series(300), 10)
+    model = loaded()
+    exact = WindowScorer(model, device="cuda", num_threads=None).score(batch.windows[9:], batch.lengths[9:])
+    bf16 = WindowScorer(model, device="cuda", dtype=torch.bfloat16, num_threads=None).score(batch.windows[9:], batch.lengths[9:])
+    assert next(model.network.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(bf16.score, exact.score, atol=0.05, rtol=0.05)

@@ -102,9 +102,9 @@ def settings_for(tmp_path: Path, topic: str, bootstrap: str, **stream):  # type:
 
 def run_until(spark, settings, bootstrap: str, events: int, stop_after: int | None = None):  # type: ignore[no-untyped-def]
     """Run the job until ``events`` were accounted for (or ``stop_after``), then stop it gracefully."""
-    query, writer = build_query(spark, settings, bootstrap)
-    run_until_accounted(query, writer, stop_after or events, timeout_s=240)
-    return writer.history
+    query, metrics = build_query(spark, settings, bootstrap)
+    run_until_accounted(query, metrics, stop_after or events, timeout_s=240)
+    return metrics.history
 
 
 def read_scores(path: Path) -> list[dict]:
@@ -141,8 +141,45 @@ def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
     assert sum(c.scored for c in history) == len(expected)
     assert sum(c.dead_lettered for c in history) == sum(1 for m in log.values() if m.event is None)
     assert sum(c.not_yet_scoreable for c in history) == 6 * (MIN_LENGTH - 1)
+    check_batch_metrics(history, keys=6)
     check_output(tmp_path, log, expected)
     check_kafka_scores(bootstrap_servers, settings.stream.output_topic, log, expected)
+
+
+def check_batch_metrics(history, keys: int) -> None:  # type: ignore[no-untyped-def]
+    """Per batch: one window per valid event, model batches that hold the scored windows, state
+    for each key seen so far, latency from the Kafka timestamp to the batch's end."""
+    for m in history:
+        assert m.windows == m.events_in - m.dead_lettered and m.late == 0
+        assert m.scored == 0 or (m.model_batches >= 1 and m.scoring_s > 0)
+        assert m.model_batch_max <= 1024 and m.model_batches * m.model_batch_max >= m.scored
+        assert 0 < m.keys_in_state <= keys
+        assert m.scored == 0 or 0 <= m.latency_p50_ms <= m.latency_p99_ms
+    assert history[-1].keys_in_state == keys
+
+
+def test_prometheus_endpoint_serves_the_listener_totals(spark, bootstrap_servers, stream_topic, tmp_path) -> None:
+    import threading
+    import urllib.request
+
+    from jobs.stream import run_until_stopped
+
+    topic, log = stream_topic
+    query, metrics = build_query(spark, settings_for(tmp_path, topic, bootstrap_servers, metrics_port=0), bootstrap_servers)
+    stop = threading.Event()
+    try:
+        deadline = time.monotonic() + 240
+        while sum(m.events_in for m in metrics.history) < len(log) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        page = urllib.request.urlopen(f"http://127.0.0.1:{metrics.prometheus.port}/metrics").read().decode()
+    finally:
+        stop.set()
+        run_until_stopped(query, stop, metrics)
+    served = {line.split(" ")[0]: float(line.split(" ")[1]) for line in page.splitlines() if line.startswith("seqstream_")}
+    for outcome in ("scored", "not_yet_scoreable", "dead_lettered", "late"):
+        assert served[f'seqstream_events_total{{outcome="{outcome}"}}'] == sum(getattr(m, outcome) for m in metrics.history)
+    assert served["seqstream_keys_in_state"] == 6
+    assert served["seqstream_model_batches_total"] == sum(m.model_batches for m in metrics.history)
 
 
 def check_kafka_scores(bootstrap: str, topic: str, log, expected) -> None:  # type: ignore[no-untyped-def]
