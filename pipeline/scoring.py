@@ -7,6 +7,8 @@ hash and never reloaded per batch.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +44,32 @@ class ModelRef:
     batch_size: int = 1024
 
 
+def executor_device(requested: str, gpu_addresses: list[str], visible: str | None) -> str:
+    """``cuda`` means the GPU Spark gave this task (``spark.task.resource.gpu.amount``), when it
+    gave one: its address is a physical index, renumbered if CUDA_VISIBLE_DEVICES narrows them."""
+    if requested != "cuda" or not gpu_addresses:
+        return requested
+    address = gpu_addresses[0]
+    if visible:
+        ordinals = [v.strip() for v in visible.split(",")]
+        if address in ordinals:
+            return f"cuda:{ordinals.index(address)}"
+    return f"cuda:{address}"
+
+
+def _task_device(requested: str) -> str:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    resources = context.resources() if context is not None else {}
+    gpu = resources.get("gpu")
+    return executor_device(requested, list(gpu.addresses) if gpu else [], os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def scorer_for(ref: ModelRef) -> WindowScorer:
+    device = _task_device(ref.device)
+    if device != ref.device:
+        ref = dataclasses.replace(ref, device=device)
     if ref not in _SCORERS:
         loaded = load_artifact(ref.path)
         if loaded.spec.weights_sha256 != ref.sha256:

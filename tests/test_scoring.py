@@ -1,0 +1,49 @@
+"""The scoring step's worker-side choices: which device, which artifact, which model batches."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.artifact import DEMO_MODEL_DIR, load_artifact
+from pipeline.errors import SeqstreamError
+from pipeline.scoring import ModelRef, executor_device, score_batches, scorer_for
+
+
+@pytest.mark.parametrize(
+    ("requested", "addresses", "visible", "expected"),
+    [
+        ("cuda", ["1"], None, "cuda:1"),  # the GPU Spark assigned to the task
+        ("cuda", ["3"], "2,3", "cuda:1"),  # renumbered under CUDA_VISIBLE_DEVICES
+        ("cuda", [], None, "cuda"),  # no GPU resource scheduling: the default GPU
+        ("cuda:0", ["1"], None, "cuda:0"),  # an explicit index wins
+        ("cpu", ["1"], None, "cpu"),
+    ],
+)
+def test_cuda_means_the_gpu_spark_assigned_to_the_task(requested, addresses, visible, expected) -> None:  # type: ignore[no-untyped-def]
+    assert executor_device(requested, addresses, visible) == expected
+
+
+def test_a_worker_with_other_weights_than_the_driver_checked_fails_naming_both(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    shutil.copytree(DEMO_MODEL_DIR, tmp_path / "model")
+    with pytest.raises(SeqstreamError, match=r"on this worker has weights [0-9a-f]{64}, the driver checked 0{64}"):
+        scorer_for(ModelRef(str(tmp_path / "model"), "0" * 64))
+
+
+def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
+    spec = load_artifact(DEMO_MODEL_DIR).spec
+    n, length = 10, spec.window.length
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "window": [rng.normal(50, 5, length).astype(np.float32) for _ in range(n)],
+        "window_length": [length] * (n - 1) + [spec.window.min_length - 1],  # the last is too short
+        "reason": [None] * n,
+    })  # fmt: skip
+    ref = ModelRef(str(DEMO_MODEL_DIR), spec.weights_sha256 or "", batch_size=4)
+    out = next(score_batches(iter([frame]), ref))
+    assert out["model_batch"].tolist()[:9] == [4, 4, 4, 4, 4, 4, 4, 4, 1]
+    assert pd.isna(out["model_batch"].iloc[9]) and pd.isna(out["score"].iloc[9])
+    assert out["score"].iloc[:9].notna().all() and (out["scoring_s"].iloc[:9] > 0).all()
