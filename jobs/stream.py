@@ -26,15 +26,13 @@ from pipeline.config import Settings, load_settings, parse_assignments
 from pipeline.connector import kafka_format, kafka_options
 from pipeline.errors import SeqstreamError
 from pipeline.metrics import MetricsListener, observe_input, observe_output
-from pipeline.parsing import parse_batches
+from pipeline.parsing import parse_events
 from pipeline.scoring import SCORED_SCHEMA, ModelRef, score_batches
 from pipeline.sinks import BatchWriter
 from pipeline.stateful_windows import WINDOW_SCHEMA, WindowProcessor
 
 log = logging.getLogger("seqstream.stream")
 
-PARSED_DDL = ("value binary, topic string, partition int, offset long, timestamp timestamp, "
-              "key string, event_time_ms long, features array<float>, reason string")  # fmt: skip
 QUERY_NAME = "seqstream"
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
@@ -90,8 +88,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
               .option("startingOffsets", stream.starting_offsets))  # fmt: skip
     if stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
-    raw = reader.load().select("value", "topic", "partition", "offset", "timestamp")
-    parsed = observe_input(raw.mapInPandas(partial(parse_batches, schema=settings.events, max_bytes=stream.max_event_bytes), PARSED_DDL))
+    parsed = observe_input(parse_events(reader.load(), settings.events, stream.max_event_bytes))
     ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
     windows = parsed.groupBy("topic", "partition").transformWithStateInPandas(
         WindowProcessor(spec.window.length, len(spec.features), ttl_ms), WINDOW_SCHEMA, "Append",

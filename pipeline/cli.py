@@ -170,6 +170,12 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     return stream_main((["--config", args.config] if args.config else []) + forwarded)
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from jobs.backfill import run_from_args
+
+    return run_from_args(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
@@ -242,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="run the streaming job (same as spark-submit jobs/stream.py)")
     _common(p)
     p.set_defaults(func=_cmd_stream)
+
+    from jobs.backfill import add_arguments as backfill_arguments
+
+    p = sub.add_parser("backfill", help="re-score a range of Kafka history as the streaming job would (jobs/backfill.py)")
+    backfill_arguments(p)
+    _common(p)
+    p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the embedded broker and bundled data")
     _common(p)

@@ -89,7 +89,7 @@ class BrokerSettings(_Section):
 
 
 class StreamSettings(_Section):
-    """The streaming job (jobs/stream.py) and, later, backfill."""
+    """The streaming job (jobs/stream.py); the backfill scores with its model settings."""
 
     topics: list[str] = Field(default_factory=lambda: ["events"], min_length=1)
     starting_offsets: str = "earliest"
@@ -106,6 +106,18 @@ class StreamSettings(_Section):
     state_ttl_s: float | None = Field(7 * 24 * 3600.0, gt=0)  # idle keys' state expires
     max_event_bytes: int = Field(65_536, ge=16)
     metrics_port: int | None = Field(None, ge=0, le=65_535)  # Prometheus endpoint; 0 picks a free port
+
+
+class BackfillSettings(_Section):
+    """The backfill job (jobs/backfill.py). Model, device, model batch size, topics and event
+    limits are the ``stream`` section's, so a backfill scores exactly as the stream does."""
+
+    parquet_path: Path | None = None  # its own folder: batch_id partitions here are chunk numbers
+    output_topic: str | None = None
+    dead_letter_path: Path | None = None
+    dead_letter_topic: str | None = None
+    chunk_events: int = Field(1_000_000, ge=1)  # offsets per chunk, over all partitions
+    progress_dir: Path = Path(".seqstream/backfill")  # plan, finished chunks, carried windows
 
 
 _yaml_file: ContextVar[Path | None] = ContextVar("_yaml_file", default=None)
@@ -132,6 +144,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    backfill: BackfillSettings = Field(default_factory=BackfillSettings)
 
     @classmethod
     def settings_customise_sources(

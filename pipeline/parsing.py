@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import pandas as pd
+from pyspark.sql import DataFrame
 
 from pipeline.config import EventSchema
 
 PARSED_COLUMNS = ["key", "event_time_ms", "features", "reason"]
+KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
+PARSED_DDL = ("value binary, topic string, partition int, offset long, timestamp timestamp, "
+              "key string, event_time_ms long, features array<float>, reason string")  # fmt: skip
 
 
 def parse_value(value: bytes | None, schema: EventSchema, max_bytes: int) -> tuple[str, int, list[float]] | str:
@@ -67,4 +72,11 @@ def parse_batches(batches: Iterator[pd.DataFrame], schema: EventSchema, max_byte
     """For ``mapInPandas`` over the Kafka columns (value, topic, partition, offset, timestamp)."""
     for batch in batches:
         parsed = parse_frame(batch["value"], schema, max_bytes)
-        yield pd.concat([batch[["value", "topic", "partition", "offset", "timestamp"]], parsed], axis=1)
+        yield pd.concat([batch[KAFKA_COLUMNS], parsed], axis=1)
+
+
+def parse_events(kafka_rows: DataFrame, schema: EventSchema, max_bytes: int) -> DataFrame:
+    """The Spark step both jobs run: Kafka rows -> ``PARSED_DDL`` rows (events or dead letters)."""
+    return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(
+        partial(parse_batches, schema=schema, max_bytes=max_bytes), PARSED_DDL
+    )

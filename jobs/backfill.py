@@ -1,0 +1,418 @@
+"""The backfill: re-score a bounded range of Kafka history exactly as the streaming job scored it.
+
+    spark-submit jobs/backfill.py --config seqstream.yaml --starting-offsets earliest
+    seqstream backfill --start-time 2026-11-01T00:00:00Z --end-time 2026-11-02T00:00:00Z --dry-run
+
+Same parsing, windowing (``pipeline.stateful_windows.window_rows``), scoring and sinks as the
+streaming job, as batch jobs. Windows at the range start are complete: before the first chunk,
+each key's last N-1 events before the start are read (looking back until every key of the range
+has them, or the log begins). The range is cut into chunks (every partition's k-th slice, read
+in parallel); each key's carried events pass from chunk to chunk as the streaming state does.
+
+Progress lives in ``backfill.progress_dir``: the resolved plan, and per finished chunk its
+counts and carried events. A re-run with the same request resumes after the last finished
+chunk; a chunk that was cut short is written again and replaces its own Parquet partition
+(``batch_id`` = chunk number), so nothing is duplicated there. Kafka output is at least once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import Settings, StreamSettings, load_settings, parse_assignments
+from pipeline.errors import SeqstreamError
+from pipeline.ranges import PartitionRange, assign_json, offsets_json, resolve_ranges, split_chunks
+
+log = logging.getLogger("seqstream.backfill")
+
+STATE_DDL = "topic string, partition int, key string, context array<float>"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for; a re-run with the same request resumes the same plan."""
+
+    topics: list[str]
+    starting_offsets: str = "earliest"
+    ending_offsets: str = "latest"
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ChunkCounts:
+    chunk: int
+    events_in: int
+    scored: int
+    not_yet_scoreable: int
+    dead_lettered: int
+    seconds: float
+
+
+# --- windows over a chunk ----------------------------------------------------------------------
+
+
+def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict[str, int],
+                   length: int, features: int) -> pd.DataFrame:  # fmt: skip
+    """One Kafka partition's events of a chunk (cogrouped with its carried events): the windows
+    of the events at or after ``emit_from`` and every key's carried events after the chunk."""
+    from pipeline.stateful_windows import window_rows
+
+    side = events if len(events) else state
+    topic, partition = str(side["topic"].iat[0]), int(side["partition"].iat[0])
+    contexts = {k: np.asarray(c, np.float32).reshape(-1, features) for k, c in zip(state["key"], state["context"])}
+    columns = ["key", "event_time_ms", "topic", "partition", "offset", "kafka_timestamp", "window",
+               "window_length", "value", "reason"]  # fmt: skip
+    if len(events):
+        out, updated = window_rows(events.rename(columns={"timestamp": "kafka_timestamp"}), contexts.get, length, features)
+        contexts.update(updated)
+        out = out[out["offset"] >= emit_from.get(f"{topic}:{partition}", 0)].assign(is_state=False)
+    else:
+        out = pd.DataFrame(columns=[*columns, "is_state"])
+    carried = pd.DataFrame({"key": list(contexts), "topic": topic, "partition": partition,
+                            "window": [c.ravel() for c in contexts.values()],
+                            "window_length": [len(c) for c in contexts.values()], "is_state": True})  # fmt: skip
+    return pd.concat([out, carried], ignore_index=True)[[*columns, "is_state"]]
+
+
+class Backfill:
+    """One backfill run: the plan, the Spark steps and the progress files."""
+
+    def __init__(self, spark: Any, settings: Settings, bootstrap: str) -> None:
+        from jobs.stream import check_model
+        from pipeline.connector import kafka_format, kafka_options
+
+        self.spark = spark
+        self.settings = settings
+        self.ref, self.spec = check_model(settings)
+        self.length, self.features = self.spec.window.length, len(self.spec.features)
+        self.format = kafka_format(spark, settings.kafka.connector)
+        self.options = kafka_options(settings.kafka, bootstrap)
+
+    def read_parsed(self, ranges: list[PartitionRange]) -> Any:
+        from pipeline.parsing import parse_events
+
+        kafka_rows = (self.spark.read.format(self.format).options(**self.options)
+                      .option("assign", assign_json(ranges)).option("startingOffsets", offsets_json(ranges, "start"))
+                      .option("endingOffsets", offsets_json(ranges, "end")).load())  # fmt: skip
+        return parse_events(kafka_rows, self.settings.events, self.settings.stream.max_event_bytes)
+
+    def windows(self, ranges: list[PartitionRange], emit_from: dict[str, int], state: pd.DataFrame) -> Any:
+        """Windows of ``ranges`` from ``emit_from`` on, plus carried-event rows (``is_state``)."""
+        from pyspark.sql.types import BooleanType, StructField, StructType
+
+        from pipeline.stateful_windows import WINDOW_SCHEMA
+
+        schema = StructType([*WINDOW_SCHEMA.fields, StructField("is_state", BooleanType())])
+        carried = self.spark.createDataFrame(state, STATE_DDL)
+        fn = partial(_chunk_windows, emit_from=emit_from, length=self.length, features=self.features)
+        return (self.read_parsed(ranges).groupBy("topic", "partition")
+                .cogroup(carried.groupBy("topic", "partition")).applyInPandas(fn, schema))  # fmt: skip
+
+    @staticmethod
+    def carried_events(windows: Any) -> pd.DataFrame:
+        rows = windows.where("is_state").selectExpr("topic", "partition", "key", "window AS context").toPandas()
+        return rows if len(rows) else empty_state()
+
+    def context_before(self, ranges: list[PartitionRange], lows: dict[str, int]) -> pd.DataFrame:
+        """Each range key's last N-1 events before its partition's start: look back (N-1) x keys
+        offsets, then four times further for partitions where a key still has too few, until
+        every key has them or the log begins."""
+        need = [r for r in ranges if r.start > lows[_name(r)] and r.events]
+        if self.length == 1 or not need:
+            return empty_state()
+        keys = (self.read_parsed(need).where("reason IS NULL").select("topic", "partition", "key")
+                .distinct().toPandas())  # fmt: skip
+        wanted = {name: set(group["key"]) for name, group in keys.assign(name=_names(keys)).groupby("name")}
+        lookback = {_name(r): (self.length - 1) * max(len(wanted.get(_name(r), ())), 1) for r in need}
+        found: list[pd.DataFrame] = []
+        while need:
+            reads = [PartitionRange(r.topic, r.partition, max(lows[_name(r)], r.start - lookback[_name(r)]), r.start)
+                     for r in need]  # fmt: skip
+            carried = self.carried_events(self.windows(reads, {_name(r): r.end for r in reads}, empty_state()))
+            carried = carried.assign(name=_names(carried))
+            pending = []
+            for r, read in zip(need, reads):
+                mine = carried[(carried["name"] == _name(r)) & carried["key"].isin(wanted.get(_name(r), set()))]
+                full = sum(len(c) == (self.length - 1) * self.features for c in mine["context"])
+                if full < len(wanted.get(_name(r), ())) and read.start > lows[_name(r)]:
+                    lookback[_name(r)] *= 4
+                    pending.append(r)
+                else:
+                    found.append(mine.drop(columns="name"))
+                    log.info("context of %s: %d keys, read back from offset %d", _name(r), len(mine), read.start)
+            need = pending
+        return pd.concat(found, ignore_index=True) if found else empty_state()
+
+    def run_chunk(self, index: int, chunk: list[PartitionRange], state: pd.DataFrame) -> tuple[ChunkCounts, pd.DataFrame]:
+        """Score and write one chunk; returns its counts and the carried events after it."""
+        from pyspark.sql import functions as F
+
+        from pipeline.scoring import SCORED_SCHEMA, score_batches
+        from pipeline.sinks import BatchWriter
+
+        started = time.monotonic()
+        windows = self.windows(chunk, {}, state).persist()
+        try:
+            out = windows.where(~F.col("is_state")).drop("is_state")
+            scoreable = (F.col("reason").isNull() & (F.col("window_length") >= self.spec.window.min_length)).cast("int")
+            totals = out.agg(F.count(F.lit(1)).alias("events"), F.count("reason").alias("dead"),
+                             F.coalesce(F.sum(scoreable), F.lit(0)).alias("scored")).first()  # fmt: skip
+            scored = out.mapInPandas(partial(score_batches, ref=self.ref), SCORED_SCHEMA)
+            BatchWriter(self.sink_settings(), self.format, self.options)(scored, index)
+            carried = self.carried_events(windows)
+        finally:
+            windows.unpersist()
+        counts = ChunkCounts(index, totals["events"], totals["scored"], totals["events"] - totals["dead"] - totals["scored"],
+                             totals["dead"], round(time.monotonic() - started, 3))  # fmt: skip
+        return counts, carried
+
+    def sink_settings(self) -> StreamSettings:
+        b = self.settings.backfill
+        return self.settings.stream.model_copy(update={
+            "parquet_path": b.parquet_path, "output_topic": b.output_topic,
+            "dead_letter_path": b.dead_letter_path, "dead_letter_topic": b.dead_letter_topic,
+        })  # fmt: skip
+
+
+def _name(r: PartitionRange) -> str:
+    return f"{r.topic}:{r.partition}"
+
+
+def _names(frame: pd.DataFrame) -> pd.Series:
+    return frame["topic"].astype(str) + ":" + frame["partition"].astype(str)
+
+
+def empty_state() -> pd.DataFrame:
+    return pd.DataFrame({"topic": pd.Series(dtype=str), "partition": pd.Series(dtype="int32"),
+                         "key": pd.Series(dtype=str), "context": pd.Series(dtype=object)})  # fmt: skip
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class Progress:
+    """``plan.json``, then per finished chunk ``chunk-NNNNN.json`` (counts) and
+    ``chunk-NNNNN.state.parquet`` (the carried events after it); ``context.state.parquet`` holds
+    those before the range. A file appears only once complete (written aside, then renamed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def plan(self) -> dict[str, Any] | None:
+        path = self.folder / "plan.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def start(self, plan: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write(self.folder / "plan.json", json.dumps(plan, indent=1).encode())
+
+    def clear(self) -> None:
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+
+    def finished(self) -> list[ChunkCounts]:
+        done = []
+        for index in range(len((self.plan() or {}).get("chunks", []))):
+            path = self.folder / f"chunk-{index:05d}.json"
+            if not path.exists():
+                break
+            done.append(ChunkCounts(**json.loads(path.read_text())))
+        return done
+
+    def state(self, name: str) -> pd.DataFrame | None:
+        path = self.folder / f"{name}.state.parquet"
+        return pq.read_table(path).to_pandas() if path.exists() else None
+
+    def save_state(self, name: str, state: pd.DataFrame) -> None:
+        schema = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("key", pa.string()),
+                            ("context", pa.list_(pa.float32()))])  # fmt: skip
+        table = pa.Table.from_pandas(state[["topic", "partition", "key", "context"]], schema=schema, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self._write(self.folder / f"{name}.state.parquet", sink.getvalue().to_pybytes())
+
+    def finish_chunk(self, counts: ChunkCounts, state: pd.DataFrame) -> None:
+        self.save_state(f"chunk-{counts.chunk:05d}", state)
+        self._write(self.folder / f"chunk-{counts.chunk:05d}.json", json.dumps(asdict(counts)).encode())
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        aside = path.with_name(path.name + ".tmp")
+        aside.write_bytes(data)
+        aside.replace(path)
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[str, Any]:
+    """Resolve the request against the broker: ranges, chunks and each partition's first offset."""
+    from pipeline.topics import TopicAdmin
+
+    kafka = settings.kafka
+    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+        ranges = resolve_ranges(admin, request.topics, starting=request.starting_offsets, ending=request.ending_offsets,
+                                start_time_ms=request.start_time_ms, end_time_ms=request.end_time_ms)  # fmt: skip
+        lows = {f"{t}:{p}": o for t in request.topics for p, o in admin.beginning_offsets(t).items()}
+    return {"request": asdict(request), "ranges": [asdict(r) for r in ranges], "lows": lows,
+            "chunks": [[asdict(r) for r in chunk] for chunk in split_chunks(ranges, settings.backfill.chunk_events)]}  # fmt: skip
+
+
+def describe_plan(plan: dict[str, Any], settings: Settings) -> str:
+    b = settings.backfill
+    lines = [f"{'topic':<24} {'partition':>9} {'start':>12} {'end':>12} {'events':>12}"]
+    for r in plan["ranges"]:
+        lines.append(f"{r['topic']:<24} {r['partition']:>9} {r['start']:>12} {r['end']:>12} {r['end'] - r['start']:>12,}")
+    total = sum(r["end"] - r["start"] for r in plan["ranges"])
+    lines += [
+        f"{total:,} events (offsets) in {len(plan['chunks'])} chunk(s) of about {b.chunk_events:,}; plus up to "
+        "window length - 1 earlier events per key read as context",
+        f"scores      -> parquet: {b.parquet_path or '-'}   kafka: {b.output_topic or '-'}",
+        f"dead letters -> parquet: {b.dead_letter_path or '-'}   kafka: {b.dead_letter_topic or '-'}",
+        f"progress    -> {b.progress_dir}",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def check_sinks(settings: Settings) -> None:
+    b, s = settings.backfill, settings.stream
+    if not (b.parquet_path or b.output_topic):
+        raise SeqstreamError("no output: set backfill.parquet_path and/or backfill.output_topic")
+    for mine, theirs, name in ((b.parquet_path, s.parquet_path, "parquet_path"), (b.dead_letter_path, s.dead_letter_path, "dead_letter_path")):
+        if mine is not None and theirs is not None and Path(mine).resolve() == Path(theirs).resolve():
+            raise SeqstreamError(f"backfill.{name} is stream.{name} ({mine}): give the backfill its own "
+                                 "folder, both number their batch_id partitions from 0")  # fmt: skip
+
+
+def run_backfill(spark: Any, settings: Settings, bootstrap: str, request: Request, *, restart: bool = False) -> list[ChunkCounts]:
+    """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included."""
+    check_sinks(settings)
+    progress = Progress(Path(settings.backfill.progress_dir))
+    job = Backfill(spark, settings, bootstrap)
+    plan = progress.plan()
+    if plan is not None and not restart and (plan["request"] != asdict(request) or plan.get("model") != job.ref.sha256):
+        raise SeqstreamError(
+            f"{progress.folder} holds the progress of another backfill ({plan['request']}, model "
+            f"{plan.get('model')}): pass --restart to discard it, or set backfill.progress_dir"
+        )
+    if plan is None or restart:
+        progress.clear()
+        plan = {**plan_backfill(settings, bootstrap, request), "model": job.ref.sha256}
+        progress.start(plan)
+    chunks = [[PartitionRange(**r) for r in chunk] for chunk in plan["chunks"]]
+    done = progress.finished()
+    if done:
+        log.info("resuming after chunk %d of %d", len(done), len(chunks))
+        state = progress.state(f"chunk-{len(done) - 1:05d}")
+    else:
+        state = progress.state("context")
+        if state is None:
+            state = job.context_before([PartitionRange(**r) for r in plan["ranges"]], plan["lows"])
+            progress.save_state("context", state)
+    total = sum(r.events for chunk in chunks for r in chunk)
+    started, done_before = time.monotonic(), sum(r.events for chunk in chunks[: len(done)] for r in chunk)
+    for index in range(len(done), len(chunks)):
+        counts, state = job.run_chunk(index, chunks[index], state)
+        progress.finish_chunk(counts, state)
+        done.append(counts)
+        offsets_done = sum(r.events for chunk in chunks[: index + 1] for r in chunk)
+        rate = (offsets_done - done_before) / max(time.monotonic() - started, 1e-9)
+        log.info("chunk %d/%d: %d events (%d scored, %d not yet scoreable, %d dead-lettered) in %.1fs; "
+                 "%d/%d done, %.0f events/s, %.0fs left", index + 1, len(chunks), counts.events_in, counts.scored,
+                 counts.not_yet_scoreable, counts.dead_lettered, counts.seconds, offsets_done, total, rate,
+                 (total - offsets_done) / rate if rate else 0.0)  # fmt: skip
+    return done
+
+
+def _epoch_ms(text: str | None) -> int | None:
+    """Epoch milliseconds, or an ISO-8601 time (UTC when it names no zone)."""
+    if text is None:
+        return None
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SeqstreamError(f"a time must be epoch milliseconds or ISO-8601 (2026-11-01T00:00:00Z), got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The backfill's own flags (``seqstream backfill`` adds the common --config/--set/...)."""
+    parser.add_argument("--topics", help="comma-separated (default: stream.topics)")
+    parser.add_argument("--starting-offsets", default="earliest", help='earliest, latest or {"topic":{"0":23,"1":-2}}')
+    parser.add_argument("--ending-offsets", default="latest", help='latest, earliest or {"topic":{"0":99,"1":-1}} (excluded)')
+    parser.add_argument("--start-time", help="epoch ms or ISO-8601: from the first record at or after it")
+    parser.add_argument("--end-time", help="epoch ms or ISO-8601: up to the first record at or after it (excluded)")
+    parser.add_argument("--model", help="model artifact folder (default: stream.model)")
+    parser.add_argument("--parquet-path", help="scores as Parquet (backfill.parquet_path)")
+    parser.add_argument("--output-topic", help="scores as JSON to this topic (backfill.output_topic)")
+    parser.add_argument("--dead-letter-path", help="dead letters as Parquet (backfill.dead_letter_path)")
+    parser.add_argument("--chunk-events", type=int, help="offsets per chunk (backfill.chunk_events)")
+    parser.add_argument("--progress-dir", help="plan and progress, for resuming (backfill.progress_dir)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved ranges and outputs, read nothing")
+    parser.add_argument("--restart", action="store_true", help="discard the progress of an earlier backfill")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    overrides = parse_assignments(args.set)
+    named = {("kafka", "bootstrap_servers"): args.bootstrap_servers, ("stream", "model"): args.model,
+             ("backfill", "parquet_path"): args.parquet_path, ("backfill", "output_topic"): args.output_topic,
+             ("backfill", "dead_letter_path"): args.dead_letter_path, ("backfill", "chunk_events"): args.chunk_events,
+             ("backfill", "progress_dir"): args.progress_dir}  # fmt: skip
+    for (section, field), value in named.items():
+        if value is not None:
+            overrides.setdefault(section, {})[field] = value
+    settings = load_settings(args.config, overrides)
+    request = Request(
+        topics=args.topics.split(",") if args.topics else list(settings.stream.topics),
+        starting_offsets=args.starting_offsets, ending_offsets=args.ending_offsets,
+        start_time_ms=_epoch_ms(args.start_time), end_time_ms=_epoch_ms(args.end_time),
+    )  # fmt: skip
+    from pipeline.broker import resolve_bootstrap
+
+    bootstrap = resolve_bootstrap(settings)
+    if args.dry_run:
+        print(describe_plan(plan_backfill(settings, bootstrap, request), settings))
+        return 0
+    check_sinks(settings)
+    from jobs.stream import check_model
+    from pipeline.spark import job_spark
+
+    check_model(settings)
+    spark = job_spark("seqstream-backfill")
+    counts = run_backfill(spark, settings, bootstrap, request, restart=args.restart)
+    events = sum(c.events_in for c in counts)
+    print(f"backfill: {events:,} events in {len(counts)} chunk(s): {sum(c.scored for c in counts):,} scored, "
+          f"{sum(c.not_yet_scoreable for c in counts):,} not yet scoreable, "
+          f"{sum(c.dead_lettered for c in counts):,} dead-lettered")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spark-submit jobs/backfill.py ...``: the same flags as ``seqstream backfill``."""
+    from pipeline.cli import main as cli_main
+
+    return cli_main(["backfill", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
