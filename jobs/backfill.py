@@ -302,9 +302,12 @@ def check_sinks(settings: Settings) -> None:
 
 def run_backfill(spark: Any, settings: Settings, bootstrap: str, request: Request, *, restart: bool = False) -> list[ChunkCounts]:
     """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included."""
+    from jobs.stream import create_output_topics
+
     check_sinks(settings)
     progress = Progress(Path(settings.backfill.progress_dir))
     job = Backfill(spark, settings, bootstrap)
+    create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
     plan = progress.plan()
     if plan is not None and not restart and (plan["request"] != asdict(request) or plan.get("model") != job.ref.sha256):
         raise SeqstreamError(

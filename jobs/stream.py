@@ -60,7 +60,7 @@ def check_outputs(settings: Settings) -> None:
         raise SeqstreamError(f"stream.checkpoint {stream.checkpoint} exists and is not a folder")
 
 
-def _create_output_topics(settings: Settings, bootstrap: str) -> None:
+def create_output_topics(settings: Settings, bootstrap: str) -> None:
     """Kafka clusters often refuse to auto-create topics: make the output topics up front."""
     wanted = [t for t in (settings.stream.output_topic, settings.stream.dead_letter_topic) if t]
     if not wanted:
@@ -80,7 +80,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     check_outputs(settings)
     ref, spec = check_model(settings)
     stream = settings.stream
-    _create_output_topics(settings, bootstrap)
+    create_output_topics(settings, bootstrap)
     spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
     fmt = kafka_format(spark, settings.kafka.connector)
     options = kafka_options(settings.kafka, bootstrap)
