@@ -1,0 +1,85 @@
+"""The streaming job's event-time mode: tumbling windows closed by the watermark, each scored once
+from its last events in event-time order, equal to an independent reference; late events counted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from jobs.stream import build_query, run_until_stopped
+from pipeline.config import EventSchema
+from pipeline.events import Event, event_message
+from pipeline.kafka_clients import open_producer
+from pipeline.producer import produce_messages
+from pipeline.replay import SyntheticSpec, synthetic_stream
+from test_stream_job import LENGTH, MIN_LENGTH, log_of, reference_scorer, settings_for  # noqa: F401 - fixture
+
+WINDOW_MS = 10 * 60_000  # "10 minutes", tumbling, aligned to the epoch as Spark aligns them
+WATERMARK_MS = 60_000
+
+
+def expected_windows(log, reference_scorer) -> dict[tuple[str, int], float | None]:  # type: ignore[no-untyped-def]
+    """(key, window end ms) -> score (None: too few events) for every window the watermark closed."""
+    events = [(m.event, position) for position, m in log.items() if m.event is not None]
+    watermark = max(e.ts_ms for e, _ in events) - WATERMARK_MS
+    by_window: dict[tuple[str, int], list] = defaultdict(list)
+    for event, position in events:
+        by_window[(event.key, event.ts_ms - event.ts_ms % WINDOW_MS + WINDOW_MS)].append((event.ts_ms, position, event.features))
+    expected = {}
+    for (key, end), members in by_window.items():
+        if end <= watermark:
+            values = np.asarray([f for _, _, f in sorted(members)[-LENGTH:]], np.float32)
+            expected[(key, end)] = reference_scorer(values) if len(values) >= MIN_LENGTH else None
+    return expected
+
+
+def run_until_windows(spark, settings, bootstrap: str, windows: int, events: int):  # type: ignore[no-untyped-def]
+    query, metrics = build_query(spark, settings, bootstrap)
+    stop = threading.Event()
+    deadline = time.monotonic() + 240
+    while (sum(m.windows for m in metrics.history) < windows or sum(m.events_in for m in metrics.history) < events) \
+            and query.isActive and time.monotonic() < deadline:  # fmt: skip
+        time.sleep(0.2)
+    stop.set()
+    run_until_stopped(query, stop, metrics)
+    return metrics.history
+
+
+def test_event_time_windows_score_each_closed_window_once_like_the_reference(
+    spark, bootstrap_servers, admin, reference_scorer, tmp_path  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    topic = f"time-{int(time.time() * 1000)}"
+    admin.create_topic(topic, 3)
+    spec = SyntheticSpec(keys=4, events_per_key=90, step_ms=45_000, late_rate=0.05, malformed_rate=0.03, seed=7)
+    messages = synthetic_stream(spec, EventSchema()).messages
+    producer = open_producer(bootstrap_servers)
+    produce_messages(messages, producer, topic)
+    log = log_of(bootstrap_servers, topic, admin, messages)
+    expected = expected_windows(log, reference_scorer)
+    settings = settings_for(tmp_path, topic, bootstrap_servers, mode="time", time_window="10 minutes",
+                            watermark="1 minute", max_offsets_per_trigger=100_000)  # fmt: skip
+    history = run_until_windows(spark, settings, bootstrap_servers, len(expected), len(log))
+    assert sum(m.windows for m in history) == len(expected)
+    assert sum(m.scored for m in history) == sum(1 for s in expected.values() if s is not None)
+    assert sum(m.dead_lettered for m in history) == sum(1 for m in log.values() if m.event is None)
+    assert sum(m.late for m in history) == 0  # one micro-batch of data: nothing behind the watermark yet
+    rows = pq.read_table(tmp_path / "scores").to_pylist()
+    got = {(r["key"], int(r["event_time"].timestamp() * 1000)): r for r in rows}
+    assert len(got) == len(rows), "a window was scored twice"
+    assert set(got) == {w for w, s in expected.items() if s is not None}
+    assert max(abs(r["score"] - expected[w]) for w, r in got.items()) < 1e-5
+
+    # An event older than the watermark, sent after it moved: dropped by Spark and counted as late.
+    oldest = min(m.event.ts_ms for m in log.values() if m.event is not None)
+    late = event_message(Event("key-0", oldest, (1.0,)), EventSchema())
+    produce_messages([late], producer, topic)
+    producer.close()
+    again = run_until_windows(spark, settings, bootstrap_servers, 0, 1)
+    assert sum(m.events_in for m in again) == 1 and sum(m.late for m in again) == 1
+    assert sum(m.windows for m in again) == 0
+    admin.delete_topic(topic)
