@@ -35,6 +35,7 @@ from pipeline.time_windows import event_time_windows
 log = logging.getLogger("seqstream.stream")
 
 QUERY_NAME = "seqstream"
+AVAILABLE_NOW = "available-now"  # stream.trigger_interval: catch up, then stop (scheduled runs)
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -102,10 +103,12 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     scored = observe_output(windows.mapInPandas(partial(score_batches, ref=ref), SCORED_SCHEMA))
     metrics = MetricsListener(QUERY_NAME, stream.metrics_port)
     metrics.attach(spark.streams)
+    trigger = ({"availableNow": True} if stream.trigger_interval == AVAILABLE_NOW
+               else {"processingTime": stream.trigger_interval})  # fmt: skip
     try:
         query = (scored.writeStream.foreachBatch(BatchWriter(stream, fmt, options))
                  .option("checkpointLocation", str(stream.checkpoint))
-                 .trigger(processingTime=stream.trigger_interval).queryName(QUERY_NAME).start())  # fmt: skip
+                 .trigger(**trigger).queryName(QUERY_NAME).start())  # fmt: skip
     except BaseException:
         metrics.close()
         raise

@@ -94,7 +94,7 @@ class StreamSettings(_Section):
     topics: list[str] = Field(default_factory=lambda: ["events"], min_length=1)
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = Field(None, ge=1)
-    trigger_interval: str = "5 seconds"
+    trigger_interval: str = "5 seconds"  # or "available-now": process what is there, then stop
     checkpoint: Path | None = None  # required by the job; checked at start
     model: Path | None = None  # None: the bundled demo model
     device: str = "cpu"
