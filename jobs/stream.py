@@ -77,6 +77,19 @@ def create_output_topics(settings: Settings, bootstrap: str) -> None:
                 admin.create_topic(topic, settings.producer.partitions)
 
 
+def state_partitions(settings: Settings, bootstrap: str) -> int:
+    """``stream.state_partitions``, or the subscribed topics' partition count: the windows are
+    grouped by Kafka partition, so more shuffle partitions would only be empty state-store
+    tasks (Spark's default is 200, each a RocksDB store opened every micro-batch)."""
+    if settings.stream.state_partitions:
+        return settings.stream.state_partitions
+    from pipeline.topics import TopicAdmin
+
+    kafka = settings.kafka
+    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+        return sum(admin.describe_topic(t).partitions for t in settings.stream.topics)
+
+
 def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, MetricsListener]:
     """Start the streaming query; returns it and its metrics listener (which keeps the counts)."""
     check_outputs(settings)
@@ -84,6 +97,8 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     stream = settings.stream
     create_output_topics(settings, bootstrap)
     spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
+    # Fixed in the checkpoint at the first run; a restarted query keeps its own.
+    spark.conf.set("spark.sql.shuffle.partitions", str(state_partitions(settings, bootstrap)))
     fmt = kafka_format(spark, settings.kafka.connector)
     options = kafka_options(settings.kafka, bootstrap)
     reader = (spark.readStream.format(fmt).options(**options).option("subscribe", ",".join(stream.topics))
@@ -103,8 +118,12 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     scored = observe_output(windows.mapInPandas(partial(score_batches, ref=ref), SCORED_SCHEMA))
     metrics = MetricsListener(QUERY_NAME, stream.metrics_port)
     metrics.attach(spark.streams)
-    trigger = ({"availableNow": True} if stream.trigger_interval == AVAILABLE_NOW
-               else {"processingTime": stream.trigger_interval})  # fmt: skip
+    trigger = {"processingTime": stream.trigger_interval}
+    if stream.trigger_interval == AVAILABLE_NOW:
+        trigger = {"availableNow": True}
+        # State expiry by processing time asks for a batch without data after every batch, so
+        # an available-now query would never end: run data batches only (expiry happens in them).
+        spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
     try:
         query = (scored.writeStream.foreachBatch(BatchWriter(stream, fmt, options))
                  .option("checkpointLocation", str(stream.checkpoint))

@@ -105,6 +105,7 @@ class StreamSettings(_Section):
     dead_letter_topic: str | None = None
     state_ttl_s: float | None = Field(7 * 24 * 3600.0, gt=0)  # idle keys' state expires
     max_event_bytes: int = Field(65_536, ge=16)
+    state_partitions: int | None = Field(None, ge=1)  # None: the topics' partition count
     metrics_port: int | None = Field(None, ge=0, le=65_535)  # Prometheus endpoint; 0 picks a free port
     mode: Literal["events", "time"] = "events"  # a window per event, or per event-time window
     time_window: str = "10 minutes"  # mode time: the window's length in event time
