@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_cmd_backfill)
 
+    sub.add_parser("bench", help="the benchmark harness: seqstream bench --help")  # dispatched in main()
+
     p = sub.add_parser("demo", help="the end-to-end demo on the embedded broker and bundled data")
     _common(p)
     p.set_defaults(func=_cmd_demo)
@@ -263,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser: seqstream bench --help
+        from bench.harness import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,0 +1,369 @@
+"""The benchmark harness (``seqstream bench``): one workload, everything measured side by side.
+
+    seqstream bench [--keys 1000] [--events-per-key 60] [--device cpu|cuda] [--skip-latency]
+
+Workload (issue 8's default): 1,000 keys, 8 features, window 32, an LSTM 64 x 2 with a linear
+forecast head (seeded random weights), produced into a 4-partition topic of the embedded broker
+(or ``SEQSTREAM_BOOTSTRAP_SERVERS``). In the same run, on the same events:
+
+1. the model alone: ``WindowScorer`` on every scoreable window, model batches 64..4096 (the limit);
+2. the streaming job: sustained events/s over the micro-batches after the first, and (unless
+   ``--skip-latency``) p50/p99 event-to-score latency at 50 % and 90 % of that rate, 1 s trigger;
+3. the backfill over the same offsets;
+4. peers on the same windows, as a Spark user would build them without seqstream: ``from_json``,
+   a ``collect_list`` over a per-key row window, scored by ``pyspark.ml.functions.
+   predict_batch_udf``, and by a naive row-at-a-time Python UDF (on a sample);
+5. a breakdown of the job's steps, timed as cumulative batch queries over the same offsets
+   (Kafka read, parse, windows, scoring with the model's own time inside it, sink write), and
+   the Spark phases of one streaming micro-batch.
+
+Writes ``bench/results/harness_<device>.json`` and ``.png``; prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pyspark
+import torch
+
+from bench.model import Workload, scoreable_windows, windows_per_second, workload_model, workload_series
+from model.artifact import load_artifact, save_artifact
+from model.inference import WindowScorer
+from pipeline.config import EventSchema, Settings, load_settings
+from pipeline.events import Event, Message, event_message
+
+BATCH_SIZES = (64, 256, 1024, 4096)
+
+
+def workload_messages(w: Workload, schema: EventSchema) -> list[Message]:
+    """Events in time order across keys, so every partition fills evenly as a live topic would."""
+    series = workload_series(w)
+    return [event_message(Event(key, 1_700_000_000_000 + i * 60_000, tuple(float(x) for x in values[i])), schema)
+            for i in range(w.events_per_key) for key, values in series.items()]  # fmt: skip
+
+
+def settings_for(bootstrap: str, topic: str, model_dir: Path, features: list[str], work: Path, **sections: Any) -> Settings:
+    stream = {"topics": [topic], "model": str(model_dir), "checkpoint": str(work / "cp"),
+              "parquet_path": str(work / "scores"), **sections.pop("stream", {})}  # fmt: skip
+    return load_settings(None, {"kafka": {"bootstrap_servers": bootstrap}, "events": {"features": features},
+                                "stream": stream, **sections})  # fmt: skip
+
+
+# --- 2. streaming ------------------------------------------------------------------------------
+
+
+def streaming(spark: Any, settings: Settings, bootstrap: str, events: int, feed: Any = None) -> tuple[list, list]:
+    from jobs.stream import build_query, run_until_accounted
+
+    query, metrics = build_query(spark, settings, bootstrap)
+    if feed is not None:
+        threading.Thread(target=feed, daemon=True).start()
+    run_until_accounted(query, metrics, events, timeout_s=1800)
+    return [p for p in query.recentProgress if p["numInputRows"] > 0], metrics.history
+
+
+def sustained(progress: list) -> tuple[float, dict[str, float]]:
+    warm = progress[1:] or progress
+    rows = sum(p["numInputRows"] for p in warm)
+    seconds = sum(p["durationMs"]["triggerExecution"] for p in warm) / 1000
+    phases = {name: sum(p["durationMs"].get(name, 0) for p in warm) / 1000 for name in warm[0]["durationMs"]}
+    return rows / seconds, phases
+
+
+# --- 4. peers ----------------------------------------------------------------------------------
+
+
+def peer_windows(spark: Any, bootstrap: str, topic: str, features: list[str], length: int, min_length: int) -> Any:
+    """Windows the way a Spark user builds them without seqstream: JSON in the JVM, then the last
+    ``length`` events per key from a row window in Kafka order, padded to a fixed shape."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+
+    from pipeline.connector import kafka_format
+
+    schema = StructType([StructField("key", StringType()), StructField("ts", LongType()),
+                         *[StructField(f, DoubleType()) for f in features]])  # fmt: skip
+    raw = (spark.read.format(kafka_format(spark, "auto")).option("kafka.bootstrap.servers", bootstrap)
+           .option("subscribe", topic).load())  # fmt: skip
+    events = raw.select("partition", "offset", F.from_json(F.col("value").cast("string"), schema).alias("e")).select(
+        "partition", "offset", "e.key", F.array(*[F.col(f"e.{f}").cast("float") for f in features]).alias("x")
+    )
+    rows = Window.partitionBy("key").orderBy("partition", "offset").rowsBetween(-(length - 1), 0)
+    windows = events.withColumn("w", F.collect_list("x").over(rows)).withColumn("n", F.size("w"))
+    padding = F.array_repeat(F.array_repeat(F.lit(0.0).cast("float"), len(features)), F.lit(length) - F.col("n"))
+    return windows.where(F.col("n") >= min_length).select(
+        "partition", "offset", F.flatten(F.concat("w", padding)).alias("window"), "n"
+    )
+
+
+def make_predict_fn(model_dir: str, batch_size: int, device: str):  # type: ignore[no-untyped-def]
+    def make():  # type: ignore[no-untyped-def]
+        scorer = WindowScorer(load_artifact(model_dir), batch_size=batch_size, device=device)
+
+        def predict(windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+            return scorer.score(windows.astype(np.float32), lengths.astype(np.int64)).score
+
+        return predict
+
+    return make
+
+
+_NAIVE: dict[str, WindowScorer] = {}
+
+
+def naive_score(window: list, n: int, model_dir: str) -> float:
+    """Row at a time: one window per call, the model cached in the worker as a careful user would."""
+    if model_dir not in _NAIVE:
+        _NAIVE[model_dir] = WindowScorer(load_artifact(model_dir), batch_size=1)
+    scorer = _NAIVE[model_dir]
+    shaped = np.asarray(window, np.float32).reshape(1, scorer.spec.window.length, len(scorer.spec.features))
+    return float(scorer.score(shaped, np.asarray([n])).score[0])
+
+
+def timed_count(frame: Any) -> tuple[int, float]:
+    started = time.perf_counter()
+    frame.write.format("noop").mode("overwrite").save()
+    seconds = time.perf_counter() - started
+    return frame.count(), seconds
+
+
+# --- 5. breakdown ------------------------------------------------------------------------------
+
+
+def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> dict[str, float]:
+    """Seconds each step adds, as cumulative batch queries over the same offsets (warm)."""
+    from pyspark.sql import functions as F
+
+    from jobs.backfill import Backfill, empty_state
+    from pipeline.parsing import parse_events
+    from pipeline.ranges import assign_json, offsets_json
+    from pipeline.scoring import SCORED_SCHEMA, score_batches
+    from pipeline.sinks import BatchWriter
+
+    job = Backfill(spark, settings, bootstrap)
+    raw = (spark.read.format(job.format).options(**job.options).option("assign", assign_json(ranges))
+           .option("startingOffsets", offsets_json(ranges, "start")).option("endingOffsets", offsets_json(ranges, "end"))
+           .load())  # fmt: skip
+    parsed = parse_events(raw, settings.events, settings.stream.max_event_bytes)
+    windows = job.windows(ranges, {}, empty_state()).where(~F.col("is_state")).drop("is_state")
+    scored = windows.mapInPandas(partial(score_batches, ref=job.ref), SCORED_SCHEMA)
+
+    def noop(frame: Any) -> float:
+        started = time.perf_counter()
+        frame.write.format("noop").mode("overwrite").save()
+        return time.perf_counter() - started
+
+    for frame in (raw, parsed, windows, scored):  # warm-up: Python workers, model, code generation
+        noop(frame)
+    cumulative = {name: min(noop(frame) for _ in range(2))
+                  for name, frame in (("read", raw), ("parse", parsed), ("windows", windows), ("score", scored))}  # fmt: skip
+    model_s = scored.agg(F.sum("scoring_s")).first()[0]
+    sink = settings.stream.model_copy(update={"parquet_path": Path(str(settings.stream.parquet_path) + "-breakdown")})
+    started = time.perf_counter()
+    BatchWriter(sink, job.format, job.options)(scored, 0)
+    cumulative["sink"] = time.perf_counter() - started
+    steps, before = {}, 0.0
+    for name, seconds in cumulative.items():
+        steps[name] = max(seconds - before, 0.0)
+        before = seconds
+    workers = int(spark.sparkContext.defaultParallelism)
+    steps["model (in score)"] = model_s / workers  # summed over the workers running side by side
+    return steps
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["model alone", "streaming", "backfill", "predict_batch_udf", "naive UDF"]
+    values = [result["model_alone"]["best_windows_per_s"], result["streaming"]["events_per_s"],
+              result["backfill"]["events_per_s"], result["peers"]["predict_batch_udf_windows_per_s"],
+              result["peers"]["naive_udf_windows_per_s"]]  # fmt: skip
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    left.barh(names[::-1], values[::-1], color="#4a7ab5")
+    left.set_xscale("log")
+    left.set_xlabel("events (windows) per second, log scale")
+    left.set_title(f"{result['workload']['keys']:,} keys x {result['workload']['events_per_key']} events, {result['device']}")
+    steps = result["breakdown_s"]
+    right.barh(list(steps)[::-1], list(steps.values())[::-1], color="#b5764a")
+    right.set_xlabel(f"seconds for {result['events']:,} events (batch, warm)")
+    right.set_title("where the time goes")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="seqstream bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--keys", type=int, default=1_000)
+    parser.add_argument("--events-per-key", type=int, default=60)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (executors score on it)")
+    parser.add_argument("--max-per-trigger", type=int, default=15_000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--naive-sample", type=int, default=3_000, help="windows the naive UDF scores")
+    parser.add_argument("--out", default=None, help="default bench/results/harness_<device>.json")
+    args = parser.parse_args(argv)
+
+    from jobs.backfill import Request, run_backfill
+    from pipeline.broker import EmbeddedBroker
+    from pipeline.kafka_clients import open_producer
+    from pipeline.producer import produce_messages
+    from pipeline.ranges import resolve_ranges
+    from pipeline.replay import SyntheticSpec, synthetic_stream  # noqa: F401 - same producer path
+    from pipeline.spark import local_spark
+    from pipeline.topics import TopicAdmin
+
+    w = Workload(keys=args.keys, events_per_key=args.events_per_key)
+    loaded = workload_model(w)
+    features = loaded.spec.features
+    schema = EventSchema(features=features)
+    messages = workload_messages(w, schema)
+    windows, lengths = scoreable_windows(workload_series(w), w.window, loaded.spec.window.min_length)
+    threads = os.cpu_count() or 1
+    model = {b: windows_per_second(WindowScorer(loaded, batch_size=b, num_threads=threads, device=args.device), windows, lengths)
+             for b in BATCH_SIZES}  # fmt: skip
+    best = max(model.values())
+    torch.set_num_threads(threads)
+
+    work = Path(tempfile.mkdtemp(prefix="seqstream-bench-"))
+    result: dict[str, Any] = {}
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        model_dir = work / "model"
+        save_artifact(loaded.network, loaded.spec, model_dir)
+        bootstrap = os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS") or stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        admin = stack.enter_context(TopicAdmin(bootstrap))
+        topic = f"bench-{int(time.time())}"
+        admin.create_topic(topic, args.partitions)
+        producer = open_producer(bootstrap)
+        produce_messages(messages, producer, topic)
+        spark = local_spark("seqstream-bench")
+        stream_section = {"device": args.device, "model_batch_size": 1024}
+
+        # 2. streaming, sustained
+        settings = settings_for(bootstrap, topic, model_dir, features, work / "drain",
+                                stream={**stream_section, "max_offsets_per_trigger": args.max_per_trigger,
+                                        "trigger_interval": "0 seconds"})  # fmt: skip
+        progress, history = streaming(spark, settings, bootstrap, len(messages))
+        rate, phases = sustained(progress)
+        scoring_share = sum(m.scoring_s for m in history[1:]) / max(sum(m.duration_s for m in history[1:]), 1e-9)
+
+        # 2b. latency at 50 % and 90 % of the sustained rate
+        latency = {}
+        if not args.skip_latency:
+            for share in (0.5, 0.9):
+                lat_topic = f"{topic}-lat{int(share * 100)}"
+                admin.create_topic(lat_topic, args.partitions)
+                count = int(rate * share * args.latency_seconds)
+                live = workload_messages(Workload(keys=args.keys, events_per_key=max(count // args.keys, 2), seed=2), schema)
+                out = work / f"lat{int(share * 100)}"
+                lat_settings = settings_for(bootstrap, lat_topic, model_dir, features, out,
+                                            stream={**stream_section, "trigger_interval": "1 second"})  # fmt: skip
+                feed = partial(produce_messages, live, producer, lat_topic, rate=rate * share)
+                streaming(spark, lat_settings, bootstrap, len(live), feed=feed)
+                table = pq.read_table(out / "scores", columns=["kafka_timestamp", "processing_time"]).to_pandas()
+                millis = (table["processing_time"] - table["kafka_timestamp"]).dt.total_seconds().to_numpy() * 1000
+                latency[f"{int(share * 100)}%"] = {"rate_per_s": rate * share, "p50_ms": float(np.percentile(millis, 50)),
+                                                    "p99_ms": float(np.percentile(millis, 99)), "scored": len(millis)}  # fmt: skip
+        producer.close()
+
+        # 3. backfill over the same offsets
+        bf_settings = settings_for(bootstrap, topic, model_dir, features, work / "bf", stream=stream_section, backfill={
+            "parquet_path": str(work / "bf" / "backfill"), "progress_dir": str(work / "bf" / "progress")})  # fmt: skip
+        started = time.perf_counter()
+        counts = run_backfill(spark, bf_settings, bootstrap, Request([topic]))
+        backfill_rate = sum(c.events_in for c in counts) / (time.perf_counter() - started)
+
+        # 4. peers
+        peers = peer_windows(spark, bootstrap, topic, features, w.window, loaded.spec.window.min_length)
+        from pyspark.ml.functions import predict_batch_udf
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import DoubleType
+
+        predict = predict_batch_udf(make_predict_fn(str(model_dir), 1024, args.device), return_type=DoubleType(),
+                                    batch_size=1024, input_tensor_shapes=[[w.window, w.features], None])  # fmt: skip
+        timed_count(peers.select(predict("window", "n").alias("score")))  # warm-up
+        n_peer, peer_s = timed_count(peers.select("partition", "offset", predict("window", "n").alias("score")))
+        peer_scores = peers.select("partition", "offset", predict("window", "n").alias("score")).toPandas()
+        ours = pq.read_table(work / "bf" / "backfill", columns=["partition", "offset", "score"]).to_pandas()
+        joined = ours.merge(peer_scores, on=["partition", "offset"], suffixes=("", "_peer"))
+        naive = F.udf(partial(naive_score, model_dir=str(model_dir)), DoubleType())
+        sample = peers.where(F.col("partition") == 0).orderBy("offset").limit(args.naive_sample).cache()
+        sample.count()
+        n_naive, naive_s = timed_count(sample.select(naive("window", "n").alias("score")))
+
+        # 5. breakdown
+        with TopicAdmin(bootstrap) as a:
+            ranges = resolve_ranges(a, [topic])
+        steps = breakdown(spark, bf_settings, bootstrap, ranges)
+        spark.stop()
+
+    result = {
+        "benchmark": "harness", "device": args.device, "events": len(messages), "partitions": args.partitions,
+        "workload": {"keys": w.keys, "events_per_key": w.events_per_key, "features": w.features, "window": w.window,
+                     "hidden": w.hidden, "layers": w.layers, "scoreable_windows": len(windows)},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else None},
+        "versions": {"pyspark": pyspark.__version__, "torch": torch.__version__},
+        "model_alone": {"threads": threads, "windows_per_s_by_batch": model, "best_windows_per_s": best},
+        "streaming": {"events_per_s": rate, "over_model": rate / best, "max_offsets_per_trigger": args.max_per_trigger,
+                      "micro_batch_phases_s": phases, "model_share_of_batch_time": scoring_share, "latency": latency},
+        "backfill": {"events_per_s": backfill_rate, "over_model": backfill_rate / best},
+        "peers": {"predict_batch_udf_windows_per_s": n_peer / peer_s, "naive_udf_windows_per_s": n_naive / naive_s,
+                  "naive_sample": n_naive, "backfill_over_predict_batch_udf": backfill_rate / (n_peer / peer_s),
+                  "streaming_over_predict_batch_udf": rate / (n_peer / peer_s),
+                  "predict_batch_udf_max_score_diff": float((joined["score"] - joined["score_peer"]).abs().max()),
+                  "predict_batch_udf_windows_compared": len(joined)},
+        "breakdown_s": steps, "largest_step": max((k for k in steps if k != "model (in score)"), key=steps.get),
+    }  # fmt: skip
+    out = Path(args.out or f"bench/results/harness_{args.device.split(':')[0]}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    chart(result, out.with_suffix(".png"))
+    print(summary_table(result))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+def summary_table(r: dict[str, Any]) -> str:
+    lat = r["streaming"]["latency"].get("90%", {})
+    rows = [
+        ("model alone, best batch", f"{r['model_alone']['best_windows_per_s']:,.0f} windows/s"),
+        ("streaming, sustained", f"{r['streaming']['events_per_s']:,.0f} events/s"),
+        ("**streaming / model**", f"**{r['streaming']['over_model']:.2f}**"),
+        ("backfill", f"{r['backfill']['events_per_s']:,.0f} events/s"),
+        ("**backfill / model**", f"**{r['backfill']['over_model']:.2f}**"),
+        ("predict_batch_udf peer", f"{r['peers']['predict_batch_udf_windows_per_s']:,.0f} windows/s"),
+        ("**backfill / predict_batch_udf**", f"**{r['peers']['backfill_over_predict_batch_udf']:.2f}**"),
+        ("naive row-at-a-time UDF", f"{r['peers']['naive_udf_windows_per_s']:,.0f} windows/s"),
+        ("**p99 latency at 90 %**", f"**{lat['p99_ms'] / 1000:.1f} s**" if lat else "not measured"),
+        ("**largest step**", f"**{r['largest_step']}** {r['breakdown_s'][r['largest_step']]:.1f} s of "
+                              f"{sum(v for k, v in r['breakdown_s'].items() if k != 'model (in score)'):.1f} s"),
+    ]  # fmt: skip
+    return "\n".join(["| figure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
