@@ -67,27 +67,29 @@ class ChunkCounts:
 # --- windows over a chunk ----------------------------------------------------------------------
 
 
-def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict[str, int],
-                   length: int, features: int) -> pd.DataFrame:  # fmt: skip
-    """One Kafka partition's events of a chunk (cogrouped with its carried events): the windows
-    of the events at or after ``emit_from`` and every key's carried events after the chunk."""
+def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict[str, int], length: int,
+                   features: int, ref: Any) -> pd.DataFrame:  # fmt: skip
+    """One Kafka partition's events of a chunk (cogrouped with its carried events): the scored
+    windows of the events at or after ``emit_from`` (as the streaming processor scores them) and
+    each key's carried events after the chunk (``is_state`` rows, the events in ``window``)."""
+    from pipeline.scoring import SCORED_COLUMNS, score_windows
     from pipeline.stateful_windows import window_rows
 
     side = events if len(events) else state
     topic, partition = str(side["topic"].iat[0]), int(side["partition"].iat[0])
     contexts = {k: np.asarray(c, np.float32).reshape(-1, features) for k, c in zip(state["key"], state["context"])}
-    columns = ["key", "event_time_ms", "topic", "partition", "offset", "kafka_timestamp", "window",
-               "window_length", "value", "reason"]  # fmt: skip
     if len(events):
         out, updated = window_rows(events.rename(columns={"timestamp": "kafka_timestamp"}), contexts.get, length, features)
         contexts.update(updated)
-        out = out[out["offset"] >= emit_from.get(f"{topic}:{partition}", 0)].assign(is_state=False)
+        out = score_windows(out[out["offset"] >= emit_from.get(f"{topic}:{partition}", 0)].copy(), ref)
     else:
-        out = pd.DataFrame(columns=[*columns, "is_state"])
+        out = pd.DataFrame(columns=SCORED_COLUMNS)
     carried = pd.DataFrame({"key": list(contexts), "topic": topic, "partition": partition,
                             "window": [c.ravel() for c in contexts.values()],
-                            "window_length": [len(c) for c in contexts.values()], "is_state": True})  # fmt: skip
-    return pd.concat([out, carried], ignore_index=True)[[*columns, "is_state"]]
+                            "window_length": [len(c) for c in contexts.values()]})  # fmt: skip
+    for column in ("prediction", "value", "reason", "model_version", "model_batch", "kafka_timestamp"):
+        carried[column] = None  # absent, not NaN: list and string columns cannot take a float
+    return pd.concat([out.assign(is_state=False), carried.assign(is_state=True)], ignore_index=True)[[*SCORED_COLUMNS, "is_state"]]
 
 
 class Backfill:
@@ -113,14 +115,14 @@ class Backfill:
         return parse_events(kafka_rows, self.settings.events, self.settings.stream.max_event_bytes)
 
     def windows(self, ranges: list[PartitionRange], emit_from: dict[str, int], state: pd.DataFrame) -> Any:
-        """Windows of ``ranges`` from ``emit_from`` on, plus carried-event rows (``is_state``)."""
+        """Scored windows of ``ranges`` from ``emit_from`` on, plus carried-event rows (``is_state``)."""
         from pyspark.sql.types import BooleanType, StructField, StructType
 
-        from pipeline.stateful_windows import WINDOW_SCHEMA
+        from pipeline.scoring import SCORED_SCHEMA
 
-        schema = StructType([*WINDOW_SCHEMA.fields, StructField("is_state", BooleanType())])
+        schema = StructType([*SCORED_SCHEMA.fields, StructField("is_state", BooleanType())])
         carried = self.spark.createDataFrame(state, STATE_DDL)
-        fn = partial(_chunk_windows, emit_from=emit_from, length=self.length, features=self.features)
+        fn = partial(_chunk_windows, emit_from=emit_from, length=self.length, features=self.features, ref=self.ref)
         return (self.read_parsed(ranges).groupBy("topic", "partition")
                 .cogroup(carried.groupBy("topic", "partition")).applyInPandas(fn, schema))  # fmt: skip
 
@@ -163,18 +165,15 @@ class Backfill:
         """Score and write one chunk; returns its counts and the carried events after it."""
         from pyspark.sql import functions as F
 
-        from pipeline.scoring import SCORED_SCHEMA, score_batches
         from pipeline.sinks import BatchWriter
 
         started = time.monotonic()
         windows = self.windows(chunk, {}, state).persist()
         try:
             out = windows.where(~F.col("is_state")).drop("is_state")
-            scoreable = (F.col("reason").isNull() & (F.col("window_length") >= self.spec.window.min_length)).cast("int")
             totals = out.agg(F.count(F.lit(1)).alias("events"), F.count("reason").alias("dead"),
-                             F.coalesce(F.sum(scoreable), F.lit(0)).alias("scored")).first()  # fmt: skip
-            scored = out.mapInPandas(partial(score_batches, ref=self.ref), SCORED_SCHEMA)
-            BatchWriter(self.sink_settings(), self.format, self.options)(scored, index)
+                             F.count("score").alias("scored")).first()  # fmt: skip
+            BatchWriter(self.sink_settings(), self.format, self.options)(out, index)
             carried = self.carried_events(windows)
         finally:
             windows.unpersist()

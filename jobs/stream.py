@@ -27,9 +27,9 @@ from pipeline.connector import kafka_format, kafka_options
 from pipeline.errors import SeqstreamError
 from pipeline.metrics import MetricsListener, observe_input, observe_output
 from pipeline.parsing import parse_events
-from pipeline.scoring import SCORED_SCHEMA, ModelRef, score_batches
+from pipeline.scoring import SCORED_SCHEMA, ModelRef
 from pipeline.sinks import BatchWriter
-from pipeline.stateful_windows import WINDOW_SCHEMA, WindowProcessor
+from pipeline.stateful_windows import WindowProcessor
 from pipeline.time_windows import event_time_windows
 
 log = logging.getLogger("seqstream.stream")
@@ -107,15 +107,15 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
     parsed = observe_input(parse_events(reader.load(), settings.events, stream.max_event_bytes))
     if stream.mode == "time":
-        windows = event_time_windows(parsed, length=spec.window.length, features=len(spec.features),
+        windows = event_time_windows(parsed, ref=ref, length=spec.window.length, features=len(spec.features),
                                      size=stream.time_window, slide=stream.time_slide, watermark=stream.watermark)  # fmt: skip
     else:
         ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
         windows = parsed.groupBy("topic", "partition").transformWithStateInPandas(
-            WindowProcessor(spec.window.length, len(spec.features), ttl_ms), WINDOW_SCHEMA, "Append",
+            WindowProcessor(spec.window.length, len(spec.features), ttl_ms, ref), SCORED_SCHEMA, "Append",
             "ProcessingTime" if ttl_ms else "None",
         )  # fmt: skip
-    scored = observe_output(windows.mapInPandas(partial(score_batches, ref=ref), SCORED_SCHEMA))
+    scored = observe_output(windows)
     metrics = MetricsListener(QUERY_NAME, stream.metrics_port)
     metrics.attach(spark.streams)
     trigger = {"processingTime": stream.trigger_interval}

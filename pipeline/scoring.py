@@ -31,6 +31,7 @@ SCORED_SCHEMA = StructType(
        StructField("scoring_s", DoubleType()), StructField("model_batch", IntegerType())]  # fmt: skip
 )
 
+SCORED_COLUMNS = [f.name for f in SCORED_SCHEMA.fields]
 _SCORERS: dict["ModelRef", WindowScorer] = {}
 
 
@@ -81,29 +82,37 @@ def scorer_for(ref: ModelRef) -> WindowScorer:
     return _SCORERS[ref]
 
 
-def score_batches(batches: Iterator[pd.DataFrame], ref: ModelRef) -> Iterator[pd.DataFrame]:
-    """Adds score, prediction and model_version to windows long enough to score."""
+def score_windows(batch: pd.DataFrame, ref: ModelRef) -> pd.DataFrame:
+    """Adds score, prediction and model_version to the windows long enough to score, then drops
+    the window arrays: they are not written anywhere, and sending them back costs more than
+    the model on small models. Called where the windows are made, in the same Python worker."""
     scorer = scorer_for(ref)
     spec = scorer.spec
     length, features = spec.window.length, len(spec.features)
+    batch["score"] = np.nan
+    batch["prediction"] = None
+    batch["model_version"] = None
+    batch["scoring_s"] = np.nan
+    batch["model_batch"] = None
+    ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch["reason"].isna().to_numpy()
+    count = int(ready.sum())
+    if count:
+        started = time.perf_counter()
+        windows = np.stack(batch.loc[ready, "window"].to_numpy()).reshape(-1, length, features)
+        scores = scorer.score(windows, batch.loc[ready, "window_length"].to_numpy())
+        batch.loc[ready, "score"] = scores.score
+        batch.loc[ready, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[ready])
+        batch.loc[ready, "model_version"] = spec.version
+        batch.loc[ready, "scoring_s"] = (time.perf_counter() - started) / count
+        sizes = np.minimum(scorer.batch_size, count - np.arange(count) // scorer.batch_size * scorer.batch_size)
+        batch.loc[ready, "model_batch"] = sizes
+    batch["score"] = batch["score"].where(ready, None)
+    batch["scoring_s"] = batch["scoring_s"].where(ready, None)
+    batch["window"] = None
+    return batch[SCORED_COLUMNS]
+
+
+def score_batches(batches: Iterator[pd.DataFrame], ref: ModelRef) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` over window rows: ``score_windows`` per Arrow batch."""
     for batch in batches:
-        batch["score"] = np.nan
-        batch["prediction"] = None
-        batch["model_version"] = None
-        batch["scoring_s"] = np.nan
-        batch["model_batch"] = None
-        ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch["reason"].isna().to_numpy()
-        count = int(ready.sum())
-        if count:
-            started = time.perf_counter()
-            windows = np.stack(batch.loc[ready, "window"].to_numpy()).reshape(-1, length, features)
-            scores = scorer.score(windows, batch.loc[ready, "window_length"].to_numpy())
-            batch.loc[ready, "score"] = scores.score
-            batch.loc[ready, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[ready])
-            batch.loc[ready, "model_version"] = spec.version
-            batch.loc[ready, "scoring_s"] = (time.perf_counter() - started) / count
-            sizes = np.minimum(scorer.batch_size, count - np.arange(count) // scorer.batch_size * scorer.batch_size)
-            batch.loc[ready, "model_batch"] = sizes
-        batch["score"] = batch["score"].where(ready, None)
-        batch["scoring_s"] = batch["scoring_s"].where(ready, None)
-        yield batch
+        yield score_windows(batch, ref)

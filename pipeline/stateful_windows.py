@@ -65,10 +65,14 @@ def window_rows(
 
 
 class WindowProcessor(StatefulProcessor):
-    def __init__(self, length: int, features: int, ttl_ms: int | None) -> None:
+    """Windows and scores them in the same step (``pipeline.scoring.score_windows``), so the
+    window arrays never travel to the JVM and back; output rows follow ``SCORED_SCHEMA``."""
+
+    def __init__(self, length: int, features: int, ttl_ms: int | None, ref: Any) -> None:
         self.length = length
         self.features = features
         self.ttl_ms = ttl_ms
+        self.ref = ref
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.contexts = handle.getMapState("contexts", _STATE_KEY, _STATE_VALUE, self.ttl_ms)
@@ -79,11 +83,13 @@ class WindowProcessor(StatefulProcessor):
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:
         batch = pd.concat(list(rows), ignore_index=True).rename(columns={"timestamp": "kafka_timestamp"})
+        from pipeline.scoring import score_windows
+
         out, contexts = window_rows(batch, self._context_of, self.length, self.features)
         for event_key, context in contexts.items():
             self.contexts.updateValue((event_key,), (context.ravel().tolist(),))
         if len(out):
-            yield out
+            yield score_windows(out, self.ref)
 
     def close(self) -> None:
         pass

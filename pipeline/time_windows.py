@@ -13,6 +13,7 @@ names a window. Malformed events pass through as dead-letter rows, as in the per
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,10 @@ from pipeline.stateful_windows import WINDOW_SCHEMA
 _COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]
 
 
-def last_events(batches: Iterator[pd.DataFrame], length: int, features: int) -> Iterator[pd.DataFrame]:
-    """Per closed window: its last ``length`` events, oldest first, as one window row."""
+def last_events(batches: Iterator[pd.DataFrame], length: int, features: int, ref: Any) -> Iterator[pd.DataFrame]:
+    """Per closed window: its last ``length`` events, oldest first, as one window row, scored."""
+    from pipeline.scoring import score_windows
+
     for batch in batches:
         rows = []
         for key, end, events in zip(batch["key"], batch["window_end_ms"], batch["events"]):
@@ -36,12 +39,14 @@ def last_events(batches: Iterator[pd.DataFrame], length: int, features: int) -> 
             last = ordered[-1]
             rows.append((key, int(end), last["topic"], last["partition"], last["offset"], last["timestamp"],
                          made.windows[-1].ravel(), int(made.lengths[-1]), None, None))  # fmt: skip
-        yield pd.DataFrame(rows, columns=_COLUMNS)
+        yield score_windows(pd.DataFrame(rows, columns=_COLUMNS), ref)
 
 
-def event_time_windows(parsed: DataFrame, *, length: int, features: int, size: str, slide: str | None,
+def event_time_windows(parsed: DataFrame, *, ref: Any, length: int, features: int, size: str, slide: str | None,
                        watermark: str) -> DataFrame:  # fmt: skip
-    """Window rows (``WINDOW_SCHEMA``) for each closed event-time window, plus the dead letters."""
+    """Scored rows (``SCORED_SCHEMA``) for each closed event-time window, plus the dead letters."""
+    from pipeline.scoring import SCORED_SCHEMA
+
     from functools import partial
 
     valid = (parsed.where(F.col("reason").isNull()).withColumn("event_time", F.timestamp_millis("event_time_ms"))
@@ -51,10 +56,13 @@ def event_time_windows(parsed: DataFrame, *, length: int, features: int, size: s
         F.collect_list(F.struct("event_time_ms", "topic", "partition", "offset", "timestamp", "features")).alias("events")
     )
     shaped = grouped.select("key", (F.unix_millis(F.col("w.end"))).alias("window_end_ms"), "events").mapInPandas(
-        partial(last_events, length=length, features=features), WINDOW_SCHEMA
+        partial(last_events, length=length, features=features, ref=ref), SCORED_SCHEMA
     )
     dead = parsed.where(F.col("reason").isNotNull()).select(
         "key", "event_time_ms", "topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
         F.lit(None).cast("array<float>").alias("window"), F.lit(0).alias("window_length"), "value", "reason",
+        F.lit(None).cast("double").alias("score"), F.lit(None).cast("array<double>").alias("prediction"),
+        F.lit(None).cast("string").alias("model_version"), F.lit(None).cast("double").alias("scoring_s"),
+        F.lit(None).cast("int").alias("model_batch"),
     )  # fmt: skip
     return shaped.unionByName(dead)

@@ -38,6 +38,8 @@ def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
     n, length = 10, spec.window.length
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({
+        "key": "k", "event_time_ms": np.arange(n), "topic": "t", "partition": 0, "offset": np.arange(n),
+        "kafka_timestamp": pd.Timestamp("2026-11-23"), "value": None,
         "window": [rng.normal(50, 5, length).astype(np.float32) for _ in range(n)],
         "window_length": [length] * (n - 1) + [spec.window.min_length - 1],  # the last is too short
         "reason": [None] * n,
@@ -47,3 +49,4 @@ def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
     assert out["model_batch"].tolist()[:9] == [4, 4, 4, 4, 4, 4, 4, 4, 1]
     assert pd.isna(out["model_batch"].iloc[9]) and pd.isna(out["score"].iloc[9])
     assert out["score"].iloc[:9].notna().all() and (out["scoring_s"].iloc[:9] > 0).all()
+    assert out["window"].isna().all()  # scored windows are not sent back
