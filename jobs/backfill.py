@@ -89,7 +89,8 @@ def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict
                             "window_length": [len(c) for c in contexts.values()]})  # fmt: skip
     for column in ("prediction", "value", "reason", "model_version", "model_batch", "kafka_timestamp"):
         carried[column] = None  # absent, not NaN: list and string columns cannot take a float
-    return pd.concat([out.assign(is_state=False), carried.assign(is_state=True)], ignore_index=True)[[*SCORED_COLUMNS, "is_state"]]
+    parts = [frame for frame in (out.assign(is_state=False), carried.assign(is_state=True)) if len(frame)]
+    return (pd.concat(parts, ignore_index=True) if parts else out.assign(is_state=False))[[*SCORED_COLUMNS, "is_state"]]
 
 
 class Backfill:
