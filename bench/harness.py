@@ -232,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.kafka_clients import open_producer
     from pipeline.producer import produce_messages
     from pipeline.ranges import resolve_ranges
-    from pipeline.replay import SyntheticSpec, synthetic_stream  # noqa: F401 - same producer path
     from pipeline.spark import local_spark
     from pipeline.topics import TopicAdmin
 

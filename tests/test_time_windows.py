@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
