@@ -87,6 +87,7 @@ def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict
     carried = pd.DataFrame({"key": list(contexts), "topic": topic, "partition": partition,
                             "window": [c.ravel() for c in contexts.values()],
                             "window_length": [len(c) for c in contexts.values()]})  # fmt: skip
+    carried = carried.reindex(columns=SCORED_COLUMNS)
     for column in ("prediction", "value", "reason", "model_version", "model_batch", "kafka_timestamp"):
         carried[column] = None  # absent, not NaN: list and string columns cannot take a float
     parts = [frame for frame in (out.assign(is_state=False), carried.assign(is_state=True)) if len(frame)]
