@@ -192,6 +192,7 @@ def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> d
 
 def chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -203,6 +204,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     left.barh(names[::-1], values[::-1], color="#4a7ab5")
     left.set_xscale("log")
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    for name, value in zip(names[::-1], values[::-1]):
+        left.annotate(f"{value:,.0f}", (value, name), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     left.set_xlabel("events (windows) per second, log scale")
     left.set_title(f"{result['workload']['keys']:,} keys x {result['workload']['events_per_key']} events, {result['device']}")
     steps = result["breakdown_s"]
