@@ -135,10 +135,15 @@ def naive_score(window: list, n: int, model_dir: str) -> float:
     return float(scorer.score(shaped, np.asarray([n])).score[0])
 
 
-def timed_count(frame: Any) -> tuple[int, float]:
+def noop(frame: Any) -> float:
+    """Seconds to compute ``frame`` in full, writing nothing."""
     started = time.perf_counter()
     frame.write.format("noop").mode("overwrite").save()
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def timed_count(frame: Any) -> tuple[int, float]:
+    seconds = noop(frame)
     return frame.count(), seconds
 
 
@@ -150,21 +155,11 @@ def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> d
     from pyspark.sql import functions as F
 
     from jobs.backfill import Backfill, empty_state
-    from pipeline.parsing import parse_events
-    from pipeline.ranges import assign_json, offsets_json
     from pipeline.sinks import BatchWriter
 
     job = Backfill(spark, settings, bootstrap)
-    raw = (spark.read.format(job.format).options(**job.options).option("assign", assign_json(ranges))
-           .option("startingOffsets", offsets_json(ranges, "start")).option("endingOffsets", offsets_json(ranges, "end"))
-           .load())  # fmt: skip
-    parsed = parse_events(raw, settings.events, settings.stream.max_event_bytes)
+    raw, parsed = job.read_kafka(ranges), job.read_parsed(ranges)
     scored = job.windows(ranges, {}, empty_state()).where(~F.col("is_state")).drop("is_state")  # windowed + scored
-
-    def noop(frame: Any) -> float:
-        started = time.perf_counter()
-        frame.write.format("noop").mode("overwrite").save()
-        return time.perf_counter() - started
 
     for frame in (raw, parsed, scored):  # warm-up: Python workers, model, code generation
         noop(frame)
@@ -172,6 +167,7 @@ def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> d
                   for name, frame in (("read", raw), ("parse", parsed), ("windows + score", scored))}  # fmt: skip
     model_s = scored.agg(F.sum("scoring_s")).first()[0]
     sink = settings.stream.model_copy(update={"parquet_path": Path(str(settings.stream.parquet_path) + "-breakdown")})
+
     def write() -> float:
         started = time.perf_counter()
         BatchWriter(sink, job.format, job.options)(scored, 0)  # the same partition each time: replaced

@@ -108,13 +108,16 @@ class Backfill:
         self.format = kafka_format(spark, settings.kafka.connector)
         self.options = kafka_options(settings.kafka, bootstrap)
 
+    def read_kafka(self, ranges: list[PartitionRange]) -> Any:
+        """Exactly these offset ranges, as Spark's Kafka batch read gives them."""
+        return (self.spark.read.format(self.format).options(**self.options)
+                .option("assign", assign_json(ranges)).option("startingOffsets", offsets_json(ranges, "start"))
+                .option("endingOffsets", offsets_json(ranges, "end")).load())  # fmt: skip
+
     def read_parsed(self, ranges: list[PartitionRange]) -> Any:
         from pipeline.parsing import parse_events
 
-        kafka_rows = (self.spark.read.format(self.format).options(**self.options)
-                      .option("assign", assign_json(ranges)).option("startingOffsets", offsets_json(ranges, "start"))
-                      .option("endingOffsets", offsets_json(ranges, "end")).load())  # fmt: skip
-        return parse_events(kafka_rows, self.settings.events, self.settings.stream.max_event_bytes)
+        return parse_events(self.read_kafka(ranges), self.settings.events, self.settings.stream.max_event_bytes)
 
     def windows(self, ranges: list[PartitionRange], emit_from: dict[str, int], state: pd.DataFrame) -> Any:
         """Scored windows of ``ranges`` from ``emit_from`` on, plus carried-event rows (``is_state``)."""

@@ -1,4 +1,4 @@
-"""Scoring windows in Spark: a ``mapInPandas`` step with the model loaded once per Python worker.
+"""Scoring window rows in the Python step that makes them, with the model loaded once per worker.
 
 The model is found by path (local, ``--files`` or shared storage) and checked against the sha256
 the driver saw, so every worker scores with the same weights; it is cached per worker by that
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,8 +110,3 @@ def score_windows(batch: pd.DataFrame, ref: ModelRef) -> pd.DataFrame:
     batch["window"] = None
     return batch[SCORED_COLUMNS]
 
-
-def score_batches(batches: Iterator[pd.DataFrame], ref: ModelRef) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` over window rows: ``score_windows`` per Arrow batch."""
-    for batch in batches:
-        yield score_windows(batch, ref)

@@ -13,6 +13,7 @@ names a window. Malformed events pass through as dead-letter rows, as in the per
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,6 @@ def event_time_windows(parsed: DataFrame, *, ref: Any, length: int, features: in
     """Scored rows (``SCORED_SCHEMA``) for each closed event-time window, plus the dead letters."""
     from pipeline.scoring import SCORED_SCHEMA
 
-    from functools import partial
-
     valid = (parsed.where(F.col("reason").isNull()).withColumn("event_time", F.timestamp_millis("event_time_ms"))
              .withWatermark("event_time", watermark))  # fmt: skip
     window = F.window("event_time", size, slide) if slide else F.window("event_time", size)
@@ -58,11 +57,9 @@ def event_time_windows(parsed: DataFrame, *, ref: Any, length: int, features: in
     shaped = grouped.select("key", (F.unix_millis(F.col("w.end"))).alias("window_end_ms"), "events").mapInPandas(
         partial(last_events, length=length, features=features, ref=ref), SCORED_SCHEMA
     )
+    kept = {c: F.col(c) for c in ("key", "event_time_ms", "topic", "partition", "offset", "value", "reason")}
+    kept.update(kafka_timestamp=F.col("timestamp"), window_length=F.lit(0))
     dead = parsed.where(F.col("reason").isNotNull()).select(
-        "key", "event_time_ms", "topic", "partition", "offset", F.col("timestamp").alias("kafka_timestamp"),
-        F.lit(None).cast("array<float>").alias("window"), F.lit(0).alias("window_length"), "value", "reason",
-        F.lit(None).cast("double").alias("score"), F.lit(None).cast("array<double>").alias("prediction"),
-        F.lit(None).cast("string").alias("model_version"), F.lit(None).cast("double").alias("scoring_s"),
-        F.lit(None).cast("int").alias("model_batch"),
-    )  # fmt: skip
+        *[kept.get(f.name, F.lit(None).cast(f.dataType)).alias(f.name) for f in SCORED_SCHEMA.fields]
+    )
     return shaped.unionByName(dead)

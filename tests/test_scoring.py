@@ -10,7 +10,7 @@ import pytest
 
 from model.artifact import DEMO_MODEL_DIR, load_artifact
 from pipeline.errors import SeqstreamError
-from pipeline.scoring import ModelRef, executor_device, score_batches, scorer_for
+from pipeline.scoring import ModelRef, executor_device, score_windows, scorer_for
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
         "reason": [None] * n,
     })  # fmt: skip
     ref = ModelRef(str(DEMO_MODEL_DIR), spec.weights_sha256 or "", batch_size=4)
-    out = next(score_batches(iter([frame]), ref))
+    out = score_windows(frame, ref)
     assert out["model_batch"].tolist()[:9] == [4, 4, 4, 4, 4, 4, 4, 4, 1]
     assert pd.isna(out["model_batch"].iloc[9]) and pd.isna(out["score"].iloc[9])
     assert out["score"].iloc[:9].notna().all() and (out["scoring_s"].iloc[:9] > 0).all()
