@@ -3,9 +3,10 @@
     spark-submit jobs/stream.py --config seqstream.yaml [--set stream.checkpoint=...]
     seqstream stream --config seqstream.yaml
 
-One query: parse (dead letters kept), ``groupBy(key).transformWithStateInPandas`` for windows
-that carry across micro-batches, a ``mapInPandas`` scoring step with the model cached per
-worker, and ``foreachBatch`` sinks. SIGTERM lets the running micro-batch finish, then stops.
+One query: parse (dead letters kept), ``groupBy(topic, partition).transformWithStateInPandas``
+for windows that carry across micro-batches, scored in the same step with the model cached per
+worker (or event-time windows, ``stream.mode: time``), and ``foreachBatch`` sinks. SIGTERM lets
+the running micro-batch finish, then stops.
 """
 
 from __future__ import annotations
