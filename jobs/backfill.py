@@ -34,8 +34,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import Settings, StreamSettings, load_settings, parse_assignments
+from pipeline.config import EventSchema, Settings, StreamSettings, load_settings, parse_assignments
 from pipeline.errors import SeqstreamError
+from pipeline.parsing import KAFKA_COLUMNS
 from pipeline.ranges import PartitionRange, assign_json, offsets_json, resolve_ranges, split_chunks
 
 log = logging.getLogger("seqstream.backfill")
@@ -68,8 +69,8 @@ class ChunkCounts:
 
 
 def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict[str, int], length: int,
-                   features: int, ref: Any) -> pd.DataFrame:  # fmt: skip
-    """One Kafka partition's events of a chunk (cogrouped with its carried events): the scored
+                   schema: EventSchema, max_bytes: int, ref: Any) -> pd.DataFrame:  # fmt: skip
+    """One Kafka partition's rows of a chunk (cogrouped with its carried events): the scored
     windows of the events at or after ``emit_from`` (as the streaming processor scores them) and
     each key's carried events after the chunk (``is_state`` rows, the events in ``window``)."""
     from pipeline.scoring import SCORED_COLUMNS, score_windows
@@ -77,11 +78,13 @@ def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict
 
     side = events if len(events) else state
     topic, partition = str(side["topic"].iat[0]), int(side["partition"].iat[0])
-    contexts = {k: np.asarray(c, np.float32).reshape(-1, features) for k, c in zip(state["key"], state["context"])}
+    width = len(schema.features)
+    contexts = {k: np.asarray(c, np.float32).reshape(-1, width) for k, c in zip(state["key"], state["context"])}
     if len(events):
-        out, updated = window_rows(events.rename(columns={"timestamp": "kafka_timestamp"}), contexts.get, length, features)
-        contexts.update(updated)
-        out = score_windows(out[out["offset"] >= emit_from.get(f"{topic}:{partition}", 0)].copy(), ref)
+        made = window_rows(events.rename(columns={"timestamp": "kafka_timestamp"}), contexts.get, length, schema, max_bytes)
+        contexts.update(made.contexts)
+        emit = (made.rows["offset"] >= emit_from.get(f"{topic}:{partition}", 0)).to_numpy()
+        out = score_windows(made.rows[emit].reset_index(drop=True), made.windows[emit], ref)
     else:
         out = pd.DataFrame(columns=SCORED_COLUMNS)
     carried = pd.DataFrame({"key": list(contexts), "topic": topic, "partition": partition,
@@ -115,6 +118,7 @@ class Backfill:
                 .option("endingOffsets", offsets_json(ranges, "end")).load())  # fmt: skip
 
     def read_parsed(self, ranges: list[PartitionRange]) -> Any:
+        """Parsed events as their own Spark step (the windows parse inside theirs)."""
         from pipeline.parsing import parse_events
 
         return parse_events(self.read_kafka(ranges), self.settings.events, self.settings.stream.max_event_bytes)
@@ -127,8 +131,9 @@ class Backfill:
 
         schema = StructType([*SCORED_SCHEMA.fields, StructField("is_state", BooleanType())])
         carried = self.spark.createDataFrame(state, STATE_DDL)
-        fn = partial(_chunk_windows, emit_from=emit_from, length=self.length, features=self.features, ref=self.ref)
-        return (self.read_parsed(ranges).groupBy("topic", "partition")
+        fn = partial(_chunk_windows, emit_from=emit_from, length=self.length, schema=self.settings.events,
+                     max_bytes=self.settings.stream.max_event_bytes, ref=self.ref)  # fmt: skip
+        return (self.read_kafka(ranges).select(*KAFKA_COLUMNS).groupBy("topic", "partition")
                 .cogroup(carried.groupBy("topic", "partition")).applyInPandas(fn, schema))  # fmt: skip
 
     @staticmethod

@@ -3,9 +3,10 @@
     spark-submit jobs/stream.py --config seqstream.yaml [--set stream.checkpoint=...]
     seqstream stream --config seqstream.yaml
 
-One query: parse (dead letters kept), ``groupBy(topic, partition).transformWithStateInPandas``
-for windows that carry across micro-batches, scored in the same step with the model cached per
-worker (or event-time windows, ``stream.mode: time``), and ``foreachBatch`` sinks. SIGTERM lets
+One query: ``groupBy(topic, partition).transformWithStateInPandas`` over the Kafka rows parses
+them (dead letters kept), builds windows that carry across micro-batches and scores them in the
+same Python step, with the model cached per worker (or event-time windows, ``stream.mode:
+time``); then ``foreachBatch`` sinks. SIGTERM lets
 the running micro-batch finish, then stops.
 """
 
@@ -26,7 +27,7 @@ from pipeline.config import Settings, load_settings, parse_assignments
 from pipeline.connector import kafka_format, kafka_options
 from pipeline.errors import SeqstreamError
 from pipeline.metrics import MetricsListener, observe_input, observe_output
-from pipeline.parsing import parse_events
+from pipeline.parsing import KAFKA_COLUMNS, parse_events
 from pipeline.scoring import SCORED_SCHEMA, ModelRef
 from pipeline.sinks import BatchWriter
 from pipeline.stateful_windows import WindowProcessor
@@ -105,15 +106,16 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
               .option("startingOffsets", stream.starting_offsets))  # fmt: skip
     if stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
-    parsed = observe_input(parse_events(reader.load(), settings.events, stream.max_event_bytes))
+    kafka_rows = observe_input(reader.load().select(*KAFKA_COLUMNS))
     if stream.mode == "time":
-        windows = event_time_windows(parsed, ref=ref, length=spec.window.length, features=len(spec.features),
-                                     size=stream.time_window, slide=stream.time_slide, watermark=stream.watermark)  # fmt: skip
+        windows = event_time_windows(parse_events(kafka_rows, settings.events, stream.max_event_bytes), ref=ref,
+                                     length=spec.window.length, features=len(spec.features), size=stream.time_window,
+                                     slide=stream.time_slide, watermark=stream.watermark)  # fmt: skip
     else:
         ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
-        windows = parsed.groupBy("topic", "partition").transformWithStateInPandas(
-            WindowProcessor(spec.window.length, len(spec.features), ttl_ms, ref), SCORED_SCHEMA, "Append",
-            "ProcessingTime" if ttl_ms else "None",
+        windows = kafka_rows.groupBy("topic", "partition").transformWithStateInPandas(
+            WindowProcessor(spec.window.length, ttl_ms, ref, settings.events, stream.max_event_bytes), SCORED_SCHEMA,
+            "Append", "ProcessingTime" if ttl_ms else "None",
         )  # fmt: skip
     scored = observe_output(windows)
     metrics = MetricsListener(QUERY_NAME, stream.metrics_port)

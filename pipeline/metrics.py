@@ -1,6 +1,6 @@
 """Per-batch metrics of the streaming job: Spark's observed metrics read by a query listener.
 
-``observe_input`` and ``observe_output`` attach ``Dataset.observe`` aggregates to the parsed and
+``observe_input`` and ``observe_output`` attach ``Dataset.observe`` aggregates to the Kafka rows and
 the scored streams, so the counts are computed in the batch's own Spark jobs (no extra job) and
 arrive with the batch's progress report.
 ``MetricsListener`` turns each report into a ``BatchMetrics``: it logs one JSON line per batch
@@ -30,15 +30,17 @@ log = logging.getLogger("seqstream.metrics")
 INPUT, OUTPUT = "seqstream_input", "seqstream_output"
 
 
-def observe_input(parsed: DataFrame) -> DataFrame:
+def observe_input(kafka_rows: DataFrame) -> DataFrame:
     """Counts what each micro-batch read, before any stateful step can hold rows back."""
-    return parsed.observe(INPUT, F.count(F.lit(1)).alias("events_in"), F.count("reason").alias("dead_lettered"))
+    return kafka_rows.observe(INPUT, F.count(F.lit(1)).alias("events_in"))
 
 
 def observe_output(scored: DataFrame) -> DataFrame:
-    """Counts windows and scores, the model step's time and batches, and timestamp quantiles."""
+    """Counts dead letters (every one comes out in the batch that read it), windows and scores,
+    the model step's time and batches, and timestamp quantiles."""
     return scored.observe(
         OUTPUT,
+        F.count("reason").alias("dead_lettered"),
         F.count(F.when(F.col("reason").isNull(), 1)).alias("windows"),
         F.count("score").alias("scored"),
         F.coalesce(F.sum("scoring_s"), F.lit(0.0)).alias("scoring_s"),
@@ -81,7 +83,7 @@ def batch_metrics(progress: Any) -> BatchMetrics | None:
     model_batches = round(out["model_batches"])
     states = progress.stateOperators
     return BatchMetrics(
-        batch_id=progress.batchId, events_in=read["events_in"], dead_lettered=read["dead_lettered"],
+        batch_id=progress.batchId, events_in=read["events_in"], dead_lettered=out["dead_lettered"],
         late=sum(op.numRowsDroppedByWatermark for op in states), windows=out["windows"], scored=out["scored"],
         not_yet_scoreable=out["windows"] - out["scored"], keys_in_state=sum(op.numRowsTotal for op in states),
         scoring_s=round(out["scoring_s"], 6), model_batches=model_batches,

@@ -81,13 +81,15 @@ def scorer_for(ref: ModelRef) -> WindowScorer:
     return _SCORERS[ref]
 
 
-def score_windows(batch: pd.DataFrame, ref: ModelRef) -> pd.DataFrame:
-    """Adds score, prediction and model_version to the windows long enough to score, then drops
-    the window arrays: they are not written anywhere, and sending them back costs more than
-    the model on small models. Called where the windows are made, in the same Python worker."""
+def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.DataFrame:
+    """``rows`` (``WINDOW_SCHEMA``) with score, prediction and model_version added where the
+    window (``windows[i]``, [length, features]) is long enough to score. The windows are not
+    sent back: nothing writes them, and sending them costs more than the model on small models.
+    Called where the windows are made, in the same Python worker."""
     scorer = scorer_for(ref)
     spec = scorer.spec
-    length, features = spec.window.length, len(spec.features)
+    batch = rows.copy(deep=False)
+    batch["window"] = None
     batch["score"] = np.nan
     batch["prediction"] = None
     batch["model_version"] = None
@@ -97,8 +99,7 @@ def score_windows(batch: pd.DataFrame, ref: ModelRef) -> pd.DataFrame:
     count = int(ready.sum())
     if count:
         started = time.perf_counter()
-        windows = np.stack(batch.loc[ready, "window"].to_numpy()).reshape(-1, length, features)
-        scores = scorer.score(windows, batch.loc[ready, "window_length"].to_numpy())
+        scores = scorer.score(windows[ready], batch["window_length"].to_numpy()[ready])
         batch.loc[ready, "score"] = scores.score
         batch.loc[ready, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[ready])
         batch.loc[ready, "model_version"] = spec.version
@@ -107,6 +108,4 @@ def score_windows(batch: pd.DataFrame, ref: ModelRef) -> pd.DataFrame:
         batch.loc[ready, "model_batch"] = sizes
     batch["score"] = batch["score"].where(ready, None)
     batch["scoring_s"] = batch["scoring_s"].where(ready, None)
-    batch["window"] = None
     return batch[SCORED_COLUMNS]
-

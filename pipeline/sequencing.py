@@ -1,9 +1,10 @@
 """Per-key rolling windows: the one definition of "the sequence a score is computed from".
 
 For each new event of a key, the window is the last ``length`` events of that key ending at it,
-in log order. The streaming job calls ``extend_windows`` once per key and micro-batch with the
-key's carried context (its last ``length - 1`` events); training and the offline reference call
-it once with an empty context. Same code, same windows.
+in log order. The streaming job calls ``keyed_windows`` once per Kafka partition and
+micro-batch, for all of its keys at once, with each key's carried context (its last
+``length - 1`` events); training and the offline reference call ``extend_windows`` (one key)
+with an empty context. Same code, same windows.
 
 Windows are left-aligned: row ``i`` holds ``lengths[i]`` events at positions ``0..lengths[i]-1``
 and zeros after, which is the layout ``torch.nn.utils.rnn.pack_padded_sequence`` expects.
@@ -11,10 +12,10 @@ and zeros after, which is the layout ``torch.nn.utils.rnn.pack_padded_sequence``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 @dataclass(frozen=True)
@@ -24,30 +25,61 @@ class WindowBatch:
     context: np.ndarray  # [<= length - 1, features]: what to carry to the next call
 
 
+@dataclass(frozen=True)
+class KeyedWindows:
+    windows: np.ndarray  # [m, length, features], float32, left-aligned, in the events' order
+    lengths: np.ndarray  # [m], int64, 1..length
+    contexts: list[np.ndarray]  # per key: its last <= length - 1 events, to carry to the next call
+
+
 def empty_context(features: int) -> np.ndarray:
     return np.zeros((0, features), dtype=np.float32)
 
 
-def extend_windows(context: np.ndarray, new_events: np.ndarray, length: int) -> WindowBatch:
-    """Windows ending at each of ``new_events`` (rows in log order), preceded by ``context``."""
+def keyed_windows(contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.ndarray, length: int) -> KeyedWindows:
+    """Windows ending at each of ``events`` (rows of many keys; ``codes[i]`` indexes event i's key
+    in ``contexts``, and each key's events are in log order), each key's history preceded by its
+    context. Vectorised over keys: one pass, whatever the number of keys."""
     if length < 1:
         raise ValueError(f"window length must be at least 1, got {length}")
+    if events.ndim != 2 or any(c.ndim != 2 or c.shape[1] != events.shape[1] for c in contexts):
+        raise ValueError(
+            f"contexts {[c.shape for c in contexts]} and new events {events.shape} must be [rows, features] "
+            "with the same number of features"
+        )
+    codes = np.asarray(codes, np.int64)
+    n, features = events.shape
+    contexts = [c[max(len(c) - (length - 1), 0) :] for c in contexts]
+    carried = np.array([len(c) for c in contexts], np.int64)
+    counts = np.bincount(codes, minlength=len(contexts))
+    sizes = carried + counts
+    starts = np.cumsum(sizes) - sizes  # each key's segment of ``history``: its context, then its events
+    history = np.zeros((int(sizes.sum()), features), np.float32)
+    for start, context in zip(starts, contexts):
+        history[start : start + len(context)] = context
+    order = np.argsort(codes, kind="stable")  # grouped by key, log order kept within a key
+    grouped = codes[order]
+    rank = np.arange(n) - (np.cumsum(counts) - counts)[grouped]
+    position = np.empty(n, np.int64)
+    position[order] = starts[grouped] + carried[grouped] + rank
+    history[position] = events
+    lengths = np.minimum(position - starts[codes] + 1, length)
+    steps = np.arange(length)
+    real = steps[None, :] < lengths[:, None]
+    windows = history[np.where(real, position[:, None] - lengths[:, None] + 1 + steps[None, :], 0)]
+    windows[~real] = 0.0
+    ends = starts + sizes
+    kept = [history[max(start, end - (length - 1)) : end].copy() for start, end in zip(starts, ends)]
+    return KeyedWindows(windows, lengths, kept)
+
+
+def extend_windows(context: np.ndarray, new_events: np.ndarray, length: int) -> WindowBatch:
+    """Windows ending at each of ``new_events`` (one key's rows in log order), preceded by ``context``."""
     if new_events.ndim != 2 or context.ndim != 2 or context.shape[1] != new_events.shape[1]:
         raise ValueError(
             f"context {context.shape} and new events {new_events.shape} must be [rows, features] "
             "with the same number of features"
         )
-    context = context[max(len(context) - (length - 1), 0) :]
-    history = np.concatenate([context, new_events]).astype(np.float32, copy=False)
-    m, features = new_events.shape
-    start = len(context)
-    # Right-aligned windows over a zero-padded front, then shift the short ones left.
-    padded = np.concatenate([np.zeros((length - 1, features), np.float32), history])
-    windows = sliding_window_view(padded, (length, features))[start : start + m, 0].copy()
-    ends = np.arange(start, start + m)  # index in history of each window's last event
-    lengths = np.minimum(ends + 1, length).astype(np.int64)
-    for i in np.flatnonzero(lengths < length):  # at most length - 1 of them, at a key's start
-        n = lengths[i]
-        windows[i, :n] = windows[i, length - n :]
-        windows[i, n:] = 0.0
-    return WindowBatch(windows, lengths, history[max(len(history) - (length - 1), 0) :].copy())
+    made = keyed_windows([context.astype(np.float32, copy=False)], np.zeros(len(new_events), np.int64),
+                         new_events.astype(np.float32, copy=False), length)  # fmt: skip
+    return WindowBatch(made.windows, made.lengths, made.contexts[0])

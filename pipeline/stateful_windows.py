@@ -3,14 +3,16 @@
 The key decides the Kafka partition, so all of a key's events are in one partition, in log
 order. Grouping by partition makes one Python call per partition and batch (not one per key)
 and keeps a map state of key -> its last ``length - 1`` events (bounded), each entry expiring
-after ``ttl_ms`` without events. Each new event comes out with the window ending at it, built
-by ``pipeline.sequencing.extend_windows``. Malformed rows pass through untouched, so every
-input row comes out once.
+after ``ttl_ms`` without events. The step takes the raw Kafka rows: it parses them
+(``pipeline.parsing.parse_values``), builds every key's windows in one pass
+(``pipeline.sequencing.keyed_windows``) and scores them, so events cross from the JVM to Python
+once. Malformed rows come out as dead letters, so every input row comes out once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,9 @@ from pyspark.sql.types import (
     TimestampType,
 )  # fmt: skip
 
-from pipeline.sequencing import extend_windows
+from pipeline.config import EventSchema
+from pipeline.parsing import parse_values
+from pipeline.sequencing import keyed_windows
 
 WINDOW_SCHEMA = StructType([
     StructField("key", StringType()), StructField("event_time_ms", LongType()),
@@ -35,44 +39,55 @@ _STATE_VALUE = StructType([StructField("context", ArrayType(FloatType()))])
 _COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]
 
 
-def window_rows(
-    batch: pd.DataFrame, context_of: Callable[[str], np.ndarray | None], length: int, features: int
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The rows of one Kafka partition (any order), each valid event with the window ending at
-    it, and each key's new context. ``context_of(key)`` is the key's carried events, if any.
-    Shared by the streaming processor and the backfill, so both build the same windows."""
-    dead = batch[batch["reason"].notna()].copy()
-    dead["window"] = None
-    dead["window_length"] = 0
-    valid = batch[batch["reason"].isna()].sort_values("offset", kind="stable")
-    if valid.empty:
-        return dead[_COLUMNS], {}
-    windows, lengths, contexts = [], [], {}
-    keyed = valid.groupby("key", sort=False)
-    for event_key, rows_of_key in keyed:
-        stored = context_of(event_key)
-        context = np.zeros((0, features), np.float32) if stored is None else stored
-        events = np.stack(rows_of_key["features"].to_numpy()).astype(np.float32, copy=False)
-        made = extend_windows(context, events, length)
-        contexts[event_key] = made.context
-        windows.append(made.windows.reshape(len(events), -1))
-        lengths.append(made.lengths)
-    out = pd.concat([rows for _, rows in keyed], ignore_index=True)
-    out["window"] = list(np.concatenate(windows))
-    out["window_length"] = np.concatenate(lengths).astype(np.int32)
-    out["value"] = None
-    return pd.concat([dead[_COLUMNS], out[_COLUMNS]], ignore_index=True) if len(dead) else out[_COLUMNS], contexts
+@dataclass(frozen=True)
+class WindowedRows:
+    """One partition's rows: ``rows`` in ``WINDOW_SCHEMA`` (``window`` left empty), events first
+    in log order, then the dead letters; ``windows[i]`` is row i's window (zeros for a dead
+    letter); ``contexts`` each key's events to carry to the next batch."""
+
+    rows: pd.DataFrame
+    windows: np.ndarray
+    contexts: dict[str, np.ndarray]
+
+
+def window_rows(kafka_rows: pd.DataFrame, context_of: Callable[[str], np.ndarray | None], length: int,
+                schema: EventSchema, max_bytes: int) -> WindowedRows:  # fmt: skip
+    """Parse the Kafka rows of one partition (columns ``value, topic, partition, offset,
+    kafka_timestamp``, any order) and window each valid event. ``context_of(key)`` is the key's
+    carried events, if any. Shared by the streaming processor and the backfill."""
+    width = len(schema.features)
+    parsed = parse_values(kafka_rows["value"].tolist(), schema, max_bytes)
+    dead = np.flatnonzero(pd.notna(parsed.reason))
+    valid = np.flatnonzero(pd.isna(parsed.reason))
+    valid = valid[np.argsort(kafka_rows["offset"].to_numpy()[valid], kind="stable")]
+    codes, keys = pd.factorize(parsed.key[valid])
+    stored = [context_of(k) for k in keys]
+    made = keyed_windows([np.zeros((0, width), np.float32) if c is None else c for c in stored], codes,
+                         parsed.features[valid], length)  # fmt: skip
+    ordered = np.concatenate([valid, dead])
+    rows = kafka_rows.iloc[ordered].reset_index(drop=True)
+    events = len(valid)
+    rows["key"] = parsed.key[ordered]
+    rows["event_time_ms"] = pd.Series(parsed.event_time_ms[ordered], dtype="Int64").mask(np.arange(len(ordered)) >= events)
+    rows["window"] = None
+    rows["window_length"] = np.concatenate([made.lengths, np.zeros(len(dead), np.int64)]).astype(np.int32)
+    rows["value"] = rows["value"].where(np.arange(len(ordered)) >= events, None)
+    rows["reason"] = parsed.reason[ordered]
+    windows = np.concatenate([made.windows, np.zeros((len(dead), length, width), np.float32)])
+    return WindowedRows(rows[_COLUMNS], windows, dict(zip(keys, made.contexts)))
 
 
 class WindowProcessor(StatefulProcessor):
     """Windows and scores them in the same step (``pipeline.scoring.score_windows``), so the
     window arrays never travel to the JVM and back; output rows follow ``SCORED_SCHEMA``."""
 
-    def __init__(self, length: int, features: int, ttl_ms: int | None, ref: Any) -> None:
+    def __init__(self, length: int, ttl_ms: int | None, ref: Any, schema: EventSchema, max_bytes: int) -> None:
         self.length = length
-        self.features = features
+        self.features = len(schema.features)
         self.ttl_ms = ttl_ms
         self.ref = ref
+        self.schema = schema
+        self.max_bytes = max_bytes
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.contexts = handle.getMapState("contexts", _STATE_KEY, _STATE_VALUE, self.ttl_ms)
@@ -85,11 +100,11 @@ class WindowProcessor(StatefulProcessor):
         batch = pd.concat(list(rows), ignore_index=True).rename(columns={"timestamp": "kafka_timestamp"})
         from pipeline.scoring import score_windows
 
-        out, contexts = window_rows(batch, self._context_of, self.length, self.features)
-        for event_key, context in contexts.items():
+        made = window_rows(batch, self._context_of, self.length, self.schema, self.max_bytes)
+        for event_key, context in made.contexts.items():
             self.contexts.updateValue((event_key,), (context.ravel().tolist(),))
-        if len(out):
-            yield score_windows(out, self.ref)
+        if len(made.rows):
+            yield score_windows(made.rows, made.windows, self.ref)
 
     def close(self) -> None:
         pass

@@ -32,15 +32,16 @@ def last_events(batches: Iterator[pd.DataFrame], length: int, features: int, ref
     from pipeline.scoring import score_windows
 
     for batch in batches:
-        rows = []
-        for key, end, events in zip(batch["key"], batch["window_end_ms"], batch["events"]):
+        rows, windows = [], np.zeros((len(batch), length, features), np.float32)
+        for i, (key, end, events) in enumerate(zip(batch["key"], batch["window_end_ms"], batch["events"])):
             ordered = sorted(events, key=lambda e: (e["event_time_ms"], e["partition"], e["offset"]))
             values = np.stack([np.asarray(e["features"], np.float32) for e in ordered[-length:]])
             made = extend_windows(np.zeros((0, features), np.float32), values, length)
             last = ordered[-1]
+            windows[i] = made.windows[-1]
             rows.append((key, int(end), last["topic"], last["partition"], last["offset"], last["timestamp"],
-                         made.windows[-1].ravel(), int(made.lengths[-1]), None, None))  # fmt: skip
-        yield score_windows(pd.DataFrame(rows, columns=_COLUMNS), ref)
+                         None, int(made.lengths[-1]), None, None))  # fmt: skip
+        yield score_windows(pd.DataFrame(rows, columns=_COLUMNS), windows, ref)
 
 
 def event_time_windows(parsed: DataFrame, *, ref: Any, length: int, features: int, size: str, slide: str | None,

@@ -40,12 +40,13 @@ def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
     frame = pd.DataFrame({
         "key": "k", "event_time_ms": np.arange(n), "topic": "t", "partition": 0, "offset": np.arange(n),
         "kafka_timestamp": pd.Timestamp("2026-11-23"), "value": None,
-        "window": [rng.normal(50, 5, length).astype(np.float32) for _ in range(n)],
+        "window": None,
         "window_length": [length] * (n - 1) + [spec.window.min_length - 1],  # the last is too short
         "reason": [None] * n,
     })  # fmt: skip
     ref = ModelRef(str(DEMO_MODEL_DIR), spec.weights_sha256 or "", batch_size=4)
-    out = score_windows(frame, ref)
+    windows = rng.normal(50, 5, (n, length, len(spec.features))).astype(np.float32)
+    out = score_windows(frame, windows, ref)
     assert out["model_batch"].tolist()[:9] == [4, 4, 4, 4, 4, 4, 4, 4, 1]
     assert pd.isna(out["model_batch"].iloc[9]) and pd.isna(out["score"].iloc[9])
     assert out["score"].iloc[:9].notna().all() and (out["scoring_s"].iloc[:9] > 0).all()
