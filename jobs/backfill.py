@@ -23,6 +23,7 @@ import logging
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -94,7 +95,9 @@ def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict
     for column in ("prediction", "value", "reason", "model_version", "model_batch", "kafka_timestamp"):
         carried[column] = None  # absent, not NaN: list and string columns cannot take a float
     parts = [frame for frame in (out.assign(is_state=False), carried.assign(is_state=True)) if len(frame)]
-    return (pd.concat(parts, ignore_index=True) if parts else out.assign(is_state=False))[[*SCORED_COLUMNS, "is_state"]]
+    with warnings.catch_warnings():  # all-None columns of the carried rows: Arrow types them from the schema
+        warnings.simplefilter("ignore", FutureWarning)
+        return (pd.concat(parts, ignore_index=True) if parts else out.assign(is_state=False))[[*SCORED_COLUMNS, "is_state"]]
 
 
 class Backfill:

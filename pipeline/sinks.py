@@ -41,7 +41,10 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         s = self.settings
-        batch = batch.withColumn("processing_time", F.current_timestamp()).persist()
+        batch = batch.withColumn("processing_time", F.current_timestamp())
+        outputs = sum(1 for out in (s.parquet_path, s.output_topic, s.dead_letter_path, s.dead_letter_topic) if out)
+        if outputs > 1:  # each write reads the batch: compute it once (one write needs no cache)
+            batch = batch.persist()
         try:
             scores = (batch.where(F.col("score").isNotNull())
                       .withColumn("event_time", F.timestamp_millis("event_time_ms")).select(*SCORE_COLUMNS))  # fmt: skip
@@ -55,4 +58,5 @@ class BatchWriter:
             if s.dead_letter_topic:
                 self._to_kafka(dead.withColumn("value", F.base64("value")), s.dead_letter_topic, F.lit(None).cast("string"))
         finally:
-            batch.unpersist()
+            if outputs > 1:
+                batch.unpersist()
