@@ -42,10 +42,11 @@ def keyed_windows(contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.
     context. Vectorised over keys: one pass, whatever the number of keys."""
     if length < 1:
         raise ValueError(f"window length must be at least 1, got {length}")
-    if events.ndim != 2 or any(c.ndim != 2 or c.shape[1] != events.shape[1] for c in contexts):
+    mismatched = [c.shape for c in contexts if events.ndim != 2 or c.ndim != 2 or c.shape[1] != events.shape[1]]
+    if events.ndim != 2 or mismatched:
         raise ValueError(
-            f"contexts {[c.shape for c in contexts]} and new events {events.shape} must be [rows, features] "
-            "with the same number of features"
+            f"context {mismatched[0] if mismatched else None} and new events {events.shape} must be "
+            "[rows, features] with the same number of features"
         )
     codes = np.asarray(codes, np.int64)
     n, features = events.shape
@@ -75,11 +76,6 @@ def keyed_windows(contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.
 
 def extend_windows(context: np.ndarray, new_events: np.ndarray, length: int) -> WindowBatch:
     """Windows ending at each of ``new_events`` (one key's rows in log order), preceded by ``context``."""
-    if new_events.ndim != 2 or context.ndim != 2 or context.shape[1] != new_events.shape[1]:
-        raise ValueError(
-            f"context {context.shape} and new events {new_events.shape} must be [rows, features] "
-            "with the same number of features"
-        )
     made = keyed_windows([context.astype(np.float32, copy=False)], np.zeros(len(new_events), np.int64),
                          new_events.astype(np.float32, copy=False), length)  # fmt: skip
     return WindowBatch(made.windows, made.lengths, made.contexts[0])

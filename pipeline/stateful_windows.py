@@ -25,7 +25,7 @@ from pyspark.sql.types import (
 
 from pipeline.config import EventSchema
 from pipeline.parsing import parse_values
-from pipeline.sequencing import keyed_windows
+from pipeline.sequencing import empty_context, keyed_windows
 
 WINDOW_SCHEMA = StructType([
     StructField("key", StringType()), StructField("event_time_ms", LongType()),
@@ -62,16 +62,15 @@ def window_rows(kafka_rows: pd.DataFrame, context_of: Callable[[str], np.ndarray
     valid = valid[np.argsort(kafka_rows["offset"].to_numpy()[valid], kind="stable")]
     codes, keys = pd.factorize(parsed.key[valid])
     stored = [context_of(k) for k in keys]
-    made = keyed_windows([np.zeros((0, width), np.float32) if c is None else c for c in stored], codes,
-                         parsed.features[valid], length)  # fmt: skip
+    made = keyed_windows([empty_context(width) if c is None else c for c in stored], codes, parsed.features[valid], length)
     ordered = np.concatenate([valid, dead])
+    is_dead = np.arange(len(ordered)) >= len(valid)
     rows = kafka_rows.iloc[ordered].reset_index(drop=True)
-    events = len(valid)
     rows["key"] = parsed.key[ordered]
-    rows["event_time_ms"] = pd.Series(parsed.event_time_ms[ordered], dtype="Int64").mask(np.arange(len(ordered)) >= events)
+    rows["event_time_ms"] = pd.Series(parsed.event_time_ms[ordered], dtype="Int64").mask(is_dead)
     rows["window"] = None
     rows["window_length"] = np.concatenate([made.lengths, np.zeros(len(dead), np.int64)]).astype(np.int32)
-    rows["value"] = rows["value"].where(np.arange(len(ordered)) >= events, None)
+    rows["value"] = rows["value"].where(is_dead, None)  # events' bytes are not sent back
     rows["reason"] = parsed.reason[ordered]
     windows = np.concatenate([made.windows, np.zeros((len(dead), length, width), np.float32)])
     return WindowedRows(rows[_COLUMNS], windows, dict(zip(keys, made.contexts)))

@@ -21,7 +21,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline.sequencing import extend_windows
+from pipeline.sequencing import empty_context, extend_windows
 from pipeline.stateful_windows import WINDOW_SCHEMA
 
 _COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]
@@ -36,7 +36,7 @@ def last_events(batches: Iterator[pd.DataFrame], length: int, features: int, ref
         for i, (key, end, events) in enumerate(zip(batch["key"], batch["window_end_ms"], batch["events"])):
             ordered = sorted(events, key=lambda e: (e["event_time_ms"], e["partition"], e["offset"]))
             values = np.stack([np.asarray(e["features"], np.float32) for e in ordered[-length:]])
-            made = extend_windows(np.zeros((0, features), np.float32), values, length)
+            made = extend_windows(empty_context(features), values, length)
             last = ordered[-1]
             windows[i] = made.windows[-1]
             rows.append((key, int(end), last["topic"], last["partition"], last["offset"], last["timestamp"],
