@@ -8,6 +8,8 @@ streaming job, as batch jobs. Windows at the range start are complete: before th
 each key's last N-1 events before the start are read (looking back until every key of the range
 has them, or the log begins). The range is cut into chunks (every partition's k-th slice, read
 in parallel); each key's carried events pass from chunk to chunk as the streaming state does.
+A key lives in one Kafka partition, so each Spark partition of the Kafka read is windowed where
+it was read (``mapInPandas``, no shuffle), with its keys' carried events shipped in the closure.
 
 Progress lives in ``backfill.progress_dir``: the resolved plan, and per finished chunk its
 counts and carried events. A re-run with the same request resumes after the last finished
@@ -23,7 +25,7 @@ import logging
 import shutil
 import sys
 import time
-import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -41,8 +43,6 @@ from pipeline.parsing import KAFKA_COLUMNS
 from pipeline.ranges import PartitionRange, assign_json, offsets_json, resolve_ranges, split_chunks
 
 log = logging.getLogger("seqstream.backfill")
-
-STATE_DDL = "topic string, partition int, key string, context array<float>"
 
 
 @dataclass(frozen=True)
@@ -69,35 +69,78 @@ class ChunkCounts:
 # --- windows over a chunk ----------------------------------------------------------------------
 
 
-def _chunk_windows(events: pd.DataFrame, state: pd.DataFrame, *, emit_from: dict[str, int], length: int,
-                   schema: EventSchema, max_bytes: int, ref: Any) -> pd.DataFrame:  # fmt: skip
-    """One Kafka partition's rows of a chunk (cogrouped with its carried events): the scored
-    windows of the events at or after ``emit_from`` (as the streaming processor scores them) and
-    each key's carried events after the chunk (``is_state`` rows, the events in ``window``)."""
+@dataclass(frozen=True)
+class PackedContexts:
+    """One topic-partition's carried events, packed so a large state pickles fast: ``keys[i]``
+    holds ``flat[bounds[i]:bounds[i + 1]]`` (events x features, flattened)."""
+
+    keys: list[str]
+    flat: np.ndarray
+    bounds: np.ndarray
+
+
+def pack_state(state: pd.DataFrame) -> dict[str, PackedContexts]:
+    packed = {}
+    for name, group in state.groupby(_names(state), sort=False):
+        parts = [np.asarray(c, np.float32).ravel() for c in group["context"]]
+        bounds = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        packed[name] = PackedContexts(group["key"].tolist(), np.concatenate(parts) if parts else np.zeros(0, np.float32), bounds)
+    return packed
+
+
+class _PartitionContexts:
+    """Each key's carried events in one topic-partition: what the chunk started with, overlaid
+    by what this task's batches left (``updated``, the only part sent back)."""
+
+    def __init__(self, packed: PackedContexts | None, width: int) -> None:
+        self.packed = packed
+        self.index = {k: i for i, k in enumerate(packed.keys)} if packed else {}
+        self.width = width
+        self.updated: dict[str, np.ndarray] = {}
+
+    def get(self, key: str) -> np.ndarray | None:
+        if key in self.updated:
+            return self.updated[key]
+        i = self.index.get(key)
+        if i is None or self.packed is None:
+            return None
+        return self.packed.flat[self.packed.bounds[i] : self.packed.bounds[i + 1]].reshape(-1, self.width)
+
+
+def _partition_windows(batches: Iterator[pd.DataFrame], *, carried: dict[str, PackedContexts], emit_from: dict[str, int],
+                       length: int, schema: EventSchema, max_bytes: int, ref: Any) -> Iterator[pd.DataFrame]:  # fmt: skip
+    """One Spark partition of a chunk's Kafka read (whole topic-partitions, each in offset order,
+    as the streaming job's micro-batches see them): the scored windows of the events at or after
+    ``emit_from``, then the carried events of every key that had events (``is_state`` rows, the
+    events in ``window``). No shuffle: the Kafka read's partitions are the units of state."""
     from pipeline.scoring import SCORED_COLUMNS, score_windows
     from pipeline.stateful_windows import window_rows
 
-    side = events if len(events) else state
-    topic, partition = str(side["topic"].iat[0]), int(side["partition"].iat[0])
     width = len(schema.features)
-    contexts = {k: np.asarray(c, np.float32).reshape(-1, width) for k, c in zip(state["key"], state["context"])}
-    if len(events):
-        made = window_rows(events.rename(columns={"timestamp": "kafka_timestamp"}), contexts.get, length, schema, max_bytes)
-        contexts.update(made.contexts)
-        emit = (made.rows["offset"] >= emit_from.get(f"{topic}:{partition}", 0)).to_numpy()
-        out = score_windows(made.rows[emit].reset_index(drop=True), made.windows[emit], ref)
-    else:
-        out = pd.DataFrame(columns=SCORED_COLUMNS)
-    carried = pd.DataFrame({"key": list(contexts), "topic": topic, "partition": partition,
-                            "window": [c.ravel() for c in contexts.values()],
-                            "window_length": [len(c) for c in contexts.values()]})  # fmt: skip
-    carried = carried.reindex(columns=SCORED_COLUMNS)
-    for column in ("prediction", "value", "reason", "model_version", "model_batch", "kafka_timestamp"):
-        carried[column] = None  # absent, not NaN: list and string columns cannot take a float
-    parts = [frame for frame in (out.assign(is_state=False), carried.assign(is_state=True)) if len(frame)]
-    with warnings.catch_warnings():  # all-None columns of the carried rows: Arrow types them from the schema
-        warnings.simplefilter("ignore", FutureWarning)
-        return (pd.concat(parts, ignore_index=True) if parts else out.assign(is_state=False))[[*SCORED_COLUMNS, "is_state"]]
+    contexts: dict[tuple[str, int], _PartitionContexts] = {}
+    last_offset: dict[tuple[str, int], int] = {}
+    for batch in batches:
+        for (topic, partition), rows in batch.groupby(["topic", "partition"], sort=False):
+            name, offsets = (str(topic), int(partition)), rows["offset"].to_numpy()
+            if offsets.min() <= last_offset.get(name, -1):
+                raise SeqstreamError(f"backfill read {name[0]}-{name[1]} out of offset order (at {offsets.min()}): "
+                                     "each topic-partition must be one Spark partition (no minPartitions)")  # fmt: skip
+            last_offset[name] = int(offsets.max())
+            mine = contexts.setdefault(name, _PartitionContexts(carried.get(f"{topic}:{partition}"), width))
+            made = window_rows(rows.rename(columns={"timestamp": "kafka_timestamp"}), mine.get, length, schema, max_bytes)
+            mine.updated.update(made.contexts)
+            emit = (made.rows["offset"] >= emit_from.get(f"{topic}:{partition}", 0)).to_numpy()
+            if emit.any():
+                yield score_windows(made.rows[emit].reset_index(drop=True), made.windows[emit], ref).assign(is_state=False)
+    for (topic, partition), mine in contexts.items():
+        if not mine.updated:
+            continue
+        state = pd.DataFrame({"key": list(mine.updated), "topic": topic, "partition": partition,
+                              "window": [c.ravel() for c in mine.updated.values()],
+                              "window_length": [len(c) for c in mine.updated.values()]}).reindex(columns=SCORED_COLUMNS)  # fmt: skip
+        for column in ("prediction", "value", "reason", "model_version", "model_batch", "kafka_timestamp"):
+            state[column] = None  # absent, not NaN: list and string columns cannot take a float
+        yield state.assign(is_state=True)
 
 
 class Backfill:
@@ -127,22 +170,23 @@ class Backfill:
         return parse_events(self.read_kafka(ranges), self.settings.events, self.settings.stream.max_event_bytes)
 
     def windows(self, ranges: list[PartitionRange], emit_from: dict[str, int], state: pd.DataFrame) -> Any:
-        """Scored windows of ``ranges`` from ``emit_from`` on, plus carried-event rows (``is_state``)."""
+        """Scored windows of ``ranges`` from ``emit_from`` on, plus the carried events of every key
+        that had events (``is_state`` rows)."""
         from pyspark.sql.types import BooleanType, StructField, StructType
 
         from pipeline.scoring import SCORED_SCHEMA
 
         schema = StructType([*SCORED_SCHEMA.fields, StructField("is_state", BooleanType())])
-        carried = self.spark.createDataFrame(state, STATE_DDL)
-        fn = partial(_chunk_windows, emit_from=emit_from, length=self.length, schema=self.settings.events,
-                     max_bytes=self.settings.stream.max_event_bytes, ref=self.ref)  # fmt: skip
-        return (self.read_kafka(ranges).select(*KAFKA_COLUMNS).groupBy("topic", "partition")
-                .cogroup(carried.groupBy("topic", "partition")).applyInPandas(fn, schema))  # fmt: skip
+        fn = partial(_partition_windows, carried=pack_state(state), emit_from=emit_from, length=self.length,
+                     schema=self.settings.events, max_bytes=self.settings.stream.max_event_bytes, ref=self.ref)  # fmt: skip
+        return self.read_kafka(ranges).select(*KAFKA_COLUMNS).mapInPandas(fn, schema)
 
     @staticmethod
-    def carried_events(windows: Any) -> pd.DataFrame:
+    def carried_events(windows: Any, before: pd.DataFrame) -> pd.DataFrame:
+        """``before``, with the carried events of every key that had events replaced."""
         rows = windows.where("is_state").selectExpr("topic", "partition", "key", "window AS context").toPandas()
-        return rows if len(rows) else empty_state()
+        merged = pd.concat([frame for frame in (before, rows) if len(frame)], ignore_index=True) if len(rows) else before
+        return merged.drop_duplicates(["topic", "partition", "key"], keep="last", ignore_index=True) if len(merged) else empty_state()
 
     def context_before(self, ranges: list[PartitionRange], lows: dict[str, int]) -> pd.DataFrame:
         """Each range key's last N-1 events before its partition's start: look back (N-1) x keys
@@ -159,7 +203,7 @@ class Backfill:
         while need:
             reads = [PartitionRange(r.topic, r.partition, max(lows[_name(r)], r.start - lookback[_name(r)]), r.start)
                      for r in need]  # fmt: skip
-            carried = self.carried_events(self.windows(reads, {_name(r): r.end for r in reads}, empty_state()))
+            carried = self.carried_events(self.windows(reads, {_name(r): r.end for r in reads}, empty_state()), empty_state())
             carried = carried.assign(name=_names(carried))
             pending = []
             for r, read in zip(need, reads):
@@ -187,7 +231,7 @@ class Backfill:
             totals = out.agg(F.count(F.lit(1)).alias("events"), F.count("reason").alias("dead"),
                              F.count("score").alias("scored")).first()  # fmt: skip
             BatchWriter(self.sink_settings(), self.format, self.options)(out, index)
-            carried = self.carried_events(windows)
+            carried = self.carried_events(windows, state)
         finally:
             windows.unpersist()
         counts = ChunkCounts(index, totals["events"], totals["scored"], totals["events"] - totals["dead"] - totals["scored"],

@@ -12,13 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.backfill import Request, run_backfill
+from jobs.backfill import Request, _partition_windows, run_backfill
 from model.artifact import DEMO_MODEL_DIR
 from pipeline.cli import main as cli_main
-from pipeline.config import load_settings
+from pipeline.config import EventSchema, load_settings
 from pipeline.errors import SeqstreamError, TopicError
 from pipeline.kafka_clients import read_range
 from pipeline.ranges import resolve_ranges
@@ -195,3 +196,17 @@ def test_a_different_request_does_not_resume_another_backfills_progress(spark, b
     (tmp_path / "progress" / "plan.json").write_text(json.dumps({"request": {"topics": ["other"]}, "model": "x", "chunks": []}))
     with pytest.raises(SeqstreamError, match="holds the progress of another backfill .* pass --restart"):
         run_backfill(spark, settings, bootstrap_servers, Request([topic]))
+
+
+def test_a_topic_partition_read_out_of_offset_order_is_refused() -> None:
+    """Each key's state runs through its partition's events in log order: a topic-partition split
+    over Spark partitions (e.g. a minPartitions read) would break that, so it fails, naming it."""
+
+    def kafka_rows(offsets: list[int]) -> pd.DataFrame:
+        return pd.DataFrame({"value": [b'{"key": "a", "ts": 1, "value": 1.0}'] * len(offsets), "topic": "t",
+                             "partition": 0, "offset": offsets, "timestamp": pd.Timestamp(0, tz="UTC")})  # fmt: skip
+
+    windows = _partition_windows(iter([kafka_rows([5, 6]), kafka_rows([3, 4])]), carried={}, emit_from={"t:0": 10**9},
+                                 length=4, schema=EventSchema(), max_bytes=1024, ref=None)  # fmt: skip
+    with pytest.raises(SeqstreamError, match=r"read t-0 out of offset order \(at 3\): each topic-partition must be one Spark partition"):
+        list(windows)
