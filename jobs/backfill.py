@@ -187,8 +187,10 @@ class Backfill:
     def carried_events(windows: Any, before: pd.DataFrame) -> pd.DataFrame:
         """``before``, with the carried events of every key that had events replaced."""
         rows = windows.where("is_state").selectExpr("topic", "partition", "key", "window AS context").toPandas()
-        merged = pd.concat([frame for frame in (before, rows) if len(frame)], ignore_index=True) if len(rows) else before
-        return merged.drop_duplicates(["topic", "partition", "key"], keep="last", ignore_index=True) if len(merged) else empty_state()
+        if not len(rows):
+            return before
+        merged = pd.concat([before, rows], ignore_index=True) if len(before) else rows  # no concat with an empty frame
+        return merged.drop_duplicates(["topic", "partition", "key"], keep="last", ignore_index=True)
 
     def context_before(self, ranges: list[PartitionRange], lows: dict[str, int]) -> pd.DataFrame:
         """Each range key's last N-1 events before its partition's start: look back (N-1) x keys

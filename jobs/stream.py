@@ -6,8 +6,7 @@
 One query: ``groupBy(topic, partition).transformWithStateInPandas`` over the Kafka rows parses
 them (dead letters kept), builds windows that carry across micro-batches and scores them in the
 same Python step, with the model cached per worker (or event-time windows, ``stream.mode:
-time``); then ``foreachBatch`` sinks. SIGTERM lets
-the running micro-batch finish, then stops.
+time``); then ``foreachBatch`` sinks. SIGTERM lets the running micro-batch finish, then stops.
 """
 
 from __future__ import annotations
