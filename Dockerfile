@@ -12,11 +12,10 @@ COPY requirements.lock ./
 RUN python3 -m pip install --index-url ${TORCH_INDEX} torch==2.13.0 \
  && grep -v '^pyspark==' requirements.lock > /tmp/requirements.txt \
  && python3 -m pip install -r /tmp/requirements.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md __init__.py ./
 COPY pipeline/ pipeline/
 COPY model/ model/
 COPY jobs/ jobs/
-COPY bench/ bench/
 COPY docker/ docker/
 RUN python3 -m pip install --no-deps . && mkdir -p /data && chown -R spark /data /opt/seqstream
 USER spark

@@ -2,8 +2,11 @@
 VENV ?= .venv
 STAMP := $(VENV)/.seqstream-installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+# mypy reads the code under its installed names (seqstream.pipeline, seqstream.model).
+TYPECHECK := build/typecheck
 
-.PHONY: setup demo test broker-start broker-stop clean
+.PHONY: setup demo test lint bench broker-start broker-stop clean
 
 setup: $(STAMP)
 
@@ -13,8 +16,19 @@ $(STAMP): pyproject.toml requirements.lock scripts/setup.sh
 demo: setup
 	$(VENV)/bin/seqstream demo
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	mkdir -p $(TYPECHECK)/seqstream
+	ln -sfn ../../../pipeline $(TYPECHECK)/seqstream/pipeline
+	ln -sfn ../../../model $(TYPECHECK)/seqstream/model
+	MYPYPATH=$(TYPECHECK) $(VENV)/bin/mypy -p seqstream.pipeline -p seqstream.model
+
+test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python -m bench.harness $(BENCH_ARGS)
 
 broker-start: setup
 	$(VENV)/bin/seqstream broker start
@@ -24,4 +38,4 @@ broker-stop: setup
 
 clean:
 	-$(VENV)/bin/seqstream broker stop 2>/dev/null
-	rm -rf $(VENV) .seqstream .pytest_cache *.egg-info
+	rm -rf $(VENV) .seqstream .pytest_cache *.egg-info build

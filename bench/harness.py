@@ -1,6 +1,6 @@
-"""The benchmark harness (``seqstream bench``): one workload, everything measured side by side.
+"""The benchmark harness (``make bench``, ``python -m bench.harness``): one workload, everything measured side by side.
 
-    seqstream bench [--keys 1000] [--events-per-key 240] [--device cpu|cuda] [--skip-latency]
+    python -m bench.harness [--keys 1000] [--events-per-key 240] [--device cpu|cuda] [--skip-latency]
 
 Workload (issue 8's default): 1,000 keys, 8 features, window 32, an LSTM 64 x 2 with a linear
 forecast head (seeded random weights), produced into a 4-partition topic of the embedded broker
@@ -42,12 +42,19 @@ import pyarrow.parquet as pq
 import pyspark
 import torch
 
-from bench.model import Workload, scoreable_windows, windows_per_second, workload_model, workload_series
-from model.artifact import load_artifact, save_artifact
-from model.inference import WindowScorer
-from pipeline.config import EventSchema, Settings, load_settings
-from pipeline.events import Event, Message, event_message
-from pipeline.parsing import parse_values
+from seqstream.model.artifact import load_artifact, save_artifact
+from seqstream.model.inference import WindowScorer
+from seqstream.pipeline.config import EventSchema, Settings, load_settings
+from seqstream.pipeline.events import Event, Message, event_message
+from seqstream.pipeline.parsing import parse_values
+
+from bench.model import (
+    Workload,
+    scoreable_windows,
+    windows_per_second,
+    workload_model,
+    workload_series,
+)
 
 BATCH_SIZES = (64, 256, 1024, 4096)
 FUSED = "parse + windows + score"  # one Python step in both jobs
@@ -56,22 +63,43 @@ FUSED = "parse + windows + score"  # one Python step in both jobs
 def workload_messages(w: Workload, schema: EventSchema) -> list[Message]:
     """Events in time order across keys, so every partition fills evenly as a live topic would."""
     series = workload_series(w)
-    return [event_message(Event(key, 1_700_000_000_000 + i * 60_000, tuple(float(x) for x in values[i])), schema)
-            for i in range(w.events_per_key) for key, values in series.items()]  # fmt: skip
+    return [
+        event_message(
+            Event(key, 1_700_000_000_000 + i * 60_000, tuple(float(x) for x in values[i])), schema
+        )
+        for i in range(w.events_per_key)
+        for key, values in series.items()
+    ]
 
 
-def settings_for(bootstrap: str, topic: str, model_dir: Path, features: list[str], work: Path, **sections: Any) -> Settings:
-    stream = {"topics": [topic], "model": str(model_dir), "checkpoint": str(work / "cp"),
-              "parquet_path": str(work / "scores"), **sections.pop("stream", {})}  # fmt: skip
-    return load_settings(None, {"kafka": {"bootstrap_servers": bootstrap}, "events": {"features": features},
-                                "stream": stream, **sections})  # fmt: skip
+def settings_for(
+    bootstrap: str, topic: str, model_dir: Path, features: list[str], work: Path, **sections: Any
+) -> Settings:
+    stream = {
+        "topics": [topic],
+        "model": str(model_dir),
+        "checkpoint": str(work / "cp"),
+        "parquet_path": str(work / "scores"),
+        **sections.pop("stream", {}),
+    }
+    return load_settings(
+        None,
+        {
+            "kafka": {"bootstrap_servers": bootstrap},
+            "events": {"features": features},
+            "stream": stream,
+            **sections,
+        },
+    )
 
 
 # --- 2. streaming ------------------------------------------------------------------------------
 
 
-def streaming(spark: Any, settings: Settings, bootstrap: str, events: int, feed: Any = None) -> tuple[list, list]:
-    from jobs.stream import build_query, run_until_accounted
+def streaming(
+    spark: Any, settings: Settings, bootstrap: str, events: int, feed: Any = None
+) -> tuple[list, list]:
+    from seqstream.pipeline.streaming import build_query, run_until_accounted
 
     query, metrics = build_query(spark, settings, bootstrap)
     if feed is not None:
@@ -84,32 +112,53 @@ def sustained(progress: list) -> tuple[float, dict[str, float]]:
     warm = progress[1:] or progress
     rows = sum(p["numInputRows"] for p in warm)
     seconds = sum(p["durationMs"]["triggerExecution"] for p in warm) / 1000
-    phases = {name: sum(p["durationMs"].get(name, 0) for p in warm) / 1000 for name in warm[0]["durationMs"]}
+    phases = {
+        name: sum(p["durationMs"].get(name, 0) for p in warm) / 1000
+        for name in warm[0]["durationMs"]
+    }
     return rows / seconds, phases
 
 
 # --- 4. peers ----------------------------------------------------------------------------------
 
 
-def peer_windows(spark: Any, bootstrap: str, topic: str, features: list[str], length: int, min_length: int) -> Any:
+def peer_windows(
+    spark: Any, bootstrap: str, topic: str, features: list[str], length: int, min_length: int
+) -> Any:
     """Windows the way a Spark user builds them without seqstream: JSON in the JVM, then the last
     ``length`` events per key from a row window in Kafka order, padded to a fixed shape."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-    from pipeline.connector import kafka_format
+    from seqstream.pipeline.kafka.connector import kafka_format
 
-    schema = StructType([StructField("key", StringType()), StructField("ts", LongType()),
-                         *[StructField(f, DoubleType()) for f in features]])  # fmt: skip
-    raw = (spark.read.format(kafka_format(spark, "auto")).option("kafka.bootstrap.servers", bootstrap)
-           .option("subscribe", topic).load())  # fmt: skip
-    events = raw.select("partition", "offset", F.from_json(F.col("value").cast("string"), schema).alias("e")).select(
-        "partition", "offset", "e.key", F.array(*[F.col(f"e.{f}").cast("float") for f in features]).alias("x")
+    schema = StructType(
+        [
+            StructField("key", StringType()),
+            StructField("ts", LongType()),
+            *[StructField(f, DoubleType()) for f in features],
+        ]
+    )
+    raw = (
+        spark.read.format(kafka_format(spark, "auto"))
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", topic)
+        .load()
+    )
+    events = raw.select(
+        "partition", "offset", F.from_json(F.col("value").cast("string"), schema).alias("e")
+    ).select(
+        "partition",
+        "offset",
+        "e.key",
+        F.array(*[F.col(f"e.{f}").cast("float") for f in features]).alias("x"),
     )
     rows = Window.partitionBy("key").orderBy("partition", "offset").rowsBetween(-(length - 1), 0)
     windows = events.withColumn("w", F.collect_list("x").over(rows)).withColumn("n", F.size("w"))
-    padding = F.array_repeat(F.array_repeat(F.lit(0.0).cast("float"), len(features)), F.lit(length) - F.col("n"))
+    padding = F.array_repeat(
+        F.array_repeat(F.lit(0.0).cast("float"), len(features)), F.lit(length) - F.col("n")
+    )
     return windows.where(F.col("n") >= min_length).select(
         "partition", "offset", F.flatten(F.concat("w", padding)).alias("window"), "n"
     )
@@ -135,7 +184,9 @@ def naive_score(window: list, n: int, model_dir: str) -> float:
     if model_dir not in _NAIVE:
         _NAIVE[model_dir] = WindowScorer(load_artifact(model_dir), batch_size=1)
     scorer = _NAIVE[model_dir]
-    shaped = np.asarray(window, np.float32).reshape(1, scorer.spec.window.length, len(scorer.spec.features))
+    shaped = np.asarray(window, np.float32).reshape(
+        1, scorer.spec.window.length, len(scorer.spec.features)
+    )
     return float(scorer.score(shaped, np.asarray([n])).score[0])
 
 
@@ -158,26 +209,34 @@ def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> d
     """Seconds each step adds, as cumulative batch queries over the same offsets (warm)."""
     from pyspark.sql import functions as F
 
-    from jobs.backfill import Backfill, empty_state
-    from pipeline.sinks import BatchWriter
+    from seqstream.pipeline.backfill import Backfill, empty_state
+    from seqstream.pipeline.outputs import BatchWriter
 
     job = Backfill(spark, settings, bootstrap)
     raw = job.read_kafka(ranges)
-    scored = job.windows(ranges, {}, empty_state()).where(~F.col("is_state")).drop("is_state")  # parsed, windowed, scored
+    scored = (
+        job.windows(ranges, {}, empty_state()).where(~F.col("is_state")).drop("is_state")
+    )  # parsed, windowed, scored
 
     for frame in (raw, scored):  # warm-up: Python workers, model, code generation
         noop(frame)
-    cumulative = {name: min(noop(frame) for _ in range(2)) for name, frame in (("read", raw), (FUSED, scored))}
+    cumulative = {
+        name: min(noop(frame) for _ in range(2)) for name, frame in (("read", raw), (FUSED, scored))
+    }
     model_s = scored.agg(F.sum("scoring_s")).first()[0]
     values = raw.select("value").toPandas()["value"].tolist()
     started = time.perf_counter()
     parse_values(values, settings.events, settings.stream.max_event_bytes)
     parse_s = time.perf_counter() - started
-    sink = settings.stream.model_copy(update={"parquet_path": Path(str(settings.stream.parquet_path) + "-breakdown")})
+    sink = settings.stream.model_copy(
+        update={"parquet_path": Path(str(settings.stream.parquet_path) + "-breakdown")}
+    )
 
     def write() -> float:
         started = time.perf_counter()
-        BatchWriter(sink, job.format, job.options)(scored, 0)  # the same partition each time: replaced
+        BatchWriter(sink, job.format, job.options)(
+            scored, 0
+        )  # the same partition each time: replaced
         return time.perf_counter() - started
 
     cumulative["sink"] = min(write() for _ in range(2))
@@ -203,17 +262,30 @@ def chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = ["model alone", "streaming", "backfill", "predict_batch_udf", "naive UDF"]
-    values = [result["model_alone"]["best_windows_per_s"], result["streaming"]["events_per_s"],
-              result["backfill"]["events_per_s"], result["peers"]["predict_batch_udf_windows_per_s"],
-              result["peers"]["naive_udf_windows_per_s"]]  # fmt: skip
+    values = [
+        result["model_alone"]["best_windows_per_s"],
+        result["streaming"]["events_per_s"],
+        result["backfill"]["events_per_s"],
+        result["peers"]["predict_batch_udf_windows_per_s"],
+        result["peers"]["naive_udf_windows_per_s"],
+    ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     left.barh(names[::-1], values[::-1], color="#4a7ab5")
     left.set_xscale("log")
     left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    for name, value in zip(names[::-1], values[::-1]):
-        left.annotate(f"{value:,.0f}", (value, name), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    for name, value in zip(names[::-1], values[::-1], strict=False):
+        left.annotate(
+            f"{value:,.0f}",
+            (value, name),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
     left.set_xlabel("events (windows) per second, log scale")
-    left.set_title(f"{result['workload']['keys']:,} keys x {result['workload']['events_per_key']} events, {result['device']}")
+    left.set_title(
+        f"{result['workload']['keys']:,} keys x {result['workload']['events_per_key']} events, {result['device']}"
+    )
     steps = result["breakdown_s"]
     right.barh(list(steps)[::-1], list(steps.values())[::-1], color="#b5764a")
     right.set_xlabel(f"seconds for {result['events']:,} events (batch, warm)")
@@ -223,37 +295,56 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="seqstream bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.harness",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--keys", type=int, default=1_000)
-    parser.add_argument("--events-per-key", type=int, default=240, help="enough that the JVM is warm when measured")
+    parser.add_argument(
+        "--events-per-key", type=int, default=240, help="enough that the JVM is warm when measured"
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (executors score on it)")
-    parser.add_argument("--max-per-trigger", type=int, default=60_000, help="micro-batch size of the sustained run "
-                        "(a quarter of it for the small-batch figure)")
+    parser.add_argument(
+        "--max-per-trigger",
+        type=int,
+        default=60_000,
+        help="micro-batch size of the sustained run (a quarter of it for the small-batch figure)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--skip-latency", action="store_true")
-    parser.add_argument("--naive-sample", type=int, default=3_000, help="windows the naive UDF scores")
+    parser.add_argument(
+        "--naive-sample", type=int, default=3_000, help="windows the naive UDF scores"
+    )
     parser.add_argument("--out", default=None, help="default bench/results/harness_<device>.json")
     args = parser.parse_args(argv)
 
-    from jobs.backfill import Request, run_backfill
-    from pipeline.broker import EmbeddedBroker
-    from pipeline.kafka_clients import open_producer
-    from pipeline.producer import produce_messages
-    from pipeline.ranges import resolve_ranges
-    from pipeline.spark import local_spark
-    from pipeline.topics import TopicAdmin
+    from seqstream.pipeline.backfill import run_backfill
+    from seqstream.pipeline.backfill_plan import Request, resolve_ranges
+    from seqstream.pipeline.kafka.admin import TopicAdmin
+    from seqstream.pipeline.kafka.broker import EmbeddedBroker
+    from seqstream.pipeline.kafka.clients import open_producer
+    from seqstream.pipeline.producer import produce_messages
+    from seqstream.pipeline.spark import local_spark
 
     w = Workload(keys=args.keys, events_per_key=args.events_per_key)
     loaded = workload_model(w)
     features = loaded.spec.features
     schema = EventSchema(features=features)
     messages = workload_messages(w, schema)
-    windows, lengths = scoreable_windows(workload_series(w), w.window, loaded.spec.window.min_length)
+    windows, lengths = scoreable_windows(
+        workload_series(w), w.window, loaded.spec.window.min_length
+    )
     threads = os.cpu_count() or 1
-    model = {b: windows_per_second(WindowScorer(loaded, batch_size=b, num_threads=threads, device=args.device), windows, lengths)
-             for b in BATCH_SIZES}  # fmt: skip
+    model = {
+        b: windows_per_second(
+            WindowScorer(loaded, batch_size=b, num_threads=threads, device=args.device),
+            windows,
+            lengths,
+        )
+        for b in BATCH_SIZES
+    }
     best = max(model.values())
     torch.set_num_threads(threads)
 
@@ -263,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         model_dir = work / "model"
         save_artifact(loaded.network, loaded.spec, model_dir)
-        bootstrap = os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS") or stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        bootstrap = (
+            os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS")
+            or stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        )
         admin = stack.enter_context(TopicAdmin(bootstrap))
         topic = f"bench-{int(time.time())}"
         admin.create_topic(topic, args.partitions)
@@ -275,15 +369,29 @@ def main(argv: list[str] | None = None) -> int:
         # 2. streaming, sustained: small micro-batches first (over part of the topic), then the
         # headline over all of it (its first batch, with the JVM's start-up, is left out).
         def drain(cap: int, events: int, name: str) -> tuple[list, list]:
-            settings = settings_for(bootstrap, topic, model_dir, features, work / name,
-                                    stream={**stream_section, "max_offsets_per_trigger": cap, "trigger_interval": "0 seconds"})  # fmt: skip
+            settings = settings_for(
+                bootstrap,
+                topic,
+                model_dir,
+                features,
+                work / name,
+                stream={
+                    **stream_section,
+                    "max_offsets_per_trigger": cap,
+                    "trigger_interval": "0 seconds",
+                },
+            )
             return streaming(spark, settings, bootstrap, events)
 
         small_cap = args.max_per_trigger // 4
-        small_rate, _ = sustained(drain(small_cap, min(len(messages), 6 * small_cap), "drain-small")[0])
+        small_rate, _ = sustained(
+            drain(small_cap, min(len(messages), 6 * small_cap), "drain-small")[0]
+        )
         progress, history = drain(args.max_per_trigger, len(messages), "drain")
         rate, phases = sustained(progress)
-        scoring_share = sum(m.scoring_s for m in history[1:]) / max(sum(m.duration_s for m in history[1:]), 1e-9)
+        scoring_share = sum(m.scoring_s for m in history[1:]) / max(
+            sum(m.duration_s for m in history[1:]), 1e-9
+        )
 
         # 2b. latency at 50 % and 90 % of the sustained rate
         latency = {}
@@ -292,23 +400,50 @@ def main(argv: list[str] | None = None) -> int:
                 lat_topic = f"{topic}-lat{int(share * 100)}"
                 admin.create_topic(lat_topic, args.partitions)
                 count = int(rate * share * args.latency_seconds)
-                live = workload_messages(Workload(keys=args.keys, events_per_key=max(count // args.keys, 2), seed=2), schema)
+                live = workload_messages(
+                    Workload(keys=args.keys, events_per_key=max(count // args.keys, 2), seed=2),
+                    schema,
+                )
                 out = work / f"lat{int(share * 100)}"
-                lat_settings = settings_for(bootstrap, lat_topic, model_dir, features, out,
-                                            stream={**stream_section, "trigger_interval": "1 second"})  # fmt: skip
+                lat_settings = settings_for(
+                    bootstrap,
+                    lat_topic,
+                    model_dir,
+                    features,
+                    out,
+                    stream={**stream_section, "trigger_interval": "1 second"},
+                )
                 feed = partial(produce_messages, live, producer, lat_topic, rate=rate * share)
                 streaming(spark, lat_settings, bootstrap, len(live), feed=feed)
-                table = pq.read_table(out / "scores", columns=["kafka_timestamp", "processing_time"]).to_pandas()
-                millis = (table["processing_time"] - table["kafka_timestamp"]).dt.total_seconds().to_numpy() * 1000
-                latency[f"{int(share * 100)}%"] = {"rate_per_s": rate * share, "p50_ms": float(np.percentile(millis, 50)),
-                                                    "p99_ms": float(np.percentile(millis, 99)), "scored": len(millis)}  # fmt: skip
+                table = pq.read_table(
+                    out / "scores", columns=["kafka_timestamp", "processing_time"]
+                ).to_pandas()
+                millis = (
+                    table["processing_time"] - table["kafka_timestamp"]
+                ).dt.total_seconds().to_numpy() * 1000
+                latency[f"{int(share * 100)}%"] = {
+                    "rate_per_s": rate * share,
+                    "p50_ms": float(np.percentile(millis, 50)),
+                    "p99_ms": float(np.percentile(millis, 99)),
+                    "scored": len(millis),
+                }
         producer.close()
 
         # 3. backfill over the same offsets, twice: the first run starts this step's Python workers
         # (torch imported, model loaded), the second is measured warm, as the model and the peers are
         def backfill(name: str) -> tuple[Settings, float]:
-            settings = settings_for(bootstrap, topic, model_dir, features, work / name, stream=stream_section, backfill={
-                "parquet_path": str(work / name / "backfill"), "progress_dir": str(work / name / "progress")})  # fmt: skip
+            settings = settings_for(
+                bootstrap,
+                topic,
+                model_dir,
+                features,
+                work / name,
+                stream=stream_section,
+                backfill={
+                    "parquet_path": str(work / name / "backfill"),
+                    "progress_dir": str(work / name / "progress"),
+                },
+            )
             started = time.perf_counter()
             counts = run_backfill(spark, settings, bootstrap, Request([topic]))
             return settings, sum(c.events_in for c in counts) / (time.perf_counter() - started)
@@ -317,20 +452,34 @@ def main(argv: list[str] | None = None) -> int:
         bf_settings, backfill_rate = backfill("bf")
 
         # 4. peers
-        peers = peer_windows(spark, bootstrap, topic, features, w.window, loaded.spec.window.min_length)
+        peers = peer_windows(
+            spark, bootstrap, topic, features, w.window, loaded.spec.window.min_length
+        )
         from pyspark.ml.functions import predict_batch_udf
         from pyspark.sql import functions as F
         from pyspark.sql.types import DoubleType
 
-        predict = predict_batch_udf(make_predict_fn(str(model_dir), 1024, args.device), return_type=DoubleType(),
-                                    batch_size=1024, input_tensor_shapes=[[w.window, w.features], None])  # fmt: skip
+        predict = predict_batch_udf(
+            make_predict_fn(str(model_dir), 1024, args.device),
+            return_type=DoubleType(),
+            batch_size=1024,
+            input_tensor_shapes=[[w.window, w.features], None],
+        )
         timed_count(peers.select(predict("window", "n").alias("score")))  # warm-up
-        n_peer, peer_s = timed_count(peers.select("partition", "offset", predict("window", "n").alias("score")))
-        peer_scores = peers.select("partition", "offset", predict("window", "n").alias("score")).toPandas()
-        ours = pq.read_table(work / "bf" / "backfill", columns=["partition", "offset", "score"]).to_pandas()
+        n_peer, peer_s = timed_count(
+            peers.select("partition", "offset", predict("window", "n").alias("score"))
+        )
+        peer_scores = peers.select(
+            "partition", "offset", predict("window", "n").alias("score")
+        ).toPandas()
+        ours = pq.read_table(
+            work / "bf" / "backfill", columns=["partition", "offset", "score"]
+        ).to_pandas()
         joined = ours.merge(peer_scores, on=["partition", "offset"], suffixes=("", "_peer"))
         naive = F.udf(partial(naive_score, model_dir=str(model_dir)), DoubleType())
-        sample = peers.where(F.col("partition") == 0).orderBy("offset").limit(args.naive_sample).cache()
+        sample = (
+            peers.where(F.col("partition") == 0).orderBy("offset").limit(args.naive_sample).cache()
+        )
         sample.count()
         n_naive, naive_s = timed_count(sample.select(naive("window", "n").alias("score")))
 
@@ -341,26 +490,67 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
 
     result = {
-        "benchmark": "harness", "device": args.device, "events": len(messages), "partitions": args.partitions,
-        "workload": {"keys": w.keys, "events_per_key": w.events_per_key, "features": w.features, "window": w.window,
-                     "hidden": w.hidden, "layers": w.layers, "scoreable_windows": len(windows)},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else None},
+        "benchmark": "harness",
+        "device": args.device,
+        "events": len(messages),
+        "partitions": args.partitions,
+        "workload": {
+            "keys": w.keys,
+            "events_per_key": w.events_per_key,
+            "features": w.features,
+            "window": w.window,
+            "hidden": w.hidden,
+            "layers": w.layers,
+            "scoreable_windows": len(windows),
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "gpu": torch.cuda.get_device_name()
+            if args.device.startswith("cuda") and torch.cuda.is_available()
+            else None,
+        },
         "versions": {"pyspark": pyspark.__version__, "torch": torch.__version__},
-        "model_alone": {"threads": threads, "windows_per_s_by_batch": model, "best_windows_per_s": best},
-        "streaming": {"events_per_s": rate, "over_model": rate / best, "max_offsets_per_trigger": args.max_per_trigger,
-                      "small_batches": {"max_offsets_per_trigger": small_cap, "events_per_s": small_rate,
-                                        "over_model": small_rate / best},
-                      "micro_batch_phases_s": phases, "model_share_of_batch_time": scoring_share, "latency": latency},
-        "backfill": {"events_per_s": backfill_rate, "over_model": backfill_rate / best,
-                     "first_run": {"events_per_s": first_backfill_rate, "over_model": first_backfill_rate / best}},
-        "peers": {"predict_batch_udf_windows_per_s": n_peer / peer_s, "naive_udf_windows_per_s": n_naive / naive_s,
-                  "naive_sample": n_naive, "backfill_over_predict_batch_udf": backfill_rate / (n_peer / peer_s),
-                  "streaming_over_predict_batch_udf": rate / (n_peer / peer_s),
-                  "predict_batch_udf_max_score_diff": float((joined["score"] - joined["score_peer"]).abs().max()),
-                  "predict_batch_udf_windows_compared": len(joined)},
-        "breakdown_s": steps, "largest_step": max((k for k in steps if "(in " not in k), key=steps.get),
-    }  # fmt: skip
+        "model_alone": {
+            "threads": threads,
+            "windows_per_s_by_batch": model,
+            "best_windows_per_s": best,
+        },
+        "streaming": {
+            "events_per_s": rate,
+            "over_model": rate / best,
+            "max_offsets_per_trigger": args.max_per_trigger,
+            "small_batches": {
+                "max_offsets_per_trigger": small_cap,
+                "events_per_s": small_rate,
+                "over_model": small_rate / best,
+            },
+            "micro_batch_phases_s": phases,
+            "model_share_of_batch_time": scoring_share,
+            "latency": latency,
+        },
+        "backfill": {
+            "events_per_s": backfill_rate,
+            "over_model": backfill_rate / best,
+            "first_run": {
+                "events_per_s": first_backfill_rate,
+                "over_model": first_backfill_rate / best,
+            },
+        },
+        "peers": {
+            "predict_batch_udf_windows_per_s": n_peer / peer_s,
+            "naive_udf_windows_per_s": n_naive / naive_s,
+            "naive_sample": n_naive,
+            "backfill_over_predict_batch_udf": backfill_rate / (n_peer / peer_s),
+            "streaming_over_predict_batch_udf": rate / (n_peer / peer_s),
+            "predict_batch_udf_max_score_diff": float(
+                (joined["score"] - joined["score_peer"]).abs().max()
+            ),
+            "predict_batch_udf_windows_compared": len(joined),
+        },
+        "breakdown_s": steps,
+        "largest_step": max((k for k in steps if "(in " not in k), key=steps.get),
+    }
     out = Path(args.out or f"bench/results/harness_{args.device.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -373,24 +563,40 @@ def main(argv: list[str] | None = None) -> int:
 def summary_table(r: dict[str, Any]) -> str:
     lat = r["streaming"]["latency"].get("90%", {})
     small = r["streaming"]["small_batches"]
+    first = r["backfill"]["first_run"]
     rows = [
         ("model alone, best batch", f"{r['model_alone']['best_windows_per_s']:,.0f} windows/s"),
-        (f"streaming, sustained ({r['streaming']['max_offsets_per_trigger']:,}-event micro-batches)",
-         f"{r['streaming']['events_per_s']:,.0f} events/s"),
+        (
+            f"streaming, sustained ({r['streaming']['max_offsets_per_trigger']:,}-event micro-batches)",
+            f"{r['streaming']['events_per_s']:,.0f} events/s",
+        ),
         ("**streaming / model**", f"**{r['streaming']['over_model']:.2f}**"),
-        (f"streaming, {small['max_offsets_per_trigger']:,}-event micro-batches (/ model)",
-         f"{small['events_per_s']:,.0f} events/s ({small['over_model']:.2f})"),
+        (
+            f"streaming, {small['max_offsets_per_trigger']:,}-event micro-batches (/ model)",
+            f"{small['events_per_s']:,.0f} events/s ({small['over_model']:.2f})",
+        ),
         ("backfill", f"{r['backfill']['events_per_s']:,.0f} events/s"),
         ("**backfill / model**", f"**{r['backfill']['over_model']:.2f}**"),
-        ("backfill, first run (Python workers starting; / model)",
-         f"{r['backfill']['first_run']['events_per_s']:,.0f} events/s ({r['backfill']['first_run']['over_model']:.2f})"),
-        ("predict_batch_udf peer", f"{r['peers']['predict_batch_udf_windows_per_s']:,.0f} windows/s"),
-        ("**backfill / predict_batch_udf**", f"**{r['peers']['backfill_over_predict_batch_udf']:.2f}**"),
+        (
+            "backfill, first run (Python workers starting; / model)",
+            f"{first['events_per_s']:,.0f} events/s ({first['over_model']:.2f})",
+        ),
+        (
+            "predict_batch_udf peer",
+            f"{r['peers']['predict_batch_udf_windows_per_s']:,.0f} windows/s",
+        ),
+        (
+            "**backfill / predict_batch_udf**",
+            f"**{r['peers']['backfill_over_predict_batch_udf']:.2f}**",
+        ),
         ("naive row-at-a-time UDF", f"{r['peers']['naive_udf_windows_per_s']:,.0f} windows/s"),
         ("**p99 latency at 90 %**", f"**{lat['p99_ms'] / 1000:.1f} s**" if lat else "not measured"),
-        ("**largest step**", f"**{r['largest_step']}** {r['breakdown_s'][r['largest_step']]:.1f} s of "
-                              f"{sum(v for k, v in r['breakdown_s'].items() if '(in ' not in k):.1f} s"),
-    ]  # fmt: skip
+        (
+            "**largest step**",
+            f"**{r['largest_step']}** {r['breakdown_s'][r['largest_step']]:.1f} s of "
+            f"{sum(v for k, v in r['breakdown_s'].items() if '(in ' not in k):.1f} s",
+        ),
+    ]
     return "\n".join(["| figure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]])
 
 

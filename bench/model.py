@@ -22,11 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.artifact import LoadedModel
-from model.inference import WindowScorer
-from model.network import SequenceModel
-from model.spec import ForecastTask, HeadSpec, LSTMArgs, ModelSpec, Normalization, WindowSpec
-from pipeline.sequencing import empty_context, extend_windows
+from seqstream.model.artifact import LoadedModel
+from seqstream.model.inference import WindowScorer
+from seqstream.model.network import SequenceModel
+from seqstream.model.spec import (
+    ForecastTask,
+    HeadSpec,
+    LSTMArgs,
+    ModelSpec,
+    Normalization,
+    WindowSpec,
+)
+from seqstream.model.windows import empty_context, extend_windows
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,14 @@ def workload_model(w: Workload) -> LoadedModel:
     """A forecast model of the workload's shape with seeded random weights."""
     names = [f"f{i}" for i in range(w.features)]
     spec = ModelSpec(
-        version=f"bench-{w.features}x{w.hidden}x{w.layers}", features=names, task=ForecastTask(error_std=[1.0] * w.features),
+        version=f"bench-{w.features}x{w.hidden}x{w.layers}",
+        features=names,
+        task=ForecastTask(error_std=[1.0] * w.features),
         normalization=Normalization(mean=[0.0] * w.features, std=[1.0] * w.features),
         window=WindowSpec(length=w.window, min_length=2),
-        lstm=LSTMArgs(input_size=w.features, hidden_size=w.hidden, num_layers=w.layers), head=HeadSpec(output_size=w.features),
-    )  # fmt: skip
+        lstm=LSTMArgs(input_size=w.features, hidden_size=w.hidden, num_layers=w.layers),
+        head=HeadSpec(output_size=w.features),
+    )
     torch.manual_seed(w.seed)
     return LoadedModel(spec, SequenceModel(spec.lstm, spec.head).eval(), Path("."))
 
@@ -60,15 +70,21 @@ def workload_series(w: Workload) -> dict[str, np.ndarray]:
     return {f"key-{k:05d}": np.cumsum(steps[k], axis=0) for k in range(w.keys)}
 
 
-def scoreable_windows(series: dict[str, np.ndarray], length: int, min_length: int) -> tuple[np.ndarray, np.ndarray]:
+def scoreable_windows(
+    series: dict[str, np.ndarray], length: int, min_length: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every window the jobs score: per key, the last ``length`` events ending at each event."""
     batches = [extend_windows(empty_context(v.shape[1]), v, length) for v in series.values()]
     keep = [b.lengths >= min_length for b in batches]
-    return (np.concatenate([b.windows[k] for b, k in zip(batches, keep)]),
-            np.concatenate([b.lengths[k] for b, k in zip(batches, keep)]))  # fmt: skip
+    return (
+        np.concatenate([b.windows[k] for b, k in zip(batches, keep, strict=False)]),
+        np.concatenate([b.lengths[k] for b, k in zip(batches, keep, strict=False)]),
+    )
 
 
-def windows_per_second(scorer: WindowScorer, windows: np.ndarray, lengths: np.ndarray, repeats: int = 3) -> float:
+def windows_per_second(
+    scorer: WindowScorer, windows: np.ndarray, lengths: np.ndarray, repeats: int = 3
+) -> float:
     """Best of ``repeats`` timed passes after one warm-up (so CUDA kernels and caches are ready)."""
     scorer.score(windows[: scorer.batch_size * 2], lengths[: scorer.batch_size * 2])
     best = float("inf")
@@ -82,20 +98,27 @@ def windows_per_second(scorer: WindowScorer, windows: np.ndarray, lengths: np.nd
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-sizes", default="64,256,1024,4096")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--keys", type=int, default=Workload.keys)
     parser.add_argument("--events-per-key", type=int, default=Workload.events_per_key)
-    parser.add_argument("--low-precision", action="store_true",
-                        help="also run in bfloat16 and float16 and report their score difference from float32")
+    parser.add_argument(
+        "--low-precision",
+        action="store_true",
+        help="also run in bfloat16 and float16 and report their score difference from float32",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
     w = Workload(keys=args.keys, events_per_key=args.events_per_key)
     loaded = workload_model(w)
-    windows, lengths = scoreable_windows(workload_series(w), w.window, loaded.spec.window.min_length)
+    windows, lengths = scoreable_windows(
+        workload_series(w), w.window, loaded.spec.window.min_length
+    )
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     runs: dict[str, dict[str, float]] = {"float32": {}}
     for size in sizes:
@@ -105,26 +128,54 @@ def main() -> None:
     extra: dict[str, object] = {}
     if device == "cuda":
         runs["float32, pageable"] = {
-            str(size): windows_per_second(WindowScorer(loaded, device=args.device, batch_size=size, pin_memory=False,
-                                                       num_threads=args.threads), windows, lengths)  # fmt: skip
+            str(size): windows_per_second(
+                WindowScorer(
+                    loaded,
+                    device=args.device,
+                    batch_size=size,
+                    pin_memory=False,
+                    num_threads=args.threads,
+                ),
+                windows,
+                lengths,
+            )
             for size in sizes
         }
         extra["gpu"] = torch.cuda.get_device_name()
     if args.low_precision:
-        exact = WindowScorer(loaded, device=args.device, batch_size=sizes[-1], num_threads=args.threads).score(windows, lengths)
-        extra["low_precision_score_abs_diff"] = {"median_float32_score": float(np.median(exact.score))}
+        exact = WindowScorer(
+            loaded, device=args.device, batch_size=sizes[-1], num_threads=args.threads
+        ).score(windows, lengths)
+        extra["low_precision_score_abs_diff"] = {
+            "median_float32_score": float(np.median(exact.score))
+        }
         for name, dtype in (("bfloat16", torch.bfloat16), ("float16", torch.float16)):
             runs[name] = {}
             for size in sizes:
-                low = WindowScorer(loaded, device=args.device, batch_size=size, dtype=dtype, num_threads=args.threads)
+                low = WindowScorer(
+                    loaded,
+                    device=args.device,
+                    batch_size=size,
+                    dtype=dtype,
+                    num_threads=args.threads,
+                )
                 runs[name][str(size)] = windows_per_second(low, windows, lengths)
             diff = np.abs(low.score(windows, lengths).score - exact.score)
-            extra["low_precision_score_abs_diff"][name] = {"max": float(diff.max()), "p99": float(np.percentile(diff, 99))}
+            extra["low_precision_score_abs_diff"][name] = {
+                "max": float(diff.max()),
+                "p99": float(np.percentile(diff, 99)),
+            }
     result = {
-        "benchmark": "model", "device": device, "windows": len(windows), "workload": w.__dict__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "threads": args.threads,
-        "versions": {"torch": torch.__version__}, "windows_per_s": runs, **extra,
-    }  # fmt: skip
+        "benchmark": "model",
+        "device": device,
+        "windows": len(windows),
+        "workload": w.__dict__,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "threads": args.threads,
+        "versions": {"torch": torch.__version__},
+        "windows_per_s": runs,
+        **extra,
+    }
     out = Path(args.out or f"bench/results/model_{device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

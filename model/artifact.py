@@ -16,16 +16,16 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.network import SequenceModel
-from model.spec import FORMAT_VERSION, ModelSpec
-from pipeline.errors import SeqstreamError
+from seqstream.model.errors import ModelError
+from seqstream.model.network import SequenceModel
+from seqstream.model.spec import FORMAT_VERSION, ModelSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"  # see demo_model/README.md
 
 
-class ArtifactError(SeqstreamError):
+class ArtifactError(ModelError):
     """The artifact is missing, corrupt, or does not fit what it is used with."""
 
 
@@ -54,15 +54,22 @@ def save_artifact(network: SequenceModel, spec: ModelSpec, directory: str | Path
     """Write weights then config (with the weights' sha256); returns the spec as written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in network.state_dict().items()}
+    tensors = {
+        name: t.detach().to("cpu", torch.float32).contiguous()
+        for name, t in network.state_dict().items()
+    }
     missing = set(expected_shapes(spec)) ^ set(tensors)
     if missing:
-        raise ArtifactError(f"network does not match its spec; differing tensors: {sorted(missing)}")
+        raise ArtifactError(
+            f"network does not match its spec; differing tensors: {sorted(missing)}"
+        )
     weights = directory / WEIGHTS_FILE
     save_file(tensors, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
     weights.chmod(0o644)  # safetensors writes 0600; artifacts are shipped to other users/hosts
     written = spec.model_copy(update={"weights_sha256": sha256_of(weights)})
-    (directory / CONFIG_FILE).write_text(json.dumps(written.model_dump(mode="json"), indent=2) + "\n")
+    (directory / CONFIG_FILE).write_text(
+        json.dumps(written.model_dump(mode="json"), indent=2) + "\n"
+    )
     return written
 
 
@@ -112,14 +119,20 @@ def load_artifact(directory: str | Path) -> LoadedModel:
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"{weights} is not a readable safetensors file: {exc}") from None
     expected = expected_shapes(spec)
-    problems = [f"missing {name} {list(shape)}" for name, shape in expected.items() if name not in tensors]
+    problems = [
+        f"missing {name} {list(shape)}" for name, shape in expected.items() if name not in tensors
+    ]
     problems += [f"unexpected {name}" for name in tensors if name not in expected]
     problems += [
         f"{name} has shape {list(tensors[name].shape)}, the config implies {list(shape)}"
         for name, shape in expected.items()
         if name in tensors and tuple(tensors[name].shape) != shape
     ]
-    problems += [f"{name} is {t.dtype}, expected torch.float32" for name, t in tensors.items() if t.dtype != torch.float32]
+    problems += [
+        f"{name} is {t.dtype}, expected torch.float32"
+        for name, t in tensors.items()
+        if t.dtype != torch.float32
+    ]
     if problems:
         raise ArtifactError(f"{weights} does not fit {CONFIG_FILE}: " + "; ".join(problems))
     network = SequenceModel(spec.lstm, spec.head)

@@ -2,7 +2,7 @@
 
 One ``WindowScorer`` per Python worker: it holds the network on its device and scores any
 number of windows in model batches of ``batch_size``. Windows come from
-``pipeline.sequencing.extend_windows`` (left-aligned, with lengths).
+``model.windows.extend_windows`` (left-aligned, with lengths).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.artifact import LoadedModel
-from model.spec import ClassificationTask, ForecastTask, ModelSpec
-from pipeline.errors import SeqstreamError
-from pipeline.sequencing import empty_context, extend_windows
+from seqstream.model.artifact import LoadedModel
+from seqstream.model.errors import ModelError
+from seqstream.model.spec import ClassificationTask, ForecastTask, ModelSpec
+from seqstream.model.windows import empty_context, extend_windows
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ def normalize(windows: np.ndarray, lengths: np.ndarray, spec: ModelSpec) -> np.n
     return normed
 
 
-def forecast_split(normed: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def forecast_split(
+    normed: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A forecast reads each window minus its last event and predicts that event.
 
     Returns (inputs [n, T-1, F] left-aligned, input lengths [n], targets [n, F])."""
@@ -58,7 +60,7 @@ def resolve_device(requested: str) -> torch.device:
         log.warning("device %r requested but CUDA is not available: scoring on the CPU", requested)
         return torch.device("cpu")
     if requested != "cpu":
-        raise SeqstreamError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {requested!r}")
+        raise ModelError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {requested!r}")
     return torch.device("cpu")
 
 
@@ -68,18 +70,30 @@ class WindowScorer:
     call's inputs in page-locked memory once so batches copy to the GPU asynchronously."""
 
     def __init__(
-        self, model: LoadedModel, *, device: str = "cpu", batch_size: int = 1024,
-        num_threads: int | None = 1, dtype: torch.dtype = torch.float32, pin_memory: bool | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        model: LoadedModel,
+        *,
+        device: str = "cpu",
+        batch_size: int = 1024,
+        num_threads: int | None = 1,
+        dtype: torch.dtype = torch.float32,
+        pin_memory: bool | None = None,
+    ) -> None:
         if batch_size < 1:
-            raise SeqstreamError(f"batch_size must be at least 1, got {batch_size}")
+            raise ModelError(f"batch_size must be at least 1, got {batch_size}")
         if num_threads is not None:
-            torch.set_num_threads(num_threads)  # one per Spark worker: workers already fill the cores
+            torch.set_num_threads(
+                num_threads
+            )  # one per Spark worker: workers already fill the cores
         self.spec = model.spec
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.dtype = dtype
-        self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory and self.device.type == "cuda"
+        self.pin_memory = (
+            self.device.type == "cuda"
+            if pin_memory is None
+            else pin_memory and self.device.type == "cuda"
+        )
         # A copy: moving or casting the caller's module in place would change it under other scorers.
         self.network = copy.deepcopy(model.network).to(self.device, dtype).eval()
         self.network.lstm.flatten_parameters()  # one contiguous weight buffer for cuDNN
@@ -95,7 +109,9 @@ class WindowScorer:
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(inputs), self.batch_size):
-                x = x_all[start : start + self.batch_size].to(self.device, self.dtype, non_blocking=self.pin_memory)
+                x = x_all[start : start + self.batch_size].to(
+                    self.device, self.dtype, non_blocking=self.pin_memory
+                )
                 outputs.append(self.network(x, n_all[start : start + self.batch_size]).float())
             return torch.cat(outputs).cpu().numpy()
 
@@ -103,13 +119,19 @@ class WindowScorer:
         """Score each window; every length must be at least the model's ``window.min_length``."""
         spec = self.spec
         lengths = np.asarray(lengths, dtype=np.int64)
-        if windows.ndim != 3 or windows.shape[2] != len(spec.features) or windows.shape[1] != spec.window.length:
-            raise SeqstreamError(
+        if (
+            windows.ndim != 3
+            or windows.shape[2] != len(spec.features)
+            or windows.shape[1] != spec.window.length
+        ):
+            raise ModelError(
                 f"windows must be [n, {spec.window.length}, {len(spec.features)}] for model "
                 f"{spec.version} (features {spec.features}), got {list(windows.shape)}"
             )
-        if len(lengths) and (lengths.min() < spec.window.min_length or lengths.max() > spec.window.length):
-            raise SeqstreamError(
+        if len(lengths) and (
+            lengths.min() < spec.window.min_length or lengths.max() > spec.window.length
+        ):
+            raise ModelError(
                 f"window lengths must be within [{spec.window.min_length}, {spec.window.length}], "
                 f"got [{lengths.min()}, {lengths.max()}]"
             )

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from model.spec import HeadSpec, LSTMArgs
+from seqstream.model.spec import HeadSpec, LSTMArgs
 
 
 class SequenceModel(nn.Module):
@@ -30,9 +30,11 @@ class SequenceModel(nn.Module):
             out, _ = self.lstm(x if batch_first else x.transpose(0, 1))
             return out[:, -1] if batch_first else out[-1]
         packed = pack_padded_sequence(
-            x if batch_first else x.transpose(0, 1), lengths.cpu(), batch_first=batch_first,
+            x if batch_first else x.transpose(0, 1),
+            lengths.cpu(),
+            batch_first=batch_first,
             enforce_sorted=False,
-        )  # fmt: skip
+        )
         packed_out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(packed_out, batch_first=True)  # [batch, max_len, size]
         return out[torch.arange(batch, device=out.device), lengths.to(out.device) - 1]

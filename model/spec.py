@@ -7,11 +7,11 @@ the window, the task, a version string and the weights file's sha256.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 
 
 class _Strict(BaseModel):
@@ -33,7 +33,9 @@ class LSTMArgs(_Strict):
     @model_validator(mode="after")
     def _proj_smaller_than_hidden(self) -> LSTMArgs:
         if self.proj_size >= self.hidden_size:
-            raise ValueError(f"proj_size ({self.proj_size}) must be smaller than hidden_size ({self.hidden_size})")
+            raise ValueError(
+                f"proj_size ({self.proj_size}) must be smaller than hidden_size ({self.hidden_size})"
+            )
         return self
 
     @property
@@ -67,7 +69,9 @@ class Normalization(_Strict):
 
 class WindowSpec(_Strict):
     length: int = Field(ge=1, description="events per window, the scored event included")
-    min_length: int = Field(ge=1, description="shorter windows (a key's first events) are not scored")
+    min_length: int = Field(
+        ge=1, description="shorter windows (a key's first events) are not scored"
+    )
 
     @model_validator(mode="after")
     def _min_within_length(self) -> WindowSpec:
@@ -120,7 +124,9 @@ class ModelSpec(_Strict):
         if self.lstm.input_size != n:
             problems.append(f"lstm.input_size is {self.lstm.input_size} but there are {n} features")
         if len(self.normalization.mean) != n:
-            problems.append(f"normalization has {len(self.normalization.mean)} values for {n} features")
+            problems.append(
+                f"normalization has {len(self.normalization.mean)} values for {n} features"
+            )
         task = self.task
         if isinstance(task, ForecastTask):
             if self.head.output_size != n or self.head.activation is not None:
@@ -128,9 +134,15 @@ class ModelSpec(_Strict):
             if len(task.error_std) != n or any(not s > 0 for s in task.error_std):
                 problems.append(f"task.error_std needs {n} positive values, got {task.error_std}")
             if self.window.min_length < 2:
-                problems.append("a forecast needs window.min_length >= 2 (one event to read, one to predict)")
+                problems.append(
+                    "a forecast needs window.min_length >= 2 (one event to read, one to predict)"
+                )
         if isinstance(task, ClassificationTask):
-            expected = 1 if len(task.classes) == 2 and self.head.activation == "sigmoid" else len(task.classes)
+            expected = (
+                1
+                if len(task.classes) == 2 and self.head.activation == "sigmoid"
+                else len(task.classes)
+            )
             if self.head.activation is None or self.head.output_size != expected:
                 problems.append(
                     f"a classification head needs sigmoid (2 classes, 1 output) or softmax "

@@ -1,6 +1,6 @@
 """Train a next-step forecaster on event series and write it as an artifact.
 
-Windows are built by ``pipeline.sequencing.extend_windows``, the code the streaming job uses,
+Windows are built by ``model.windows.extend_windows``, the code the streaming job uses,
 so the model is trained on exactly the sequences it will score.
 """
 
@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from model.artifact import save_artifact
-from model.inference import forecast_split, normalize
-from model.network import SequenceModel
-from model.spec import ForecastTask, HeadSpec, LSTMArgs, ModelSpec, Normalization, WindowSpec
-from pipeline.config import EventSchema
-from pipeline.errors import SeqstreamError
-from pipeline.replay import expand_csv_paths, read_series_csv
-from pipeline.sequencing import empty_context, extend_windows
+from seqstream.model.artifact import save_artifact
+from seqstream.model.errors import ModelError
+from seqstream.model.inference import forecast_split, normalize
+from seqstream.model.network import SequenceModel
+from seqstream.model.spec import (
+    ForecastTask,
+    HeadSpec,
+    LSTMArgs,
+    ModelSpec,
+    Normalization,
+    WindowSpec,
+)
+from seqstream.model.windows import empty_context, extend_windows
 
 
 @dataclass(frozen=True)
@@ -54,39 +58,9 @@ class TrainReport:
     seconds: float = 0.0
 
 
-def _is_parquet(path: Path) -> bool:
-    return path.suffix == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet")))
-
-
-def _read_parquet_events(path: Path, schema: EventSchema) -> dict[str, np.ndarray]:
-    frame = pd.read_parquet(path)
-    missing = [c for c in (schema.key_field, schema.time_field, *schema.features) if c not in frame]
-    if missing:
-        raise SeqstreamError(f"{path}: missing column(s) {missing}; it has {list(frame.columns)}")
-    frame = frame.sort_values([schema.key_field, schema.time_field], kind="stable")
-    return {
-        str(key): rows[list(schema.features)].to_numpy(np.float32)
-        for key, rows in frame.groupby(schema.key_field, sort=True)
-    }
-
-
-def load_series(
-    paths: Iterable[str | Path], schema: EventSchema, *, time_column: str = "timestamp"
-) -> dict[str, np.ndarray]:
-    """Per key, the feature rows in time order, from CSV files (one key each, folders searched)
-    or Parquet event tables (columns: the schema's key, time and feature fields)."""
-    series: dict[str, np.ndarray] = {}
-    for path in map(Path, paths):
-        if _is_parquet(path):
-            series.update(_read_parquet_events(path, schema))
-            continue
-        for csv_file in expand_csv_paths([path]):
-            events = read_series_csv(csv_file, schema, time_column=time_column)
-            series[csv_file.stem] = np.asarray([e.features for e in events], np.float32)
-    return series
-
-
-def _windows(series: Mapping[str, np.ndarray], length: int, min_length: int, val_fraction: float):  # type: ignore[no-untyped-def]
+def _windows(
+    series: Mapping[str, np.ndarray], length: int, min_length: int, val_fraction: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per key: every window (shared sequencing code), the last ``val_fraction`` for validation."""
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "validation": []}
     for values in series.values():
@@ -110,7 +84,9 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _mse(network: SequenceModel, inputs: np.ndarray, lengths: np.ndarray, targets: np.ndarray) -> float:
+def _mse(
+    network: SequenceModel, inputs: np.ndarray, lengths: np.ndarray, targets: np.ndarray
+) -> float:
     if len(inputs) == 0:
         return math.nan
     with torch.inference_mode():
@@ -119,35 +95,48 @@ def _mse(network: SequenceModel, inputs: np.ndarray, lengths: np.ndarray, target
 
 
 def train_forecaster(
-    series: Mapping[str, np.ndarray], features: list[str], options: TrainOptions, *,
+    series: Mapping[str, np.ndarray],
+    features: list[str],
+    options: TrainOptions,
+    *,
     progress: bool = False,
-) -> tuple[SequenceModel, ModelSpec, TrainReport]:  # fmt: skip
+) -> tuple[SequenceModel, ModelSpec, TrainReport]:
     """Fit with a fixed seed; returns the network, its spec (with the error spread) and losses."""
     if not series:
-        raise SeqstreamError("no training series")
+        raise ModelError("no training series")
     started = time.monotonic()
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     all_rows = np.concatenate(list(series.values()))
     std = all_rows.std(axis=0)
-    normalization = Normalization(mean=all_rows.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist())
+    normalization = Normalization(
+        mean=all_rows.mean(axis=0).tolist(), std=np.where(std > 0, std, 1.0).tolist()
+    )
     lstm = LSTMArgs(
-        input_size=len(features), hidden_size=options.hidden_size, num_layers=options.num_layers,
-        batch_first=True, dropout=options.dropout, bidirectional=options.bidirectional,
+        input_size=len(features),
+        hidden_size=options.hidden_size,
+        num_layers=options.num_layers,
+        batch_first=True,
+        dropout=options.dropout,
+        bidirectional=options.bidirectional,
         proj_size=options.proj_size,
-    )  # fmt: skip
+    )
     spec = ModelSpec(
-        version=options.version, features=features, normalization=normalization,
-        window=WindowSpec(length=options.window, min_length=options.min_length), lstm=lstm,
-        head=HeadSpec(output_size=len(features)), task=ForecastTask(error_std=[1.0] * len(features)),
-    )  # fmt: skip
+        version=options.version,
+        features=features,
+        normalization=normalization,
+        window=WindowSpec(length=options.window, min_length=options.min_length),
+        lstm=lstm,
+        head=HeadSpec(output_size=len(features)),
+        task=ForecastTask(error_std=[1.0] * len(features)),
+    )
     data = _windows(series, options.window, options.min_length, options.validation_fraction)
     prepared = {}
     for name, (windows, lengths) in data.items():
         prepared[name] = forecast_split(normalize(windows, lengths, spec), lengths)
     inputs, input_lengths, targets = prepared["train"]
     if len(inputs) == 0:
-        raise SeqstreamError(f"no window of at least {options.min_length} events in the training data")
+        raise ModelError(f"no window of at least {options.min_length} events in the training data")
     report = TrainReport(len(inputs), len(prepared["validation"][0]))
 
     network = SequenceModel(lstm, spec.head)
@@ -168,20 +157,30 @@ def train_forecaster(
         network.eval()
         report.train_loss.append(total / count)
         report.validation_loss.append(_mse(network, *prepared["validation"]))
-        epochs.set_postfix(train=f"{report.train_loss[-1]:.4f}", val=f"{report.validation_loss[-1]:.4f}")
+        epochs.set_postfix(
+            train=f"{report.train_loss[-1]:.4f}", val=f"{report.validation_loss[-1]:.4f}"
+        )
 
     with torch.inference_mode():
-        residuals = targets - network(torch.from_numpy(inputs), torch.from_numpy(input_lengths)).numpy()
+        residuals = (
+            targets - network(torch.from_numpy(inputs), torch.from_numpy(input_lengths)).numpy()
+        )
     spread = residuals.std(axis=0)
-    spec = spec.model_copy(update={"task": ForecastTask(error_std=np.where(spread > 0, spread, 1.0).tolist())})
+    spec = spec.model_copy(
+        update={"task": ForecastTask(error_std=np.where(spread > 0, spread, 1.0).tolist())}
+    )
     report.seconds = time.monotonic() - started
     return network, spec, report
 
 
 def train_and_save(
-    paths: Iterable[str | Path], out: str | Path, schema: EventSchema, options: TrainOptions, *,
-    time_column: str = "timestamp", progress: bool = False,
-) -> tuple[ModelSpec, TrainReport]:  # fmt: skip
-    series = load_series(paths, schema, time_column=time_column)
-    network, spec, report = train_forecaster(series, list(schema.features), options, progress=progress)
+    series: Mapping[str, np.ndarray],
+    features: list[str],
+    out: str | Path,
+    options: TrainOptions,
+    *,
+    progress: bool = False,
+) -> tuple[ModelSpec, TrainReport]:
+    """Train on ``series`` (per key, feature rows in time order) and write the artifact to ``out``."""
+    network, spec, report = train_forecaster(series, features, options, progress=progress)
     return save_artifact(network, spec, out), report

@@ -1,4 +1,9 @@
-"""The ``seqstream`` command: one entry point, one subcommand per job."""
+"""The ``seqstream`` command: one entry point, one subcommand per job.
+
+Each subcommand turns its flags into ``Settings`` (config file < environment < ``--set`` < named
+flags), finds Kafka (``bootstrap``) and hands over to the library; every deliberate error
+(``SeqstreamError``, ``ModelError``) is printed as one line, without a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,32 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.config import ConfigError, Settings, load_settings, parse_assignments
-from pipeline.errors import SeqstreamError
+from seqstream.model.errors import ModelError
+from seqstream.model.train import TrainOptions, train_and_save
+from seqstream.pipeline import backfill, backfill_plan, demo, streaming
+from seqstream.pipeline.bootstrap import resolve_bootstrap
+from seqstream.pipeline.config import Settings, load_settings, parse_assignments
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.flags import BACKFILL_FLAGS, STREAM_FLAGS, add_flags, config_overrides
+from seqstream.pipeline.kafka import TopicAdmin, broker, open_producer
+from seqstream.pipeline.producer import produce_messages
+from seqstream.pipeline.replay import SyntheticSpec, csv_messages, synthetic_stream
+from seqstream.pipeline.series import demo_series_files, load_series
+from seqstream.pipeline.spark import job_spark
 
 log = logging.getLogger("seqstream")
+JOB_FLAGS = {"stream": STREAM_FLAGS, "backfill": BACKFILL_FLAGS}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML config file (or $SEQSTREAM_CONFIG)")
-    parser.add_argument("--set", metavar="SECTION.FIELD=VALUE", action="append", default=[],
-                        help="override any config field, e.g. --set kafka.client=kafka-python")
+    parser.add_argument(
+        "--set",
+        metavar="SECTION.FIELD=VALUE",
+        action="append",
+        default=[],
+        help="override any config field, e.g. --set kafka.client=kafka-python",
+    )
     parser.add_argument("--bootstrap-servers", help="Kafka to use instead of the embedded broker")
 
 
@@ -32,29 +53,35 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     return load_settings(args.config, overrides)
 
 
+def job_settings(args: argparse.Namespace) -> Settings:
+    """The settings a job's command line asks for: its flags (``flags``) over the rest."""
+    return _settings(args, **config_overrides(args, JOB_FLAGS.get(args.command, ())))
+
+
 # --- broker ------------------------------------------------------------------------------------
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
-    from pipeline import broker
-
     settings = _settings(args, broker={"port": args.port})
     state_dir = settings.broker.state_dir
     if args.action == "start":
-        info, started = broker.start_detached(
+        started_info, started = broker.start_detached(
             state_dir, port=settings.broker.port, start_timeout_s=settings.broker.start_timeout_s
         )
         verb = "started" if started else "already running"
-        print(f"embedded broker {verb}: {info.bootstrap_servers} (pid {info.pid}, log {info.log_file})")
+        print(
+            f"embedded broker {verb}: {started_info.bootstrap_servers} "
+            f"(pid {started_info.pid}, log {started_info.log_file})"
+        )
     elif args.action == "status":
-        info = broker.detached_status(state_dir)
-        if info is None:
+        running = broker.detached_status(state_dir)
+        if running is None:
             print("embedded broker: not running")
             return 1
-        print(f"embedded broker running: {info.bootstrap_servers} (pid {info.pid})")
+        print(f"embedded broker running: {running.bootstrap_servers} (pid {running.pid})")
     else:
-        info = broker.stop_detached(state_dir)
-        print("embedded broker stopped" if info else "embedded broker: was not running")
+        stopped = broker.stop_detached(state_dir)
+        print("embedded broker stopped" if stopped else "embedded broker: was not running")
     return 0
 
 
@@ -62,13 +89,11 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
-    from pipeline.broker import resolve_bootstrap
-    from pipeline.topics import TopicAdmin
-
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
-    with TopicAdmin(bootstrap, timeout_s=settings.kafka.connect_timeout_s,
-                    options=settings.kafka.options) as admin:  # fmt: skip
+    with TopicAdmin(
+        bootstrap, timeout_s=settings.kafka.connect_timeout_s, options=settings.kafka.options
+    ) as admin:
         if args.action == "list":
             for name in sorted(admin.list_topics()):
                 print(name)
@@ -80,7 +105,9 @@ def _cmd_topics(args: argparse.Namespace) -> int:
             print(f"deleted {args.topic}")
         else:
             begin, end = admin.beginning_offsets(args.topic), admin.end_offsets(args.topic)
-            print(f"{args.topic}: {len(end)} partitions, {sum(end[p] - begin[p] for p in end)} records")
+            print(
+                f"{args.topic}: {len(end)} partitions, {sum(end[p] - begin[p] for p in end)} records"
+            )
             for p in sorted(end):
                 print(f"  partition {p}: offsets [{begin[p]}, {end[p]})")
     return 0
@@ -90,24 +117,23 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    from pipeline.broker import resolve_bootstrap
-    from pipeline.kafka_clients import open_producer
-    from pipeline.producer import produce_messages
-    from pipeline.replay import SyntheticSpec, csv_messages, demo_series_files, synthetic_stream
-    from pipeline.topics import TopicAdmin
-
     events: dict[str, Any] = {}
     if args.synthetic and args.num_features:
         events["features"] = [f"f{i}" for i in range(args.num_features)]
     settings = _settings(
-        args, events=events,
+        args,
+        events=events,
         producer={"topic": args.topic, "partitions": args.partitions, "rate": args.rate},
-    )  # fmt: skip
+    )
     if args.synthetic:
         spec = SyntheticSpec(
-            keys=args.keys, events_per_key=args.events_per_key, anomaly_rate=args.anomaly_rate,
-            late_rate=args.late_rate, malformed_rate=args.malformed_rate, seed=args.seed,
-        )  # fmt: skip
+            keys=args.keys,
+            events_per_key=args.events_per_key,
+            anomaly_rate=args.anomaly_rate,
+            late_rate=args.late_rate,
+            malformed_rate=args.malformed_rate,
+            seed=args.seed,
+        )
         messages = synthetic_stream(spec, settings.events).messages
     else:
         paths = args.csv or demo_series_files()
@@ -121,9 +147,12 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     )
     try:
         result = produce_messages(
-            messages, producer, settings.producer.topic, rate=settings.producer.rate,
+            messages,
+            producer,
+            settings.producer.topic,
+            rate=settings.producer.rate,
             progress=not args.no_progress and sys.stderr.isatty(),
-        )  # fmt: skip
+        )
     finally:
         producer.close()
     keys = len({m.key for m in messages})
@@ -136,50 +165,80 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from model.train import TrainOptions, train_and_save
-    from pipeline.replay import demo_series_files
-
     settings = _settings(args)
     options = TrainOptions(
-        window=args.window, min_length=args.min_length, hidden_size=args.hidden_size,
-        num_layers=args.num_layers, bidirectional=args.bidirectional, proj_size=args.proj_size,
-        dropout=args.dropout, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, validation_fraction=args.validation_fraction,
-        seed=args.seed, version=args.version,
-    )  # fmt: skip
-    paths = args.data or demo_series_files()
+        window=args.window,
+        min_length=args.min_length,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        bidirectional=args.bidirectional,
+        proj_size=args.proj_size,
+        dropout=args.dropout,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        version=args.version,
+    )
+    series = load_series(
+        args.data or demo_series_files(), settings.events, time_column=args.time_column
+    )
     spec, report = train_and_save(
-        paths, args.out, settings.events, options, time_column=args.time_column,
+        series,
+        list(settings.events.features),
+        args.out,
+        options,
         progress=not args.no_progress and sys.stderr.isatty(),
-    )  # fmt: skip
-    for epoch, (train, val) in enumerate(zip(report.train_loss, report.validation_loss, strict=True), 1):
+    )
+    for epoch, (train, val) in enumerate(
+        zip(report.train_loss, report.validation_loss, strict=True), 1
+    ):
         print(f"epoch {epoch}: train loss {train:.4f}, validation loss {val:.4f}")
     print(
         f"trained {spec.version} on {report.train_windows} windows ({report.validation_windows} "
-        f"for validation) in {report.seconds:.0f}s; wrote {args.out} (sha256 {spec.weights_sha256[:12]})"
+        f"for validation) in {report.seconds:.0f}s; wrote {args.out} (sha256 {(spec.weights_sha256 or '')[:12]})"
     )
     return 0
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    from jobs.stream import main as stream_main
-
-    forwarded = [a for item in args.set for a in ("--set", item)]
-    if args.bootstrap_servers:
-        forwarded += ["--set", f"kafka.bootstrap_servers={args.bootstrap_servers}"]
-    return stream_main((["--config", args.config] if args.config else []) + forwarded)
+    settings = job_settings(args)
+    streaming.check_outputs(settings)
+    streaming.check_model(settings)
+    streaming.run_stream(settings, resolve_bootstrap(settings))
+    return 0
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    from jobs.backfill import run_from_args
-
-    return run_from_args(args)
+    settings = job_settings(args)
+    request = backfill_plan.Request(
+        topics=args.topics or list(settings.stream.topics),
+        starting_offsets=args.starting_offsets,
+        ending_offsets=args.ending_offsets,
+        start_time_ms=backfill_plan.parse_time(args.start_time),
+        end_time_ms=backfill_plan.parse_time(args.end_time),
+    )
+    bootstrap = resolve_bootstrap(settings)
+    if args.dry_run:
+        plan = backfill_plan.plan_backfill(settings, bootstrap, request)
+        print(backfill_plan.describe_plan(plan, settings))
+        return 0
+    backfill_plan.check_sinks(settings)
+    streaming.check_model(settings)
+    spark = job_spark("seqstream-backfill")
+    counts = backfill.run_backfill(spark, settings, bootstrap, request, restart=args.restart)
+    print(
+        f"backfill: {sum(c.events_in for c in counts):,} events in {len(counts)} chunk(s): "
+        f"{sum(c.scored for c in counts):,} scored, "
+        f"{sum(c.not_yet_scoreable for c in counts):,} not yet scoreable, "
+        f"{sum(c.dead_lettered for c in counts):,} dead-lettered"
+    )
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from jobs.demo import run_demo
-
-    run_demo(_settings(args))
+    demo.run_demo(_settings(args))
     return 0
 
 
@@ -206,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("produce", help="replay CSV series or synthetic events into a topic")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--csv", nargs="+", metavar="PATH",
-                        help="CSV files or folders, one key per file (default: bundled NAB demo)")
+    source.add_argument(
+        "--csv",
+        nargs="+",
+        metavar="PATH",
+        help="CSV files or folders, one key per file (default: bundled NAB demo)",
+    )
     source.add_argument("--synthetic", action="store_true", help="generated keys and features")
     p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
     p.add_argument("--topic")
@@ -218,45 +281,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-features", type=int, help="synthetic: features f0..fN-1")
     p.add_argument("--anomaly-rate", type=float, default=0.0, help="synthetic: share of spikes")
     p.add_argument("--late-rate", type=float, default=0.0, help="synthetic: share sent late")
-    p.add_argument("--malformed-rate", type=float, default=0.0,
-                   help="synthetic: extra malformed messages per valid event")
+    p.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.0,
+        help="synthetic: extra malformed messages per valid event",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     _common(p)
     p.set_defaults(func=_cmd_produce)
 
     p = sub.add_parser("train", help="train a next-step forecaster and write a model artifact")
-    p.add_argument("--data", nargs="+", metavar="PATH",
-                   help="CSV files/folders (one key per file) or Parquet event tables "
-                        "(default: the bundled NAB series)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar="PATH",
+        help="CSV files/folders (one key per file) or Parquet event tables "
+        "(default: the bundled NAB series)",
+    )
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
-    from model.train import TrainOptions
-
     defaults = TrainOptions()
-    for name in ("window", "min_length", "hidden_size", "num_layers", "proj_size", "epochs",
-                 "batch_size", "seed"):  # fmt: skip
+    for name in (
+        "window",
+        "min_length",
+        "hidden_size",
+        "num_layers",
+        "proj_size",
+        "epochs",
+        "batch_size",
+        "seed",
+    ):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     for name in ("dropout", "learning_rate", "validation_fraction"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     p.add_argument("--bidirectional", action="store_true")
-    p.add_argument("--version", default=defaults.version, help="version string stored in the artifact")
+    p.add_argument(
+        "--version", default=defaults.version, help="version string stored in the artifact"
+    )
     p.add_argument("--no-progress", action="store_true")
     _common(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("stream", help="run the streaming job (same as spark-submit jobs/stream.py)")
+    add_flags(p, STREAM_FLAGS)
     _common(p)
     p.set_defaults(func=_cmd_stream)
 
-    from jobs.backfill import add_arguments as backfill_arguments
-
-    p = sub.add_parser("backfill", help="re-score a range of Kafka history as the streaming job would (jobs/backfill.py)")
-    backfill_arguments(p)
+    p = sub.add_parser(
+        "backfill",
+        help="re-score a range of Kafka history as the streaming job would (jobs/backfill.py)",
+    )
+    add_flags(p, BACKFILL_FLAGS)
     _common(p)
     p.set_defaults(func=_cmd_backfill)
-
-    sub.add_parser("bench", help="the benchmark harness: seqstream bench --help")  # dispatched in main()
 
     p = sub.add_parser("demo", help="the end-to-end demo on the embedded broker and bundled data")
     _common(p)
@@ -266,10 +345,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # its own parser: seqstream bench --help
-        from bench.harness import main as bench_main
-
-        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -280,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
-    except (SeqstreamError, ConfigError) as exc:
+    except (SeqstreamError, ModelError) as exc:  # ConfigError is a SeqstreamError
         print(f"seqstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

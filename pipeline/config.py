@@ -14,13 +14,14 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pipeline.errors import SeqstreamError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from seqstream.pipeline.errors import SeqstreamError
 
 ENV_PREFIX = "SEQSTREAM_"
 BOOTSTRAP_ENV = "SEQSTREAM_BOOTSTRAP_SERVERS"
@@ -89,7 +90,7 @@ class BrokerSettings(_Section):
 
 
 class StreamSettings(_Section):
-    """The streaming job (jobs/stream.py); the backfill scores with its model settings."""
+    """The streaming job (``streaming``); the backfill scores with its model settings."""
 
     topics: list[str] = Field(default_factory=lambda: ["events"], min_length=1)
     starting_offsets: str = "earliest"
@@ -106,11 +107,15 @@ class StreamSettings(_Section):
     state_ttl_s: float | None = Field(7 * 24 * 3600.0, gt=0)  # idle keys' state expires
     max_event_bytes: int = Field(65_536, ge=16)
     state_partitions: int | None = Field(None, ge=1)  # None: the topics' partition count
-    metrics_port: int | None = Field(None, ge=0, le=65_535)  # Prometheus endpoint; 0 picks a free port
+    metrics_port: int | None = Field(
+        None, ge=0, le=65_535
+    )  # Prometheus endpoint; 0 picks a free port
     mode: Literal["events", "time"] = "events"  # a window per event, or per event-time window
     time_window: str = "10 minutes"  # mode time: the window's length in event time
     time_slide: str | None = None  # mode time: sliding windows start this often (None: tumbling)
-    watermark: str = "1 minute"  # mode time: how late an event may be before it is dropped (and counted)
+    watermark: str = (
+        "1 minute"  # mode time: how late an event may be before it is dropped (and counted)
+    )
 
 
 class BackfillSettings(_Section):

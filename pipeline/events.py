@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pipeline.config import EventSchema
+from seqstream.pipeline.config import EventSchema
 
 
 @dataclass(frozen=True)

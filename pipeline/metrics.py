@@ -46,8 +46,11 @@ def observe_output(scored: DataFrame) -> DataFrame:
         F.coalesce(F.sum("scoring_s"), F.lit(0.0)).alias("scoring_s"),
         F.coalesce(F.sum(1.0 / F.col("model_batch")), F.lit(0.0)).alias("model_batches"),
         F.max("model_batch").alias("model_batch_max"),
-        F.percentile_approx(F.when(F.col("score").isNotNull(), F.unix_millis("kafka_timestamp")),
-                            [0.01, 0.5], 10_000).alias("timestamp_ms_quantiles"),  # fmt: skip
+        F.percentile_approx(
+            F.when(F.col("score").isNotNull(), F.unix_millis("kafka_timestamp")),
+            [0.01, 0.5],
+            10_000,
+        ).alias("timestamp_ms_quantiles"),
     )
 
 
@@ -78,24 +81,30 @@ def batch_metrics(progress: Any) -> BatchMetrics | None:
     read, out = progress.observedMetrics.get(INPUT), progress.observedMetrics.get(OUTPUT)
     if read is None or out is None or not (read["events_in"] or out["windows"]):
         return None
-    end_ms = _epoch_ms(progress.timestamp) + progress.batchDuration
+    end_ms = _iso_epoch_ms(progress.timestamp) + progress.batchDuration
     quantiles = out["timestamp_ms_quantiles"] or [None, None]
     model_batches = round(out["model_batches"])
     states = progress.stateOperators
     return BatchMetrics(
-        batch_id=progress.batchId, events_in=read["events_in"], dead_lettered=out["dead_lettered"],
-        late=sum(op.numRowsDroppedByWatermark for op in states), windows=out["windows"], scored=out["scored"],
-        not_yet_scoreable=out["windows"] - out["scored"], keys_in_state=sum(op.numRowsTotal for op in states),
-        scoring_s=round(out["scoring_s"], 6), model_batches=model_batches,
+        batch_id=progress.batchId,
+        events_in=read["events_in"],
+        dead_lettered=out["dead_lettered"],
+        late=sum(op.numRowsDroppedByWatermark for op in states),
+        windows=out["windows"],
+        scored=out["scored"],
+        not_yet_scoreable=out["windows"] - out["scored"],
+        keys_in_state=sum(op.numRowsTotal for op in states),
+        scoring_s=round(out["scoring_s"], 6),
+        model_batches=model_batches,
         model_batch_mean=round(out["scored"] / model_batches, 1) if model_batches else 0.0,
         model_batch_max=out["model_batch_max"] or 0,
         latency_p50_ms=None if quantiles[1] is None else end_ms - quantiles[1],
         latency_p99_ms=None if quantiles[0] is None else end_ms - quantiles[0],
         duration_s=progress.batchDuration / 1000,
-    )  # fmt: skip
+    )
 
 
-def _epoch_ms(timestamp: str) -> int:
+def _iso_epoch_ms(timestamp: str) -> int:
     return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
@@ -106,13 +115,27 @@ class _Prometheus:
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
         self.registry = CollectorRegistry()
-        self.events = Counter("seqstream_events", "Input events by outcome", ["outcome"], registry=self.registry)
-        self.scoring = Counter("seqstream_scoring_seconds", "Seconds in the model step", registry=self.registry)
-        self.batches = Counter("seqstream_model_batches", "Model batches run", registry=self.registry)
+        self.events = Counter(
+            "seqstream_events", "Input events by outcome", ["outcome"], registry=self.registry
+        )
+        self.scoring = Counter(
+            "seqstream_scoring_seconds", "Seconds in the model step", registry=self.registry
+        )
+        self.batches = Counter(
+            "seqstream_model_batches", "Model batches run", registry=self.registry
+        )
         self.keys = Gauge("seqstream_keys_in_state", "Keys held in state", registry=self.registry)
-        self.latency = Gauge("seqstream_latency_seconds", "Event-to-score latency of the last batch",
-                             ["quantile"], registry=self.registry)  # fmt: skip
-        self.duration = Gauge("seqstream_batch_duration_seconds", "Last micro-batch's duration", registry=self.registry)
+        self.latency = Gauge(
+            "seqstream_latency_seconds",
+            "Event-to-score latency of the last batch",
+            ["quantile"],
+            registry=self.registry,
+        )
+        self.duration = Gauge(
+            "seqstream_batch_duration_seconds",
+            "Last micro-batch's duration",
+            registry=self.registry,
+        )
         self.server, _ = start_http_server(port, registry=self.registry)
         self.port = self.server.server_port
         log.info("serving Prometheus metrics on port %d", self.port)
@@ -183,7 +206,10 @@ class MetricsListener(StreamingQueryListener):
         deadline = time.monotonic() + timeout_s
         while last is not None and self._last_batch.get(str(query.id), -1) < last["batchId"]:
             if time.monotonic() > deadline:
-                log.warning("the progress report of batch %s never reached the metrics listener", last["batchId"])
+                log.warning(
+                    "the progress report of batch %s never reached the metrics listener",
+                    last["batchId"],
+                )
                 return
             time.sleep(0.05)
 

@@ -20,17 +20,17 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from pipeline.config import EventSchema
+from seqstream.pipeline.config import EventSchema
+from seqstream.pipeline.rows import KAFKA_COLUMNS, PARSED_DDL
 
 PARSED_COLUMNS = ["key", "event_time_ms", "features", "reason"]
-KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
-PARSED_DDL = ("value binary, topic string, partition int, offset long, timestamp timestamp, "
-              "key string, event_time_ms long, features array<float>, reason string")  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def parse_value(value: bytes | None, schema: EventSchema, max_bytes: int) -> tuple[str, int, list[float]] | str:
+def parse_value(
+    value: bytes | None, schema: EventSchema, max_bytes: int
+) -> tuple[str, int, list[float]] | str:
     """The event in ``value``, or why it is not one (a short, stable reason)."""
     if value is None:
         return "null value"
@@ -82,14 +82,20 @@ def _decoder(key_field: str, time_field: str, features: tuple[str, ...]) -> msgs
     """A decoder that accepts exactly the well-formed events (any refusal is re-parsed slowly)."""
     fields: list[tuple[str, Any, Any]] = [
         ("k", Annotated[str, msgspec.Meta(min_length=1)], msgspec.field(name=key_field)),
-        ("t", Annotated[int, msgspec.Meta(ge=_INT64[0], le=_INT64[1])], msgspec.field(name=time_field)),
+        (
+            "t",
+            Annotated[int, msgspec.Meta(ge=_INT64[0], le=_INT64[1])],
+            msgspec.field(name=time_field),
+        ),
     ]
     fields += [(f"f{i}", float, msgspec.field(name=name)) for i, name in enumerate(features)]
     event = msgspec.defstruct("Event", fields, forbid_unknown_fields=True, array_like=False)
     return msgspec.json.Decoder(event)
 
 
-def parse_values(values: Sequence[bytes | None], schema: EventSchema, max_bytes: int) -> ParsedValues:
+def parse_values(
+    values: Sequence[bytes | None], schema: EventSchema, max_bytes: int
+) -> ParsedValues:
     """``parse_value`` over a batch, column-wise (the same events and reasons, about 10x faster)."""
     decode = _decoder(schema.key_field, schema.time_field, tuple(schema.features)).decode
     n, width = len(values), len(schema.features)
@@ -106,11 +112,12 @@ def parse_values(values: Sequence[bytes | None], schema: EventSchema, max_bytes:
     reason = np.full(n, None, dtype=object)
     fast = [i for i, row in enumerate(rows) if row is not None]
     if fast:
-        decoded = [rows[i] for i in fast]
+        decoded = [row for row in rows if row is not None]  # the rows of ``fast``, in order
         values64 = np.array([row[2:] for row in decoded], np.float64).reshape(len(fast), width)
         key[fast] = [row[0] for row in decoded]
         ts[fast] = [row[1] for row in decoded]
-        in_range = (np.abs(values64) <= _FLOAT32_MAX).all(axis=1)  # also false for inf (1e999) and NaN
+        # also false for inf (1e999) and NaN
+        in_range = np.asarray((np.abs(values64) <= _FLOAT32_MAX).all(axis=1))
         features[fast] = np.where(in_range[:, None], values64, 0.0)
         for j in np.flatnonzero(~in_range):
             rows[fast[j]] = None
@@ -127,13 +134,19 @@ def parse_frame(values: pd.Series, schema: EventSchema, max_bytes: int) -> pd.Da
     """One parsed row per value (``PARSED_COLUMNS``): the event, or the reason it is not one."""
     parsed = parse_values(values.tolist(), schema, max_bytes)
     valid = pd.isna(parsed.reason)
-    return pd.DataFrame({
-        "key": parsed.key, "event_time_ms": pd.Series(parsed.event_time_ms, dtype="Int64").where(valid),
-        "features": [f if ok else None for f, ok in zip(parsed.features, valid)], "reason": parsed.reason,
-    }).set_axis(values.index)  # fmt: skip
+    return pd.DataFrame(
+        {
+            "key": parsed.key,
+            "event_time_ms": pd.Series(parsed.event_time_ms, dtype="Int64").where(valid),
+            "features": [f if ok else None for f, ok in zip(parsed.features, valid, strict=False)],
+            "reason": parsed.reason,
+        }
+    ).set_axis(values.index)
 
 
-def parse_batches(batches: Iterator[pd.DataFrame], schema: EventSchema, max_bytes: int) -> Iterator[pd.DataFrame]:
+def parse_batches(
+    batches: Iterator[pd.DataFrame], schema: EventSchema, max_bytes: int
+) -> Iterator[pd.DataFrame]:
     """For ``mapInPandas`` over the Kafka columns (value, topic, partition, offset, timestamp)."""
     for batch in batches:
         parsed = parse_frame(batch["value"], schema, max_bytes)
@@ -143,7 +156,7 @@ def parse_batches(batches: Iterator[pd.DataFrame], schema: EventSchema, max_byte
 def parse_events(kafka_rows: DataFrame, schema: EventSchema, max_bytes: int) -> DataFrame:
     """Kafka rows -> ``PARSED_DDL`` rows (events or dead letters), as a Spark step of its own:
     for event-time windows and the backfill's key scan. The per-event windows parse inside
-    their own Python step (``pipeline.stateful_windows``), saving a trip through the JVM."""
+    their own Python step (``window_step``), saving a trip through the JVM."""
     return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(
         partial(parse_batches, schema=schema, max_bytes=max_bytes), PARSED_DDL
     )

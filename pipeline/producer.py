@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from pipeline.events import Message
-from pipeline.kafka_clients import DeliveryReport, RecordProducer, raise_for_failures
+from seqstream.pipeline.events import Message
+from seqstream.pipeline.kafka.clients import DeliveryReport, RecordProducer, raise_for_failures
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,24 @@ class ProduceResult:
 
 
 def produce_messages(
-    messages: Sequence[Message], producer: RecordProducer, topic: str, *,
-    rate: float | None = None, progress: bool = False, flush_timeout_s: float = 60.0,
-) -> ProduceResult:  # fmt: skip
+    messages: Sequence[Message],
+    producer: RecordProducer,
+    topic: str,
+    *,
+    rate: float | None = None,
+    progress: bool = False,
+    flush_timeout_s: float = 60.0,
+) -> ProduceResult:
     """Send ``messages`` in order (key = event key), at most ``rate`` per second, then wait for
     every acknowledgement. Raises DeliveryError when any message was not acknowledged."""
     start = time.monotonic()
-    bar = tqdm(total=len(messages), unit="ev", desc=f"produce {topic}", disable=not progress,
-               mininterval=0.5)  # fmt: skip
+    bar = tqdm(
+        total=len(messages),
+        unit="ev",
+        desc=f"produce {topic}",
+        disable=not progress,
+        mininterval=0.5,
+    )
     for index, message in enumerate(messages):
         if rate is not None:
             ahead = start + index / rate - time.monotonic()

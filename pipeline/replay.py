@@ -14,58 +14,14 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from pipeline.config import EventSchema
-from pipeline.errors import SeqstreamError
-from pipeline.events import Event, Message, event_message
-
-DEMO_NAB_DIR = Path(str(files("pipeline") / "demo_data" / "nab"))
-
-
-def demo_series_files() -> list[Path]:
-    """The NAB series bundled with the package (see demo_data/nab/README.md)."""
-    return sorted(DEMO_NAB_DIR.glob("*/*.csv"))
-
-
-def expand_csv_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders as the CSV files below them; a missing path is an error."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found.extend(sorted(path.rglob("*.csv")))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise SeqstreamError(f"no such CSV file or folder: {path}")
-    if not found:
-        raise SeqstreamError(f"no CSV files found in {[str(p) for p in paths]}")
-    return found
-
-
-def read_series_csv(path: Path, schema: EventSchema, *, time_column: str = "timestamp") -> list[Event]:
-    """One key's events from a CSV with a time column and one column per schema feature."""
-    frame = pd.read_csv(path)
-    missing = [c for c in (time_column, *schema.features) if c not in frame.columns]
-    if missing:
-        raise SeqstreamError(
-            f"{path}: missing column(s) {missing}; it has {list(frame.columns)} "
-            f"(events.features names the feature columns, --time-column the time column)"
-        )
-    times = pd.to_datetime(frame[time_column], utc=True, errors="coerce")
-    if times.isna().any():
-        row = int(times.isna().to_numpy().argmax())
-        raise SeqstreamError(f"{path}: unparseable time {frame[time_column].iloc[row]!r} in row {row + 2}")
-    ts_ms = (times.astype("int64") // 1_000_000).to_numpy()  # ns -> ms, whatever the unit
-    values = frame[list(schema.features)].to_numpy(dtype=np.float64)
-    order = np.argsort(ts_ms, kind="stable")
-    key = path.stem
-    return [Event(key, int(ts_ms[i]), tuple(float(v) for v in values[i])) for i in order]
+from seqstream.pipeline.config import EventSchema
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.events import Event, Message, event_message
+from seqstream.pipeline.series import expand_csv_paths, read_series_csv
 
 
 def interleave(series: Iterable[Sequence[Event]]) -> Iterator[Event]:
@@ -86,9 +42,15 @@ def csv_messages(
 # --- synthetic ---------------------------------------------------------------------------------
 
 MALFORMED_KINDS = (
-    "not_json", "not_object", "missing_key", "missing_time", "missing_feature",
-    "wrong_type", "non_finite", "extra_field",
-)  # fmt: skip
+    "not_json",
+    "not_object",
+    "missing_key",
+    "missing_time",
+    "missing_feature",
+    "wrong_type",
+    "non_finite",
+    "extra_field",
+)
 
 
 @dataclass(frozen=True)

@@ -14,24 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StringType, StructField, StructType
 
-from model.artifact import load_artifact
-from model.inference import WindowScorer
-from pipeline.errors import SeqstreamError
-from pipeline.stateful_windows import WINDOW_SCHEMA
+from seqstream.model.artifact import load_artifact
+from seqstream.model.inference import WindowScorer
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.rows import SCORED_COLUMNS
 
-SCORED_SCHEMA = StructType(
-    WINDOW_SCHEMA.fields
-    + [StructField("score", DoubleType()), StructField("prediction", ArrayType(DoubleType())),
-       StructField("model_version", StringType()),
-       # For the batch metrics (pipeline.metrics), not written out: this row's share of its Arrow
-       # batch's scoring seconds, and the size of the model batch it was scored in.
-       StructField("scoring_s", DoubleType()), StructField("model_batch", IntegerType())]  # fmt: skip
-)
-
-SCORED_COLUMNS = [f.name for f in SCORED_SCHEMA.fields]
-_SCORERS: dict["ModelRef", WindowScorer] = {}
+_SCORERS: dict[ModelRef, WindowScorer] = {}
 
 
 @dataclass(frozen=True)
@@ -63,7 +52,9 @@ def _task_device(requested: str) -> str:
     context = TaskContext.get()
     resources = context.resources() if context is not None else {}
     gpu = resources.get("gpu")
-    return executor_device(requested, list(gpu.addresses) if gpu else [], os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return executor_device(
+        requested, list(gpu.addresses) if gpu else [], os.environ.get("CUDA_VISIBLE_DEVICES")
+    )
 
 
 def scorer_for(ref: ModelRef) -> WindowScorer:
@@ -82,7 +73,7 @@ def scorer_for(ref: ModelRef) -> WindowScorer:
 
 
 def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.DataFrame:
-    """``rows`` (``WINDOW_SCHEMA``) with score, prediction and model_version added where the
+    """``rows`` (``rows.WINDOW_SCHEMA``) with score, prediction and model_version added where the
     window (``windows[i]``, [length, features]) is long enough to score. The windows are not
     sent back: nothing writes them, and sending them costs more than the model on small models.
     Called where the windows are made, in the same Python worker."""
@@ -95,16 +86,22 @@ def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.
     batch["model_version"] = None
     batch["scoring_s"] = np.nan
     batch["model_batch"] = None
-    ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch["reason"].isna().to_numpy()
+    ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch[
+        "reason"
+    ].isna().to_numpy()
     count = int(ready.sum())
     if count:
         started = time.perf_counter()
         scores = scorer.score(windows[ready], batch["window_length"].to_numpy()[ready])
         batch.loc[ready, "score"] = scores.score
-        batch.loc[ready, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[ready])
+        batch.loc[ready, "prediction"] = pd.Series(
+            list(scores.prediction), index=batch.index[ready]
+        )
         batch.loc[ready, "model_version"] = spec.version
         batch.loc[ready, "scoring_s"] = (time.perf_counter() - started) / count
-        sizes = np.minimum(scorer.batch_size, count - np.arange(count) // scorer.batch_size * scorer.batch_size)
+        sizes = np.minimum(
+            scorer.batch_size, count - np.arange(count) // scorer.batch_size * scorer.batch_size
+        )
         batch.loc[ready, "model_batch"] = sizes
     batch["score"] = batch["score"].where(ready, None)
     batch["scoring_s"] = batch["scoring_s"].where(ready, None)

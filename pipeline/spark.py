@@ -7,8 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
-from pipeline.errors import SeqstreamError
+from seqstream.pipeline.errors import SeqstreamError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 MIN_JAVA = 17
 
@@ -36,8 +40,12 @@ def java_version() -> int:
     return major
 
 
-def local_spark(app_name: str = "seqstream", *, master: str = "local[2]",
-                extra_conf: dict[str, str] | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+def local_spark(
+    app_name: str = "seqstream",
+    *,
+    master: str = "local[2]",
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
     """A SparkSession whose Python workers use this interpreter and one torch thread each
     (two threads per worker on two cores halved throughput, see ENVIRONMENT.md)."""
     java_version()
@@ -46,7 +54,8 @@ def local_spark(app_name: str = "seqstream", *, master: str = "local[2]",
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (
-        SparkSession.builder.master(master).appName(app_name)
+        SparkSession.builder.master(master)
+        .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
@@ -54,13 +63,13 @@ def local_spark(app_name: str = "seqstream", *, master: str = "local[2]",
         .config("spark.executorEnv.OMP_NUM_THREADS", "1")
         .config("spark.executorEnv.MKL_NUM_THREADS", "1")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
-    )  # fmt: skip
+    )
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
 
-def job_spark(app_name: str):  # type: ignore[no-untyped-def]
+def job_spark(app_name: str) -> SparkSession:
     """Under spark-submit, the session it configured (master, resources); else local[2]."""
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # set by spark-submit for Python applications
         from pyspark.sql import SparkSession

@@ -14,53 +14,84 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline.sequencing import empty_context, extend_windows
-from pipeline.stateful_windows import WINDOW_SCHEMA
+from seqstream.model.windows import empty_context, extend_windows
+from seqstream.pipeline.rows import SCORED_SCHEMA, WINDOW_COLUMNS
+from seqstream.pipeline.scoring import ModelRef, score_windows
 
-_COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]
 
-
-def last_events(batches: Iterator[pd.DataFrame], length: int, features: int, ref: Any) -> Iterator[pd.DataFrame]:
+def last_events(
+    batches: Iterator[pd.DataFrame], length: int, features: int, ref: ModelRef
+) -> Iterator[pd.DataFrame]:
     """Per closed window: its last ``length`` events, oldest first, as one window row, scored."""
-    from pipeline.scoring import score_windows
-
     for batch in batches:
         rows, windows = [], np.zeros((len(batch), length, features), np.float32)
-        for i, (key, end, events) in enumerate(zip(batch["key"], batch["window_end_ms"], batch["events"])):
-            ordered = sorted(events, key=lambda e: (e["event_time_ms"], e["partition"], e["offset"]))
+        for i, (key, end, events) in enumerate(
+            zip(batch["key"], batch["window_end_ms"], batch["events"], strict=False)
+        ):
+            ordered = sorted(
+                events, key=lambda e: (e["event_time_ms"], e["partition"], e["offset"])
+            )
             values = np.stack([np.asarray(e["features"], np.float32) for e in ordered[-length:]])
             made = extend_windows(empty_context(features), values, length)
             last = ordered[-1]
             windows[i] = made.windows[-1]
-            rows.append((key, int(end), last["topic"], last["partition"], last["offset"], last["timestamp"],
-                         None, int(made.lengths[-1]), None, None))  # fmt: skip
-        yield score_windows(pd.DataFrame(rows, columns=_COLUMNS), windows, ref)
+            rows.append(
+                (
+                    key,
+                    int(end),
+                    last["topic"],
+                    last["partition"],
+                    last["offset"],
+                    last["timestamp"],
+                    None,
+                    int(made.lengths[-1]),
+                    None,
+                    None,
+                )
+            )
+        yield score_windows(pd.DataFrame(rows, columns=WINDOW_COLUMNS), windows, ref)
 
 
-def event_time_windows(parsed: DataFrame, *, ref: Any, length: int, features: int, size: str, slide: str | None,
-                       watermark: str) -> DataFrame:  # fmt: skip
+def event_time_windows(
+    parsed: DataFrame,
+    *,
+    ref: ModelRef,
+    length: int,
+    features: int,
+    size: str,
+    slide: str | None,
+    watermark: str,
+) -> DataFrame:
     """Scored rows (``SCORED_SCHEMA``) for each closed event-time window, plus the dead letters."""
-    from pipeline.scoring import SCORED_SCHEMA
-
-    valid = (parsed.where(F.col("reason").isNull()).withColumn("event_time", F.timestamp_millis("event_time_ms"))
-             .withWatermark("event_time", watermark))  # fmt: skip
+    valid = (
+        parsed.where(F.col("reason").isNull())
+        .withColumn("event_time", F.timestamp_millis("event_time_ms"))
+        .withWatermark("event_time", watermark)
+    )
     window = F.window("event_time", size, slide) if slide else F.window("event_time", size)
     grouped = valid.groupBy("key", window.alias("w")).agg(
-        F.collect_list(F.struct("event_time_ms", "topic", "partition", "offset", "timestamp", "features")).alias("events")
+        F.collect_list(
+            F.struct("event_time_ms", "topic", "partition", "offset", "timestamp", "features")
+        ).alias("events")
     )
-    shaped = grouped.select("key", (F.unix_millis(F.col("w.end"))).alias("window_end_ms"), "events").mapInPandas(
-        partial(last_events, length=length, features=features, ref=ref), SCORED_SCHEMA
-    )
-    kept = {c: F.col(c) for c in ("key", "event_time_ms", "topic", "partition", "offset", "value", "reason")}
+    shaped = grouped.select(
+        "key", (F.unix_millis(F.col("w.end"))).alias("window_end_ms"), "events"
+    ).mapInPandas(partial(last_events, length=length, features=features, ref=ref), SCORED_SCHEMA)
+    kept = {
+        c: F.col(c)
+        for c in ("key", "event_time_ms", "topic", "partition", "offset", "value", "reason")
+    }
     kept.update(kafka_timestamp=F.col("timestamp"), window_length=F.lit(0))
     dead = parsed.where(F.col("reason").isNotNull()).select(
-        *[kept.get(f.name, F.lit(None).cast(f.dataType)).alias(f.name) for f in SCORED_SCHEMA.fields]
+        *[
+            kept.get(f.name, F.lit(None).cast(f.dataType)).alias(f.name)
+            for f in SCORED_SCHEMA.fields
+        ]
     )
     return shaped.unionByName(dead)

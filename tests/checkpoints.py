@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 
-def sigkill_mid_batch(process: subprocess.Popen, checkpoint: Path, batch: int, timeout_s: float) -> None:
+def sigkill_mid_batch(
+    process: subprocess.Popen, checkpoint: Path, batch: int, timeout_s: float
+) -> None:
     """SIGKILL the query's process group once ``batch - 1`` is committed and ``batch`` is planned
     but not committed: in the middle of micro-batch ``batch``."""
     commits, offsets = checkpoint / "commits", checkpoint / "offsets"

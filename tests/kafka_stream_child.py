@@ -11,8 +11,8 @@ import time
 
 import pandas as pd
 
-from pipeline.kafka_source import SHORT_NAME, KafkaDataSource
-from pipeline.spark import local_spark
+from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.spark import local_spark
 
 
 def main() -> None:
@@ -20,11 +20,14 @@ def main() -> None:
     spark = local_spark("kill-test")
     spark.dataSource.register(KafkaDataSource)
     stream = (
-        spark.readStream.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", topic).option("startingOffsets", "earliest")
-        .option("maxOffsetsPerTrigger", max_per).load()
+        spark.readStream.format(SHORT_NAME)
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", max_per)
+        .load()
         .selectExpr("partition", "offset", "CAST(value AS STRING) AS value")
-    )  # fmt: skip
+    )
 
     def slow(batches):  # type: ignore[no-untyped-def]
         for batch in batches:
@@ -32,8 +35,16 @@ def main() -> None:
             yield batch
 
     stream = stream.mapInPandas(slow, stream.schema)
-    writer = stream.writeStream.format("parquet").option("checkpointLocation", checkpoint).option("path", out)
-    writer = writer.trigger(availableNow=True) if mode == "drain" else writer.trigger(processingTime="0 seconds")
+    writer = (
+        stream.writeStream.format("parquet")
+        .option("checkpointLocation", checkpoint)
+        .option("path", out)
+    )
+    writer = (
+        writer.trigger(availableNow=True)
+        if mode == "drain"
+        else writer.trigger(processingTime="0 seconds")
+    )
     writer.start().awaitTermination()
     spark.stop()
 

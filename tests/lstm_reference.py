@@ -9,8 +9,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def torch_lstm(params: dict[str, np.ndarray], x: np.ndarray, *, num_layers: int, hidden: int,
-               bidirectional: bool, proj_size: int, bias: bool) -> np.ndarray:  # fmt: skip
+def torch_lstm(
+    params: dict[str, np.ndarray],
+    x: np.ndarray,
+    *,
+    num_layers: int,
+    hidden: int,
+    bidirectional: bool,
+    proj_size: int,
+    bias: bool,
+) -> np.ndarray:
     """nn.LSTM's documented equations on one unpadded sequence x [T, in]; returns [T, out].
 
     i = s(W_ii x + b_ii + W_hi h + b_hi), f = s(...), g = tanh(...), o = s(...)
@@ -19,8 +27,15 @@ def torch_lstm(params: dict[str, np.ndarray], x: np.ndarray, *, num_layers: int,
     for layer in range(num_layers):
         outputs = []
         for suffix in ["", "_reverse"] if bidirectional else [""]:
-            w_ih, w_hh = params[f"weight_ih_l{layer}{suffix}"], params[f"weight_hh_l{layer}{suffix}"]
-            b = params[f"bias_ih_l{layer}{suffix}"] + params[f"bias_hh_l{layer}{suffix}"] if bias else 0.0
+            w_ih, w_hh = (
+                params[f"weight_ih_l{layer}{suffix}"],
+                params[f"weight_hh_l{layer}{suffix}"],
+            )
+            b = (
+                params[f"bias_ih_l{layer}{suffix}"] + params[f"bias_hh_l{layer}{suffix}"]
+                if bias
+                else 0.0
+            )
             h = np.zeros(proj_size or hidden)
             c = np.zeros(hidden)
             steps = layer_input if suffix == "" else layer_input[::-1]
@@ -38,7 +53,9 @@ def torch_lstm(params: dict[str, np.ndarray], x: np.ndarray, *, num_layers: int,
     return layer_input
 
 
-def keras_lstm(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def keras_lstm(
+    x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray
+) -> np.ndarray:
     """keras.layers.LSTM (tanh, sigmoid recurrent activation), gates i, f, c, o."""
     hidden = recurrent.shape[0]
     h, c, hs = np.zeros(hidden), np.zeros(hidden), []
@@ -51,7 +68,9 @@ def keras_lstm(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: n
     return np.stack(hs)
 
 
-def tf1_basic_lstm(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, forget_bias: float) -> np.ndarray:
+def tf1_basic_lstm(
+    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, forget_bias: float
+) -> np.ndarray:
     """TF1 BasicLSTMCell: [i, j, f, o] = concat(x, h) @ kernel + bias;
     c = c * s(f + forget_bias) + s(i) * tanh(j);  h = tanh(c) * s(o)."""
     hidden = kernel.shape[1] // 4

@@ -16,43 +16,54 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.backfill import Request, _partition_windows, run_backfill
-from model.artifact import DEMO_MODEL_DIR
-from pipeline.cli import main as cli_main
-from pipeline.config import EventSchema, load_settings
-from pipeline.errors import SeqstreamError, TopicError
-from pipeline.kafka_clients import read_range
-from pipeline.ranges import resolve_ranges
-from test_stream_job import LENGTH, reference_scorer, run_until, settings_for, stream_topic  # noqa: F401 - fixtures
+from seqstream.model.artifact import DEMO_MODEL_DIR
+from seqstream.pipeline.backfill import partition_windows, run_backfill
+from seqstream.pipeline.backfill_plan import Request, resolve_ranges
+from seqstream.pipeline.cli import main as cli_main
+from seqstream.pipeline.config import EventSchema, load_settings
+from seqstream.pipeline.errors import SeqstreamError, TopicError
+from seqstream.pipeline.kafka.clients import read_range
+
+from helpers import LENGTH, run_until, settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_STD = json.loads((DEMO_MODEL_DIR / "config.json").read_text())["normalization"]["std"]
 
 
 @pytest.fixture(scope="module")
-def streamed(spark, bootstrap_servers, stream_topic, tmp_path_factory):  # type: ignore[no-untyped-def]  # noqa: F811
+def streamed(spark, bootstrap_servers, stream_topic, tmp_path_factory):  # type: ignore[no-untyped-def]
     """The streaming job's output over the whole topic: (topic, log, scores, dead letters) by position."""
     topic, log = stream_topic
     folder = tmp_path_factory.mktemp("streamed")
     run_until(spark, settings_for(folder, topic, bootstrap_servers), bootstrap_servers, len(log))
-    scores = {(r["partition"], r["offset"]): r for r in pq.read_table(folder / "scores").to_pylist()}
+    scores = {
+        (r["partition"], r["offset"]): r for r in pq.read_table(folder / "scores").to_pylist()
+    }
     dead = {(r["partition"], r["offset"]): r for r in pq.read_table(folder / "dead").to_pylist()}
     return topic, log, scores, dead
 
 
 def backfill_settings(folder: Path, topic: str, bootstrap: str, chunk_events: int):  # type: ignore[no-untyped-def]
-    return load_settings(None, {
-        "kafka": {"bootstrap_servers": bootstrap}, "stream": {"topics": [topic]},
-        "backfill": {"parquet_path": str(folder / "scores"), "dead_letter_path": str(folder / "dead"),
-                     "chunk_events": chunk_events, "progress_dir": str(folder / "progress")},
-    })  # fmt: skip
+    return load_settings(
+        None,
+        {
+            "kafka": {"bootstrap_servers": bootstrap},
+            "stream": {"topics": [topic]},
+            "backfill": {
+                "parquet_path": str(folder / "scores"),
+                "dead_letter_path": str(folder / "dead"),
+                "chunk_events": chunk_events,
+                "progress_dir": str(folder / "progress"),
+            },
+        },
+    )
 
 
 def rows_by_position(path: Path) -> dict[tuple[int, int], dict]:
     rows = pq.read_table(path).to_pylist()
     positions = [(r["partition"], r["offset"]) for r in rows]
     assert len(positions) == len(set(positions)), "a row was written twice"
-    return dict(zip(positions, rows))
+    return dict(zip(positions, rows, strict=False))
 
 
 def assert_same_rows(backfilled: Path, streamed: dict, starts: dict[int, int]) -> None:
@@ -65,44 +76,74 @@ def assert_same_rows(backfilled: Path, streamed: dict, starts: dict[int, int]) -
             assert row[column] == want[pos][column], (pos, column)
         assert abs(row["score"] - want[pos]["score"]) < 1e-6, pos
         # the forecast is in original units: compare in the model's normalised units, as the score
-        drift = [abs(a - b) / std for a, b, std in zip(row["prediction"], want[pos]["prediction"], FEATURE_STD)]
+        drift = [
+            abs(a - b) / std
+            for a, b, std in zip(
+                row["prediction"], want[pos]["prediction"], FEATURE_STD, strict=False
+            )
+        ]
         assert max(drift) < 1e-6, (pos, row["prediction"], want[pos]["prediction"])
 
 
-def test_backfill_from_mid_range_equals_the_stream_row_for_row(spark, bootstrap_servers, streamed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_backfill_from_mid_range_equals_the_stream_row_for_row(
+    spark, bootstrap_servers, streamed, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     topic, log, stream_scores, stream_dead = streamed
     ends: dict[int, int] = {}
     for partition, offset in log:
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     starts = {p: end // 2 for p, end in ends.items()}
-    request = Request([topic], starting_offsets=json.dumps({topic: {str(p): o for p, o in starts.items()}}))
+    request = Request(
+        [topic], starting_offsets=json.dumps({topic: {str(p): o for p, o in starts.items()}})
+    )
     settings = backfill_settings(tmp_path, topic, bootstrap_servers, chunk_events=120)
     counts = run_backfill(spark, settings, bootstrap_servers, request)
     in_range = {pos: m for pos, m in log.items() if pos[1] >= starts[pos[0]]}
     assert len(counts) >= 3  # several chunks: state carried between them
     assert sum(c.events_in for c in counts) == len(in_range)
-    assert sum(c.dead_lettered for c in counts) == sum(1 for m in in_range.values() if m.event is None)
-    assert sum(c.scored for c in counts) == sum(1 for pos in stream_scores if pos[1] >= starts[pos[0]])
+    assert sum(c.dead_lettered for c in counts) == sum(
+        1 for m in in_range.values() if m.event is None
+    )
+    assert sum(c.scored for c in counts) == sum(
+        1 for pos in stream_scores if pos[1] >= starts[pos[0]]
+    )
     assert sum(c.not_yet_scoreable for c in counts) == 0  # every key had events before the start
     assert_same_rows(tmp_path / "scores", stream_scores, starts)
-    assert set(rows_by_position(tmp_path / "dead")) == {p for p in stream_dead if p[1] >= starts[p[0]]}
+    assert set(rows_by_position(tmp_path / "dead")) == {
+        p for p in stream_dead if p[1] >= starts[p[0]]
+    }
     # The windows at the start reach back before it: each key's first scored row has a full window.
     first: dict[str, dict] = {}
-    for pos, row in sorted(rows_by_position(tmp_path / "scores").items()):
+    for _pos, row in sorted(rows_by_position(tmp_path / "scores").items()):
         first.setdefault(row["key"], row)
     assert len(first) == 6 and all(row["window_length"] == LENGTH for row in first.values())
 
 
-def test_killed_backfill_resumes_and_equals_the_stream(spark, bootstrap_servers, streamed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_killed_backfill_resumes_and_equals_the_stream(
+    spark, bootstrap_servers, streamed, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     topic, log, stream_scores, stream_dead = streamed
     settings = backfill_settings(tmp_path, topic, bootstrap_servers, chunk_events=100)
-    sets = [f"kafka.bootstrap_servers={bootstrap_servers}", f"backfill.parquet_path={tmp_path / 'scores'}",
-            f"backfill.dead_letter_path={tmp_path / 'dead'}", f"backfill.progress_dir={tmp_path / 'progress'}",
-            "backfill.chunk_events=100"]  # fmt: skip
+    sets = [
+        f"kafka.bootstrap_servers={bootstrap_servers}",
+        f"backfill.parquet_path={tmp_path / 'scores'}",
+        f"backfill.dead_letter_path={tmp_path / 'dead'}",
+        f"backfill.progress_dir={tmp_path / 'progress'}",
+        "backfill.chunk_events=100",
+    ]
     child = subprocess.Popen(
-        [sys.executable, "-m", "jobs.backfill", "--topics", topic, *[a for s in sets for a in ("--set", s)]],
-        cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "jobs" / "backfill.py"),  # the spark-submit entry point
+            "--topics",
+            topic,
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     progress = tmp_path / "progress"
     deadline = time.monotonic() + 240
     while not (progress / "chunk-00001.json").exists():  # two chunks done, the third running
@@ -112,7 +153,10 @@ def test_killed_backfill_resumes_and_equals_the_stream(spark, bootstrap_servers,
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     plan = json.loads((progress / "plan.json").read_text())
-    assert len(plan["chunks"]) >= 7 and not (progress / f"chunk-{len(plan['chunks']) - 1:05d}.json").exists()
+    assert (
+        len(plan["chunks"]) >= 7
+        and not (progress / f"chunk-{len(plan['chunks']) - 1:05d}.json").exists()
+    )
     counts = run_backfill(spark, settings, bootstrap_servers, Request([topic]))
     assert [c.chunk for c in counts] == list(range(len(plan["chunks"])))
     assert sum(c.events_in for c in counts) == len(log)
@@ -120,22 +164,41 @@ def test_killed_backfill_resumes_and_equals_the_stream(spark, bootstrap_servers,
     assert set(rows_by_position(tmp_path / "dead")) == set(stream_dead)
 
 
-def test_dry_run_prints_the_resolved_ranges_and_outputs_and_reads_nothing(bootstrap_servers, stream_topic, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_dry_run_prints_the_resolved_ranges_and_outputs_and_reads_nothing(
+    bootstrap_servers, stream_topic, tmp_path, capsys
+) -> None:  # type: ignore[no-untyped-def]
     topic, log = stream_topic
-    code = cli_main(["backfill", "--dry-run", "--bootstrap-servers", bootstrap_servers, "--topics", topic,
-                     "--ending-offsets", json.dumps({topic: {"0": 10, "1": -1, "2": -2}}),
-                     "--parquet-path", str(tmp_path / "scores"), "--progress-dir", str(tmp_path / "progress")])  # fmt: skip
+    code = cli_main(
+        [
+            "backfill",
+            "--dry-run",
+            "--bootstrap-servers",
+            bootstrap_servers,
+            "--topics",
+            topic,
+            "--ending-offsets",
+            json.dumps({topic: {"0": 10, "1": -1, "2": -2}}),
+            "--parquet-path",
+            str(tmp_path / "scores"),
+            "--progress-dir",
+            str(tmp_path / "progress"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     end_1 = 1 + max(o for p, o in log if p == 1)
     assert f"{topic:<24} {0:>9} {0:>12} {10:>12} {10:>12,}" in out
     assert f"{topic:<24} {1:>9} {0:>12} {end_1:>12} {end_1:>12,}" in out
     assert f"{topic:<24} {2:>9} {0:>12} {0:>12} {0:>12,}" in out
-    assert f"{10 + end_1:,} events (offsets) in 1 chunk(s)" in out and str(tmp_path / "scores") in out
+    assert (
+        f"{10 + end_1:,} events (offsets) in 1 chunk(s)" in out and str(tmp_path / "scores") in out
+    )
     assert not (tmp_path / "progress").exists()
 
 
-def test_times_resolve_to_the_first_record_at_or_after_them(bootstrap_servers, admin, stream_topic) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_times_resolve_to_the_first_record_at_or_after_them(
+    bootstrap_servers, admin, stream_topic
+) -> None:  # type: ignore[no-untyped-def]
     topic, log = stream_topic
     ends = admin.end_offsets(topic)
     records = list(read_range(bootstrap_servers, topic, {p: (0, e) for p, e in ends.items()}))
@@ -143,7 +206,10 @@ def test_times_resolve_to_the_first_record_at_or_after_them(bootstrap_servers, a
     start, end = stamps[len(stamps) // 3], stamps[2 * len(stamps) // 3]
 
     def first_at_or_after(partition: int, ms: int) -> int:
-        return min((r.offset for r in records if r.partition == partition and r.timestamp_ms >= ms), default=ends[partition])
+        return min(
+            (r.offset for r in records if r.partition == partition and r.timestamp_ms >= ms),
+            default=ends[partition],
+        )
 
     ranges = resolve_ranges(admin, [topic], start_time_ms=start, end_time_ms=end)
     assert [(r.partition, r.start, r.end) for r in ranges] == [
@@ -154,20 +220,39 @@ def test_times_resolve_to_the_first_record_at_or_after_them(bootstrap_servers, a
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"ending": '{"T": {"0": 5, "1": -1, "2": -1}}', "starting": '{"T": {"0": 9, "1": -2, "2": -2}}'},
-         r"the range of T partition 0 ends \(offset 5\) before it starts \(offset 9\)"),
-        ({"ending": '{"T": {"0": 100000, "1": -1, "2": -1}}'}, r"ends at offset 100000 of T partition 0, past its end \(\d+\)"),
-        ({"starting": '{"T": {"0": -5, "1": -2, "2": -2}}'},
-         r"starts at offset -5 of T partition 0, but the broker only holds offsets 0\.\.\d+ .* start at 0 or later"),
+        (
+            {
+                "ending": '{"T": {"0": 5, "1": -1, "2": -1}}',
+                "starting": '{"T": {"0": 9, "1": -2, "2": -2}}',
+            },
+            r"the range of T partition 0 ends \(offset 5\) before it starts \(offset 9\)",
+        ),
+        (
+            {"ending": '{"T": {"0": 100000, "1": -1, "2": -1}}'},
+            r"ends at offset 100000 of T partition 0, past its end \(\d+\)",
+        ),
+        (
+            {"starting": '{"T": {"0": -5, "1": -2, "2": -2}}'},
+            r"starts at offset -5 of T partition 0, but the broker only holds offsets 0\.\.\d+ .* start at 0 or later",
+        ),
         ({"starting": '{"T": {"0": 0}}'}, r"gives no offset for T partition\(s\) \[1, 2\]"),
-        ({"starting": '{"T": {"0": 0, "1": 0, "2": 0, "7": 0}}'}, r"names T partition\(s\) \[7\], which do not exist"),
+        (
+            {"starting": '{"T": {"0": 0, "1": 0, "2": 0, "7": 0}}'},
+            r"names T partition\(s\) \[7\], which do not exist",
+        ),
         ({"starting": "the beginning"}, r"must be earliest, latest or JSON"),
-        ({"start_time_ms": 2000, "end_time_ms": 1000}, r"the end time \(1000\) is before the start time \(2000\)"),
+        (
+            {"start_time_ms": 2000, "end_time_ms": 1000},
+            r"the end time \(1000\) is before the start time \(2000\)",
+        ),
     ],
 )
-def test_ranges_the_broker_cannot_serve_fail_precisely(admin, stream_topic, kwargs, error) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_ranges_the_broker_cannot_serve_fail_precisely(admin, stream_topic, kwargs, error) -> None:  # type: ignore[no-untyped-def]
     topic, _ = stream_topic
-    kwargs = {k: v.replace('"T"', json.dumps(topic)) if isinstance(v, str) else v for k, v in kwargs.items()}
+    kwargs = {
+        k: v.replace('"T"', json.dumps(topic)) if isinstance(v, str) else v
+        for k, v in kwargs.items()
+    }
     with pytest.raises(SeqstreamError, match=error.replace("T partition", f"{topic} partition")):
         resolve_ranges(admin, [topic], **kwargs)
 
@@ -177,24 +262,38 @@ def test_unknown_topic_fails_naming_it(admin) -> None:  # type: ignore[no-untype
         resolve_ranges(admin, ["no-such-topic"])
 
 
-def test_bad_requests_fail_before_anything_is_read(spark, bootstrap_servers, stream_topic, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_bad_requests_fail_before_anything_is_read(
+    spark, bootstrap_servers, stream_topic, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     topic, _ = stream_topic
     settings = backfill_settings(tmp_path, topic, bootstrap_servers, 100)
-    mismatched = settings.model_copy(update={"events": settings.events.model_copy(update={"features": ["cpu", "mem"]})})
-    with pytest.raises(SeqstreamError, match=r"reads features \['value'\], but events.features is \['cpu', 'mem'\]"):
+    mismatched = settings.model_copy(
+        update={"events": settings.events.model_copy(update={"features": ["cpu", "mem"]})}
+    )
+    with pytest.raises(
+        SeqstreamError, match=r"reads features \['value'\], but events.features is \['cpu', 'mem'\]"
+    ):
         run_backfill(spark, mismatched, bootstrap_servers, Request([topic]))
-    same_folder = settings.model_copy(update={"stream": settings.stream.model_copy(update={"parquet_path": tmp_path / "scores"})})
+    same_folder = settings.model_copy(
+        update={"stream": settings.stream.model_copy(update={"parquet_path": tmp_path / "scores"})}
+    )
     with pytest.raises(SeqstreamError, match="backfill.parquet_path is stream.parquet_path"):
         run_backfill(spark, same_folder, bootstrap_servers, Request([topic]))
     assert not (tmp_path / "progress").exists() and not (tmp_path / "scores").exists()
 
 
-def test_a_different_request_does_not_resume_another_backfills_progress(spark, bootstrap_servers, stream_topic, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_different_request_does_not_resume_another_backfills_progress(
+    spark, bootstrap_servers, stream_topic, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     topic, _ = stream_topic
     settings = backfill_settings(tmp_path, topic, bootstrap_servers, 100_000)
     (tmp_path / "progress").mkdir()
-    (tmp_path / "progress" / "plan.json").write_text(json.dumps({"request": {"topics": ["other"]}, "model": "x", "chunks": []}))
-    with pytest.raises(SeqstreamError, match="holds the progress of another backfill .* pass --restart"):
+    (tmp_path / "progress" / "plan.json").write_text(
+        json.dumps({"request": {"topics": ["other"]}, "model": "x", "chunks": []})
+    )
+    with pytest.raises(
+        SeqstreamError, match="holds the progress of another backfill .* pass --restart"
+    ):
         run_backfill(spark, settings, bootstrap_servers, Request([topic]))
 
 
@@ -203,10 +302,27 @@ def test_a_topic_partition_read_out_of_offset_order_is_refused() -> None:
     over Spark partitions (e.g. a minPartitions read) would break that, so it fails, naming it."""
 
     def kafka_rows(offsets: list[int]) -> pd.DataFrame:
-        return pd.DataFrame({"value": [b'{"key": "a", "ts": 1, "value": 1.0}'] * len(offsets), "topic": "t",
-                             "partition": 0, "offset": offsets, "timestamp": pd.Timestamp(0, tz="UTC")})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "value": [b'{"key": "a", "ts": 1, "value": 1.0}'] * len(offsets),
+                "topic": "t",
+                "partition": 0,
+                "offset": offsets,
+                "timestamp": pd.Timestamp(0, tz="UTC"),
+            }
+        )
 
-    windows = _partition_windows(iter([kafka_rows([5, 6]), kafka_rows([3, 4])]), carried={}, emit_from={"t:0": 10**9},
-                                 length=4, schema=EventSchema(), max_bytes=1024, ref=None)  # fmt: skip
-    with pytest.raises(SeqstreamError, match=r"read t-0 out of offset order \(at 3\): each topic-partition must be one Spark partition"):
+    windows = partition_windows(
+        iter([kafka_rows([5, 6]), kafka_rows([3, 4])]),
+        carried={},
+        emit_from={"t:0": 10**9},
+        length=4,
+        schema=EventSchema(),
+        max_bytes=1024,
+        ref=None,
+    )
+    with pytest.raises(
+        SeqstreamError,
+        match=r"read t-0 out of offset order \(at 3\): each topic-partition must be one Spark partition",
+    ):
         list(windows)

@@ -17,8 +17,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from model.artifact import DEMO_MODEL_DIR
-from test_stream_job import expected_scores, reference_scorer, stream_topic  # noqa: F401 - fixtures
+from seqstream.model.artifact import DEMO_MODEL_DIR
+
+from helpers import expected_scores
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # spark-class and spark-submit of the installed pyspark
@@ -36,7 +37,9 @@ def readme_block(marker: str) -> str:
 
 
 def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return subprocess.Popen(
+        args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
 def wait_for(log: Path, text: str, process: subprocess.Popen, timeout_s: float = 120) -> None:
@@ -51,18 +54,48 @@ def wait_for(log: Path, text: str, process: subprocess.Popen, timeout_s: float =
 def standalone_master(tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A master and one worker (2 cores, 2 GiB) on loopback, as separate JVMs."""
     work = tmp_path_factory.mktemp("standalone")
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(work / "worker"),
-           "PYSPARK_PYTHON": sys.executable}  # fmt: skip
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_WORKER_DIR": str(work / "worker"),
+        "PYSPARK_PYTHON": sys.executable,
+    }
     port = free_port()
     url = f"spark://127.0.0.1:{port}"
-    master = start([str(BIN / "spark-class"), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                    "--port", str(port), "--webui-port", str(free_port())], work / "master.log", env)  # fmt: skip
+    master = start(
+        [
+            str(BIN / "spark-class"),
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(free_port()),
+        ],
+        work / "master.log",
+        env,
+    )
     worker = None
     try:
         wait_for(work / "master.log", "I have been elected leader", master)
-        worker = start([str(BIN / "spark-class"), "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                        "--cores", "2", "--memory", "2g", "--webui-port", str(free_port()), url],
-                       work / "worker.log", env)  # fmt: skip
+        worker = start(
+            [
+                str(BIN / "spark-class"),
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                "--webui-port",
+                str(free_port()),
+                url,
+            ],
+            work / "worker.log",
+            env,
+        )
         wait_for(work / "worker.log", "Successfully registered with master", worker)
         yield url
     finally:
@@ -73,20 +106,39 @@ def standalone_master(tmp_path_factory) -> Iterator[str]:  # type: ignore[no-unt
 
 
 def test_readme_standalone_commands_score_a_topic_on_the_cluster(
-    standalone_master, bootstrap_servers, stream_topic, reference_scorer, tmp_path  # noqa: F811
+    standalone_master, bootstrap_servers, stream_topic, reference_scorer, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     topic, log = stream_topic
-    env = {**os.environ, "SPARK_MASTER": standalone_master, "KAFKA": bootstrap_servers, "TOPIC": topic,
-           "MODEL": str(DEMO_MODEL_DIR), "OUT": str(tmp_path), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}  # fmt: skip
-    run = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block("cluster-standalone")], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=480)  # fmt: skip
+    env = {
+        **os.environ,
+        "SPARK_MASTER": standalone_master,
+        "KAFKA": bootstrap_servers,
+        "TOPIC": topic,
+        "MODEL": str(DEMO_MODEL_DIR),
+        "OUT": str(tmp_path),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_block("cluster-standalone")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=480,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    assert f"Connecting to master {standalone_master}" in run.stderr or "StandaloneAppClient" in run.stderr
+    assert (
+        f"Connecting to master {standalone_master}" in run.stderr
+        or "StandaloneAppClient" in run.stderr
+    )
     scores = pq.read_table(tmp_path / "scores").to_pylist()
     expected = expected_scores(log, reference_scorer)
     got = {(r["partition"], r["offset"]): r["score"] for r in scores}
     assert len(got) == len(scores) and set(got) == set(expected)
     assert max(abs(got[p] - expected[p]) for p in got) < 1e-5
     dead = pq.read_table(tmp_path / "dead_letters").to_pylist()
-    assert sorted((r["partition"], r["offset"]) for r in dead) == sorted(p for p, m in log.items() if m.event is None)
+    assert sorted((r["partition"], r["offset"]) for r in dead) == sorted(
+        p for p, m in log.items() if m.event is None
+    )

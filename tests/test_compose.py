@@ -9,14 +9,14 @@ import re
 import shlex
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
-from pipeline.cli import build_parser
-from pipeline.config import load_settings
+from seqstream.pipeline.cli import build_parser
+from seqstream.pipeline.config import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_ROOT = "/opt/seqstream/"  # where the Dockerfile puts the repository
@@ -42,7 +42,9 @@ def commands() -> dict[str, list[str]]:
     for name, service in merged_services().items():
         command = service.get("command")
         if command is not None:
-            out[name] = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+            out[name] = (
+                shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+            )
     return out
 
 
@@ -59,7 +61,9 @@ def test_compose_files_validate(files: list[str]) -> None:
             pytest.fail("CI must install docker-compose (.ci/run does, from Debian)")
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     args = [a for f in files for a in ("-f", f)]
-    result = subprocess.run([compose, *args, "config", "-q"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [compose, *args, "config", "-q"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -77,8 +81,11 @@ def test_image_installs_the_pinned_torch_and_every_project_dependency() -> None:
     setup_torch = re.search(r"TORCH=(torch==\S+)", (REPO / "scripts/setup.sh").read_text()).group(1)
     assert setup_torch in dockerfile
     assert "grep -v '^pyspark==' requirements.lock" in dockerfile  # the image's own pyspark is used
-    locked = {line.split("==")[0].lower().replace("_", "-") for line in (REPO / "requirements.lock").read_text().splitlines()
-              if "==" in line and not line.startswith("#")}  # fmt: skip
+    locked = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[<>=!~\[ ]", d)[0].lower().replace("_", "-") for d in project}
     assert names - {"torch", "pyspark"} <= locked
@@ -88,7 +95,9 @@ def test_every_path_the_dockerfile_copies_exists() -> None:
     for line in (REPO / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
-                assert (REPO / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
+                assert (REPO / source).exists(), (
+                    f"Dockerfile copies {source}, which is not in the repository"
+                )
 
 
 def test_compose_commands_name_real_files_and_subcommands() -> None:
@@ -103,13 +112,20 @@ def test_compose_commands_name_real_files_and_subcommands() -> None:
             assert in_repo(script).is_file(), f"{name}: {script} is not in the repository"
             seen.add("spark-submit")
         elif command[0].endswith("spark-class"):
-            assert command[1] in {"org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker"}
+            assert command[1] in {
+                "org.apache.spark.deploy.master.Master",
+                "org.apache.spark.deploy.worker.Worker",
+            }
             seen.add("spark-class")
     assert seen == {"seqstream", "spark-submit", "spark-class"}
 
 
 def test_compose_configuration_and_environment_load_as_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    ours = {name: s for name, s in merged_services().items() if str(s.get("image", "")).startswith("seqstream:")}
+    ours = {
+        name: s
+        for name, s in merged_services().items()
+        if str(s.get("image", "")).startswith("seqstream:")
+    }
     assert {"spark-master", "spark-worker", "producer", "stream", "stream (gpu)"} <= set(ours)
     for name, service in ours.items():
         env = service.get("environment") or {}
@@ -118,9 +134,14 @@ def test_compose_configuration_and_environment_load_as_settings(monkeypatch) -> 
         for key, value in env.items():
             monkeypatch.setenv(key, str(value).replace(IMAGE_ROOT, str(REPO) + "/"))
             for path in re.findall(r"/opt/seqstream/\S+", str(value)):
-                assert in_repo(path).exists(), f"{name}: {key} names {path}, which is not in the repository"
+                assert in_repo(path).exists(), (
+                    f"{name}: {key} names {path}, which is not in the repository"
+                )
         settings = load_settings(str(in_repo(config)))  # an unknown SEQSTREAM_ variable fails here
-        assert settings.kafka.bootstrap_servers == "kafka:9092" and settings.stream.checkpoint is not None
+        assert (
+            settings.kafka.bootstrap_servers == "kafka:9092"
+            and settings.stream.checkpoint is not None
+        )
         for key in env:
             monkeypatch.delenv(key)
     assert os.access(REPO / "docker/gpu-discovery.sh", os.X_OK)

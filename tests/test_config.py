@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_settings, parse_assignments
+from seqstream.pipeline.config import ConfigError, load_settings, parse_assignments
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,9 @@ def test_defaults_use_the_embedded_broker() -> None:
     assert settings.producer.partitions == 4
 
 
-def test_precedence_yaml_then_env_then_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precedence_yaml_then_env_then_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, "producer:\n  topic: from-yaml\n  partitions: 7\n  rate: 5\n")
     monkeypatch.setenv("SEQSTREAM_PRODUCER__PARTITIONS", "9")
     monkeypatch.setenv("SEQSTREAM_PRODUCER__RATE", "6")
@@ -48,11 +50,23 @@ def test_short_bootstrap_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"producer": {"partitions": 0}}, "producer.partitions: Input should be greater than or equal to 1"),
-        ({"kafka": {"bootstrap_servers": "nohost"}}, "kafka.bootstrap_servers: Value error, expected host:port"),
-        ({"kafka": {"client": "java"}}, "kafka.client: Input should be 'auto', 'confluent' or 'kafka-python'"),
+        (
+            {"producer": {"partitions": 0}},
+            "producer.partitions: Input should be greater than or equal to 1",
+        ),
+        (
+            {"kafka": {"bootstrap_servers": "nohost"}},
+            "kafka.bootstrap_servers: Value error, expected host:port",
+        ),
+        (
+            {"kafka": {"client": "java"}},
+            "kafka.client: Input should be 'auto', 'confluent' or 'kafka-python'",
+        ),
         ({"kafka": {"colour": "red"}}, "kafka.colour: Extra inputs are not permitted"),
-        ({"events": {"key_field": "value"}}, "events: Value error, field names must be distinct, repeated: ['value']"),
+        (
+            {"events": {"key_field": "value"}},
+            "events: Value error, field names must be distinct, repeated: ['value']",
+        ),
         ({"events": {"features": []}}, "events.features: List should have at least 1 item"),
     ],
 )
@@ -76,7 +90,9 @@ def test_missing_or_broken_config_file(tmp_path: Path) -> None:
 
 
 def test_cli_assignments_become_nested_typed_values() -> None:
-    assert parse_assignments(["kafka.client=confluent", "producer.rate=2.5", "events.features=[a, b]"]) == {
+    assert parse_assignments(
+        ["kafka.client=confluent", "producer.rate=2.5", "events.features=[a, b]"]
+    ) == {
         "kafka": {"client": "confluent"},
         "producer": {"rate": 2.5},
         "events": {"features": ["a", "b"]},

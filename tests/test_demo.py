@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.replay import demo_series_files
+from seqstream.pipeline.series import demo_series_files
 
 MIN_LENGTH = 8  # the demo model's window.min_length
 
@@ -16,16 +16,27 @@ MIN_LENGTH = 8  # the demo model's window.min_length
 def test_demo_streams_every_bundled_event_and_draws_the_plot(tmp_path: Path) -> None:
     env = dict(os.environ)  # honours SEQSTREAM_BOOTSTRAP_SERVERS like every other test
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo"], capture_output=True,
-                          text=True, env=env, timeout=600, cwd=tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "seqstream.pipeline.cli", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     per_key = {f.stem: len(f.read_text().splitlines()) - 1 for f in demo_series_files()}
     total = sum(per_key.values())
     out = done.stdout
-    assert re.search(rf"produced {total} events of 4 NAB series to \S+ on \S+: {total} acknowledged, 0 failed", out)
+    assert re.search(
+        rf"produced {total} events of 4 NAB series to \S+ on \S+: {total} acknowledged, 0 failed",
+        out,
+    )
     unscored = len(per_key) * (MIN_LENGTH - 1)
-    assert (f"{total} events in: {total - unscored} scored, {unscored} not yet scoreable "
-            "(a key's first events), 0 dead-lettered") in out  # fmt: skip
+    assert (
+        f"{total} events in: {total - unscored} scored, {unscored} not yet scoreable "
+        "(a key's first events), 0 dead-lettered"
+    ) in out
     for key, count in per_key.items():
         line = next(line for line in out.splitlines() if line.startswith(key))
         scored, window_auc, _ = line.split()[1:4]

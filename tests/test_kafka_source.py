@@ -9,9 +9,12 @@ import pytest
 from pyspark.errors import PySparkException
 from pyspark.sql.utils import AnalysisException
 
-from pipeline.kafka_clients import open_producer, raise_for_failures
-from pipeline.kafka_source import SHORT_NAME, KafkaDataSource, kafka_schema
-from pipeline.topics import TopicAdmin
+from seqstream.pipeline.kafka.admin import TopicAdmin
+from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures
+from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.kafka.schema import kafka_schema
+
+from helpers import fill
 
 CLIENTS = ["confluent", "kafka-python"]
 
@@ -20,19 +23,6 @@ CLIENTS = ["confluent", "kafka-python"]
 def kspark(spark):  # type: ignore[no-untyped-def]
     spark.dataSource.register(KafkaDataSource)
     return spark
-
-
-def fill(bootstrap: str, topic: str, counts: dict[int, int], timestamps: dict[int, list[int]] | None = None) -> None:
-    """``counts[p]`` records into partition p, value b"<topic>/<p>/<i>", in several batches."""
-    producer = open_producer(bootstrap)
-    for p, n in counts.items():
-        for i in range(n):
-            ts = timestamps[p][i] if timestamps else None
-            producer.send(topic, f"{topic}/{p}/{i}".encode(), key=f"k{i % 7}".encode(), partition=p, timestamp_ms=ts)
-            if i % 250 == 249:
-                producer.flush(30)
-    raise_for_failures(producer.flush(30), topic)
-    producer.close()
 
 
 def reader(kspark, bootstrap: str, **options: str):  # type: ignore[no-untyped-def]
@@ -44,19 +34,26 @@ def reader(kspark, bootstrap: str, **options: str):  # type: ignore[no-untyped-d
 
 def assert_exact(rows, topic: str, ranges: dict[int, tuple[int, int]]) -> None:  # type: ignore[no-untyped-def]
     got = sorted((r.partition, r.offset, bytes(r.value)) for r in rows)
-    expected = sorted((p, o, f"{topic}/{p}/{o}".encode()) for p, (a, b) in ranges.items() for o in range(a, b))
+    expected = sorted(
+        (p, o, f"{topic}/{p}/{o}".encode()) for p, (a, b) in ranges.items() for o in range(a, b)
+    )
     assert len(got) == len(expected)
     assert got == expected
 
 
 @pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("min_partitions", [None, "7"])
-def test_batch_read_of_an_exact_offset_range(kspark, bootstrap_servers, new_topic, client, min_partitions) -> None:
+def test_batch_read_of_an_exact_offset_range(
+    kspark, bootstrap_servers, new_topic, client, min_partitions
+) -> None:
     topic = new_topic(partitions=3)
     fill(bootstrap_servers, topic, {0: 600, 1: 300, 2: 5})
-    options = {"subscribe": topic, "seqstream.client": client,
-               "startingOffsets": json.dumps({topic: {"0": 120, "1": -2, "2": 1}}),
-               "endingOffsets": json.dumps({topic: {"0": 590, "1": 300, "2": -1}})}  # fmt: skip
+    options = {
+        "subscribe": topic,
+        "seqstream.client": client,
+        "startingOffsets": json.dumps({topic: {"0": 120, "1": -2, "2": 1}}),
+        "endingOffsets": json.dumps({topic: {"0": 590, "1": 300, "2": -1}}),
+    }
     if min_partitions:
         options["minPartitions"] = min_partitions
     df = reader(kspark, bootstrap_servers, **options)
@@ -69,11 +66,24 @@ def test_batch_read_of_an_exact_offset_range(kspark, bootstrap_servers, new_topi
 def test_headers_keys_and_timestamps_round_trip(kspark, bootstrap_servers, new_topic) -> None:
     topic = new_topic(partitions=1)
     producer = open_producer(bootstrap_servers)
-    producer.send(topic, b"v", key=b"k", partition=0, headers=[("a", b"1"), ("b", b"\x00\xff")], timestamp_ms=1_600_000_000_123)
+    producer.send(
+        topic,
+        b"v",
+        key=b"k",
+        partition=0,
+        headers=[("a", b"1"), ("b", b"\x00\xff")],
+        timestamp_ms=1_600_000_000_123,
+    )
     raise_for_failures(producer.flush(30), topic)
     producer.close()
     (row,) = reader(kspark, bootstrap_servers, subscribe=topic, includeHeaders="true").collect()
-    assert (bytes(row.key), bytes(row.value), row.topic, row.partition, row.offset) == (b"k", b"v", topic, 0, 0)
+    assert (bytes(row.key), bytes(row.value), row.topic, row.partition, row.offset) == (
+        b"k",
+        b"v",
+        topic,
+        0,
+        0,
+    )
     assert int(row.timestamp.timestamp() * 1000) == 1_600_000_000_123 and row.timestampType == 0
     assert [(h.key, bytes(h.value)) for h in row.headers] == [("a", b"1"), ("b", b"\x00\xff")]
 
@@ -81,10 +91,19 @@ def test_headers_keys_and_timestamps_round_trip(kspark, bootstrap_servers, new_t
 def test_timestamps_resolve_to_the_right_offsets(kspark, bootstrap_servers, new_topic) -> None:
     topic = new_topic(partitions=2)
     base = 1_700_000_000_000
-    fill(bootstrap_servers, topic, {0: 100, 1: 50},
-         {0: [base + 10 * i for i in range(100)], 1: [base + 20 * i for i in range(50)]})  # fmt: skip
-    df = reader(kspark, bootstrap_servers, subscribe=topic, startingTimestamp=str(base + 200),
-                endingOffsetsByTimestamp=json.dumps({topic: {"0": base + 505, "1": base + 10**9}}))  # fmt: skip
+    fill(
+        bootstrap_servers,
+        topic,
+        {0: 100, 1: 50},
+        {0: [base + 10 * i for i in range(100)], 1: [base + 20 * i for i in range(50)]},
+    )
+    df = reader(
+        kspark,
+        bootstrap_servers,
+        subscribe=topic,
+        startingTimestamp=str(base + 200),
+        endingOffsetsByTimestamp=json.dumps({topic: {"0": base + 505, "1": base + 10**9}}),
+    )
     assert_exact(df.collect(), topic, {0: (20, 51), 1: (10, 50)})
 
 
@@ -94,12 +113,30 @@ def test_timestamps_resolve_to_the_right_offsets(kspark, bootstrap_servers, new_
         ({}, "exactly one of 'assign', 'subscribe', 'subscribePattern' must be given, got none"),
         ({"subscribe": "a", "subscribePattern": "a.*"}, "got ['subscribe', 'subscribepattern']"),
         ({"subscribe": "a", "colour": "red"}, "unknown option(s) ['colour']"),
-        ({"subscribe": "a", "kafka.group.id": "g"}, "option(s) ['kafka.group.id'] are set by seqstream-kafka itself"),
-        ({"subscribe": "a", "startingOffsets": "latest"}, "startingOffsets cannot be latest (-1) for a batch read"),
-        ({"subscribe": "a", "startingOffsets": "earliest", "startingTimestamp": "5"}, "options ['startingoffsets', 'startingtimestamp'] contradict each other"),
-        ({"subscribe": "a", "maxOffsetsPerTrigger": "10"}, "option(s) ['maxoffsetspertrigger'] only apply to streaming reads"),
-        ({"subscribe": "a", "minPartitions": "zero"}, "option 'minpartitions' must be a positive integer, got 'zero'"),
-        ({"subscribe": "a", "endingOffsets": "{bad json"}, "option 'endingoffsets' must be JSON like"),
+        (
+            {"subscribe": "a", "kafka.group.id": "g"},
+            "option(s) ['kafka.group.id'] are set by seqstream-kafka itself",
+        ),
+        (
+            {"subscribe": "a", "startingOffsets": "latest"},
+            "startingOffsets cannot be latest (-1) for a batch read",
+        ),
+        (
+            {"subscribe": "a", "startingOffsets": "earliest", "startingTimestamp": "5"},
+            "options ['startingoffsets', 'startingtimestamp'] contradict each other",
+        ),
+        (
+            {"subscribe": "a", "maxOffsetsPerTrigger": "10"},
+            "option(s) ['maxoffsetspertrigger'] only apply to streaming reads",
+        ),
+        (
+            {"subscribe": "a", "minPartitions": "zero"},
+            "option 'minpartitions' must be a positive integer, got 'zero'",
+        ),
+        (
+            {"subscribe": "a", "endingOffsets": "{bad json"},
+            "option 'endingoffsets' must be JSON like",
+        ),
         ({"assign": "[0, 1]"}, "option 'assign' must be JSON like"),
     ],
 )
@@ -110,14 +147,21 @@ def test_bad_options_fail_at_start_naming_them(kspark, bootstrap_servers, option
 
 
 def test_streaming_only_and_batch_only_options(kspark, bootstrap_servers) -> None:
-    stream = (kspark.readStream.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap_servers)
-              .option("subscribe", "a").option("endingOffsets", "latest").load())  # fmt: skip
-    with pytest.raises(Exception, match=r"option\(s\) \['endingoffsets'\] are not valid for streaming reads"):
+    stream = (
+        kspark.readStream.format(SHORT_NAME)
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", "a")
+        .option("endingOffsets", "latest")
+        .load()
+    )
+    with pytest.raises(
+        Exception, match=r"option\(s\) \['endingoffsets'\] are not valid for streaming reads"
+    ):
         stream.writeStream.format("noop").start().awaitTermination(30)
 
 
 def test_unreachable_broker_fails_after_the_configured_wait(kspark) -> None:
-    from pipeline.broker import free_port
+    from seqstream.pipeline.kafka.broker import free_port
 
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -134,8 +178,19 @@ def test_deleted_topic_is_data_loss(kspark, bootstrap_servers, admin: TopicAdmin
     assign = json.dumps({topic: [0]})
     admin.delete_topic(topic)
     with pytest.raises(Exception, match=rf"data loss: {topic}-0: partition no longer exists"):
-        reader(kspark, bootstrap_servers, assign=assign, startingOffsets=json.dumps({topic: {"0": 0}}),
-               endingOffsets=json.dumps({topic: {"0": 10}})).collect()  # fmt: skip
-    rows = reader(kspark, bootstrap_servers, assign=assign, failOnDataLoss="false",
-                  startingOffsets=json.dumps({topic: {"0": 0}}), endingOffsets=json.dumps({topic: {"0": 10}})).collect()  # fmt: skip
+        reader(
+            kspark,
+            bootstrap_servers,
+            assign=assign,
+            startingOffsets=json.dumps({topic: {"0": 0}}),
+            endingOffsets=json.dumps({topic: {"0": 10}}),
+        ).collect()
+    rows = reader(
+        kspark,
+        bootstrap_servers,
+        assign=assign,
+        failOnDataLoss="false",
+        startingOffsets=json.dumps({topic: {"0": 0}}),
+        endingOffsets=json.dumps({topic: {"0": 10}}),
+    ).collect()
     assert rows == []

@@ -14,11 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows, ReadMinRows
 
-from pipeline.kafka_source import SHORT_NAME, KafkaDataSource, KafkaStreamReader
-from pipeline.kafka_source_options import parse_source_options
-from pipeline.topics import TopicAdmin
+from seqstream.pipeline.kafka.admin import TopicAdmin
+from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.kafka.options import parse_source_options
+from seqstream.pipeline.kafka.source import KafkaStreamReader
+
 from checkpoints import sigkill_mid_batch
-from test_kafka_source import fill
+from helpers import fill
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,7 +32,9 @@ def kspark(spark):  # type: ignore[no-untyped-def]
 
 
 def stream_reader(bootstrap: str, **options: str) -> KafkaStreamReader:
-    return KafkaStreamReader(parse_source_options({"kafka.bootstrap.servers": bootstrap, **options}, streaming=True))
+    return KafkaStreamReader(
+        parse_source_options({"kafka.bootstrap.servers": bootstrap, **options}, streaming=True)
+    )
 
 
 def total(offsets: dict) -> int:
@@ -40,7 +44,9 @@ def total(offsets: dict) -> int:
 def test_max_offsets_per_trigger_shares_the_limit_by_backlog(bootstrap_servers, new_topic) -> None:
     topic = new_topic(partitions=3)
     fill(bootstrap_servers, topic, {0: 300, 1: 100, 2: 0})
-    reader = stream_reader(bootstrap_servers, subscribe=topic, startingOffsets="earliest", maxOffsetsPerTrigger="40")
+    reader = stream_reader(
+        bootstrap_servers, subscribe=topic, startingOffsets="earliest", maxOffsetsPerTrigger="40"
+    )
     assert reader.getDefaultReadLimit() == ReadMaxRows(40)
     start = reader.initialOffset()
     assert start == {topic: {"0": 0, "1": 0, "2": 0}}
@@ -50,10 +56,17 @@ def test_max_offsets_per_trigger_shares_the_limit_by_backlog(bootstrap_servers, 
     reader.stop()
 
 
-def test_min_offsets_per_trigger_waits_until_enough_or_the_delay(bootstrap_servers, new_topic) -> None:
+def test_min_offsets_per_trigger_waits_until_enough_or_the_delay(
+    bootstrap_servers, new_topic
+) -> None:
     topic = new_topic(partitions=1)
-    reader = stream_reader(bootstrap_servers, subscribe=topic, startingOffsets="earliest",
-                           minOffsetsPerTrigger="50", maxTriggerDelay="10m")  # fmt: skip
+    reader = stream_reader(
+        bootstrap_servers,
+        subscribe=topic,
+        startingOffsets="earliest",
+        minOffsetsPerTrigger="50",
+        maxTriggerDelay="10m",
+    )
     assert reader.getDefaultReadLimit() == ReadMinRows(50)
     start = reader.initialOffset()
     fill(bootstrap_servers, topic, {0: 20})
@@ -68,55 +81,91 @@ def test_min_offsets_per_trigger_waits_until_enough_or_the_delay(bootstrap_serve
     reader.stop()
 
 
-def run_available_now(kspark, bootstrap: str, checkpoint: Path, **options: str) -> list[list[tuple]]:  # type: ignore[no-untyped-def]
+def run_available_now(
+    kspark, bootstrap: str, checkpoint: Path, **options: str
+) -> list[list[tuple]]:  # type: ignore[no-untyped-def]
     """Run an AvailableNow query; returns each micro-batch's (topic, partition, offset) rows."""
     batches: list[list[tuple]] = []
     stream = kspark.readStream.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap)
     for name, value in options.items():
         stream = stream.option(name, value)
     query = (
-        stream.load().writeStream.option("checkpointLocation", str(checkpoint)).trigger(availableNow=True)
-        .foreachBatch(lambda df, _: batches.append([(r.topic, r.partition, r.offset) for r in df.collect()]))
+        stream.load()
+        .writeStream.option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .foreachBatch(
+            lambda df, _: batches.append([(r.topic, r.partition, r.offset) for r in df.collect()])
+        )
         .start()
-    )  # fmt: skip
+    )
     query.awaitTermination(120)
     assert not query.isActive
     return batches
 
 
-def test_available_now_in_bounded_batches_then_new_topics_on_restart(kspark, bootstrap_servers, admin: TopicAdmin, tmp_path) -> None:
+def test_available_now_in_bounded_batches_then_new_topics_on_restart(
+    kspark, bootstrap_servers, admin: TopicAdmin, tmp_path
+) -> None:
     prefix = f"disc{int(time.time() * 1000)}"
     admin.create_topic(f"{prefix}-a", 2)
     fill(bootstrap_servers, f"{prefix}-a", {0: 130, 1: 70})
-    options = {"subscribePattern": f"{prefix}-.*", "startingOffsets": "earliest", "maxOffsetsPerTrigger": "45"}
+    options = {
+        "subscribePattern": f"{prefix}-.*",
+        "startingOffsets": "earliest",
+        "maxOffsetsPerTrigger": "45",
+    }
     first = run_available_now(kspark, bootstrap_servers, tmp_path / "cp", **options)
     assert all(0 < len(b) <= 45 for b in first)
     rows = [r for b in first for r in b]
-    assert sorted(rows) == sorted({(f"{prefix}-a", p, o) for p, n in {0: 130, 1: 70}.items() for o in range(n)})
+    assert sorted(rows) == sorted(
+        {(f"{prefix}-a", p, o) for p, n in {0: 130, 1: 70}.items() for o in range(n)}
+    )
 
     admin.create_topic(f"{prefix}-b", 1)  # a topic that appears later and matches the pattern
     fill(bootstrap_servers, f"{prefix}-b", {0: 25})
     fill(bootstrap_servers, f"{prefix}-a", {1: 10})
-    second = [r for b in run_available_now(kspark, bootstrap_servers, tmp_path / "cp", **options) for r in b]
-    assert sorted(second) == sorted([(f"{prefix}-b", 0, o) for o in range(25)] + [(f"{prefix}-a", 1, o) for o in range(70, 80)])
+    second = [
+        r
+        for b in run_available_now(kspark, bootstrap_servers, tmp_path / "cp", **options)
+        for r in b
+    ]
+    assert sorted(second) == sorted(
+        [(f"{prefix}-b", 0, o) for o in range(25)] + [(f"{prefix}-a", 1, o) for o in range(70, 80)]
+    )
     for name in (f"{prefix}-a", f"{prefix}-b"):
         admin.delete_topic(name)
 
 
-def test_streaming_sink_delivers_every_record(kspark, bootstrap_servers, new_topic, admin: TopicAdmin, tmp_path) -> None:
+def test_streaming_sink_delivers_every_record(
+    kspark, bootstrap_servers, new_topic, admin: TopicAdmin, tmp_path
+) -> None:
     source, sink = new_topic(partitions=2), new_topic(partitions=3)
     fill(bootstrap_servers, source, {0: 400, 1: 250})
     query = (
-        kspark.readStream.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap_servers)
-        .option("subscribe", source).option("startingOffsets", "earliest").load()
-        .selectExpr("key", "value").writeStream.format(SHORT_NAME)
-        .option("kafka.bootstrap.servers", bootstrap_servers).option("topic", sink)
-        .option("checkpointLocation", str(tmp_path / "cp")).trigger(availableNow=True).start()
-    )  # fmt: skip
+        kspark.readStream.format(SHORT_NAME)
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", source)
+        .option("startingOffsets", "earliest")
+        .load()
+        .selectExpr("key", "value")
+        .writeStream.format(SHORT_NAME)
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("topic", sink)
+        .option("checkpointLocation", str(tmp_path / "cp"))
+        .trigger(availableNow=True)
+        .start()
+    )
     query.awaitTermination(120)
-    copied = kspark.read.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap_servers).option("subscribe", sink).load()
+    copied = (
+        kspark.read.format(SHORT_NAME)
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", sink)
+        .load()
+    )
     got = sorted(bytes(r.value) for r in copied.collect())
-    assert got == sorted(f"{source}/{p}/{i}".encode() for p, n in {0: 400, 1: 250}.items() for i in range(n))
+    assert got == sorted(
+        f"{source}/{p}/{i}".encode() for p, n in {0: 400, 1: 250}.items() for i in range(n)
+    )
     # The key decided the partition in the sink as well: each key sits in one partition.
     keys = {}
     for r in copied.collect():
@@ -126,19 +175,34 @@ def test_streaming_sink_delivers_every_record(kspark, bootstrap_servers, new_top
 
 def test_sink_needs_a_value_column_and_a_topic(kspark, bootstrap_servers) -> None:
     df = kspark.createDataFrame([("a",)], "key string")
-    with pytest.raises(Exception, match=r"writing to Kafka needs a 'value' column; the columns are \['key'\]"):
-        df.write.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap_servers).option("topic", "x").mode("append").save()
-    with pytest.raises(Exception, match="no topic: set the 'topic' option or give a 'topic' column"):
-        df.selectExpr("key AS value").write.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap_servers).mode("append").save()
+    with pytest.raises(
+        Exception, match=r"writing to Kafka needs a 'value' column; the columns are \['key'\]"
+    ):
+        df.write.format(SHORT_NAME).option("kafka.bootstrap.servers", bootstrap_servers).option(
+            "topic", "x"
+        ).mode("append").save()
+    with pytest.raises(
+        Exception, match="no topic: set the 'topic' option or give a 'topic' column"
+    ):
+        df.selectExpr("key AS value").write.format(SHORT_NAME).option(
+            "kafka.bootstrap.servers", bootstrap_servers
+        ).mode("append").save()
 
 
 def child(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
-    return subprocess.Popen([sys.executable, str(HERE / "kafka_stream_child.py"), *args], env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "kafka_stream_child.py"), *args],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
-def test_sigkill_mid_batch_then_restart_delivers_each_record_once(bootstrap_servers, new_topic, tmp_path) -> None:
+def test_sigkill_mid_batch_then_restart_delivers_each_record_once(
+    bootstrap_servers, new_topic, tmp_path
+) -> None:
     topic = new_topic(partitions=2)
     counts = {0: 900, 1: 600}
     fill(bootstrap_servers, topic, counts)
@@ -148,9 +212,17 @@ def test_sigkill_mid_batch_then_restart_delivers_each_record_once(bootstrap_serv
 
     drained = child(bootstrap_servers, topic, str(checkpoint), str(out), "250", "0", "drain")
     assert drained.wait(timeout=300) == 0, drained.stderr.read().decode()[-3000:]
-    table = pq.read_table(out, schema=None).to_pydict() if out.exists() else {"partition": [], "offset": []}
-    rows = sorted(zip(table["partition"], table["offset"], table["value"]))
+    table = (
+        pq.read_table(out, schema=None).to_pydict()
+        if out.exists()
+        else {"partition": [], "offset": []}
+    )
+    rows = sorted(zip(table["partition"], table["offset"], table["value"], strict=False))
     assert len(rows) == sum(counts.values())  # no duplicates ...
-    assert rows == sorted((p, o, f"{topic}/{p}/{o}") for p, n in counts.items() for o in range(n))  # ... none lost
+    assert rows == sorted(
+        (p, o, f"{topic}/{p}/{o}") for p, n in counts.items() for o in range(n)
+    )  # ... none lost
     planned = json.loads((checkpoint / "offsets" / "1").read_text().splitlines()[-1])
-    assert planned == {topic: {"0": 150 * 2, "1": 100 * 2}}  # batch 1 was re-run with the same offsets
+    assert planned == {
+        topic: {"0": 150 * 2, "1": 100 * 2}
+    }  # batch 1 was re-run with the same offsets

@@ -12,11 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from model.artifact import ArtifactError, load_artifact, save_artifact
-from model.inference import WindowScorer
-from model.network import SequenceModel
-from model.spec import ForecastTask, HeadSpec, LSTMArgs, ModelSpec, Normalization, WindowSpec
-from pipeline.sequencing import empty_context, extend_windows
+from seqstream.model.artifact import ArtifactError, load_artifact, save_artifact
+from seqstream.model.inference import WindowScorer
+from seqstream.model.network import SequenceModel
+from seqstream.model.spec import (
+    ForecastTask,
+    HeadSpec,
+    LSTMArgs,
+    ModelSpec,
+    Normalization,
+    WindowSpec,
+)
+from seqstream.model.windows import empty_context, extend_windows
+
+from helpers import standalone_loader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,10 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 def forecast_spec(**lstm: object) -> ModelSpec:
     args = {"input_size": 2, "hidden_size": 6, "num_layers": 2, **lstm}
     return ModelSpec(
-        version="test-1", features=["cpu", "mem"], task=ForecastTask(error_std=[0.5, 2.0]),
+        version="test-1",
+        features=["cpu", "mem"],
+        task=ForecastTask(error_std=[0.5, 2.0]),
         normalization=Normalization(mean=[10.0, -3.0], std=[4.0, 0.5]),
-        window=WindowSpec(length=8, min_length=3), lstm=LSTMArgs(**args), head=HeadSpec(output_size=2),
-    )  # fmt: skip
+        window=WindowSpec(length=8, min_length=3),
+        lstm=LSTMArgs(**args),
+        head=HeadSpec(output_size=2),
+    )
 
 
 def saved(tmp_path: Path, **lstm: object) -> tuple[Path, SequenceModel, ModelSpec]:
@@ -44,7 +57,9 @@ def edit_config(directory: Path, change) -> None:  # type: ignore[no-untyped-def
     (directory / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("lstm", [{}, {"bidirectional": True, "proj_size": 3, "bias": False, "batch_first": False}])
+@pytest.mark.parametrize(
+    "lstm", [{}, {"bidirectional": True, "proj_size": 3, "bias": False, "batch_first": False}]
+)
 def test_round_trip_is_bit_exact(tmp_path: Path, lstm: dict) -> None:
     directory, network, spec = saved(tmp_path, **lstm)
     loaded = load_artifact(directory)
@@ -65,7 +80,11 @@ def test_tampered_weights_are_detected(tmp_path: Path) -> None:
     data = bytearray(weights.read_bytes())
     data[-5] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match=r"weights.safetensors: sha256 is [0-9a-f]{64} but config.json says [0-9a-f]{64}; the weights were changed, truncated or belong to another model"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"weights.safetensors: sha256 is [0-9a-f]{64} but config.json says [0-9a-f]{64}; "
+        r"the weights were changed, truncated or belong to another model",
+    ):
         load_artifact(directory)
 
 
@@ -75,8 +94,13 @@ def test_truncated_weights_are_detected_even_with_a_matching_hash(tmp_path: Path
     directory, _, _ = saved(tmp_path)
     weights = directory / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    edit_config(directory, lambda c: c.update(weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest()))
-    with pytest.raises(ArtifactError, match="weights.safetensors is not a readable safetensors file"):
+    edit_config(
+        directory,
+        lambda c: c.update(weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest()),
+    )
+    with pytest.raises(
+        ArtifactError, match="weights.safetensors is not a readable safetensors file"
+    ):
         load_artifact(directory)
 
 
@@ -84,7 +108,12 @@ def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
     directory, _, spec = saved(tmp_path)
     other, _, _ = saved(tmp_path / "other", hidden_size=7)
     (directory / "weights.safetensors").write_bytes((other / "weights.safetensors").read_bytes())
-    edit_config(directory, lambda c: c.update(weights_sha256=json.loads((other / "config.json").read_text())["weights_sha256"]))
+    edit_config(
+        directory,
+        lambda c: c.update(
+            weights_sha256=json.loads((other / "config.json").read_text())["weights_sha256"]
+        ),
+    )
     with pytest.raises(ArtifactError) as excinfo:
         load_artifact(directory)
     message = str(excinfo.value)
@@ -95,12 +124,18 @@ def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c.update(format_version=2), "format_version 2 is not supported (this seqstream reads 1)"),
+        (
+            lambda c: c.update(format_version=2),
+            "format_version 2 is not supported (this seqstream reads 1)",
+        ),
         (lambda c: c["lstm"].update(input_size=3), "lstm.input_size is 3 but there are 2 features"),
         (lambda c: c["lstm"].update(colour="red"), "lstm.colour: Extra inputs are not permitted"),
         (lambda c: c["normalization"].update(std=[1.0, 0.0]), "every std must be > 0"),
         (lambda c: c["window"].update(min_length=9), "min_length (9) exceeds length (8)"),
-        (lambda c: c["task"].update(type="ranking"), "task: Input tag 'ranking' found using 'type' does not match"),
+        (
+            lambda c: c["task"].update(type="ranking"),
+            "task: Input tag 'ranking' found using 'type' does not match",
+        ),
         (lambda c: c.pop("features"), "features: Field required"),
     ],
 )
@@ -112,7 +147,9 @@ def test_invalid_config_is_named(tmp_path: Path, change, message: str) -> None: 
 
 
 def test_missing_pieces(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="model artifact not found: .*nowhere is not a directory"):
+    with pytest.raises(
+        ArtifactError, match="model artifact not found: .*nowhere is not a directory"
+    ):
         load_artifact(tmp_path / "nowhere")
     directory, _, _ = saved(tmp_path)
     (directory / "weights.safetensors").unlink()
@@ -126,23 +163,25 @@ def test_missing_pieces(tmp_path: Path) -> None:
         load_artifact(directory)
 
 
-def standalone_loader() -> str:
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("<!-- standalone-loader -->", 1)[1]
-    return block.split("```python\n", 1)[1].split("```", 1)[0]
-
-
-@pytest.mark.parametrize("lstm", [{}, {"bidirectional": True, "proj_size": 2, "batch_first": False}])
+@pytest.mark.parametrize(
+    "lstm", [{}, {"bidirectional": True, "proj_size": 2, "batch_first": False}]
+)
 def test_readme_loader_without_seqstream_gives_the_same_scores(tmp_path: Path, lstm: dict) -> None:
     directory, _, _ = saved(tmp_path, **lstm)
     rng = np.random.default_rng(5)
     events = rng.normal([10.0, -3.0], [4.0, 0.5], size=(20, 2)).astype(np.float32)
     batch = extend_windows(empty_context(2), events, 8)
     keep = batch.lengths >= 3
-    ours = WindowScorer(load_artifact(directory), num_threads=None).score(batch.windows[keep], batch.lengths[keep]).score
+    ours = (
+        WindowScorer(load_artifact(directory), num_threads=None)
+        .score(batch.windows[keep], batch.lengths[keep])
+        .score
+    )
 
     np.save(tmp_path / "events.npy", events)
-    script = standalone_loader() + f"""
+    script = (
+        standalone_loader()
+        + f"""
 import sys, numpy as np
 assert sys.modules.get("pipeline") is None and sys.modules.get("model") is None  # never imported
 events = np.load({str(tmp_path / "events.npy")!r})
@@ -150,9 +189,17 @@ config, lstm, head = load_seqstream_model({str(directory)!r})
 scores = [forecast_score(config, lstm, head, events[max(0, i - 7): i + 1]) for i in range(2, len(events))]
 print(" ".join(repr(s) for s in scores))
 """
-    blocker = "import sys; sys.modules.update(pipeline=None, model=None)\n"  # importing seqstream fails
-    done = subprocess.run([sys.executable, "-I", "-c", blocker + script], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)  # fmt: skip
+    )
+    blocker = (
+        "import sys; sys.modules.update(pipeline=None, model=None)\n"  # importing seqstream fails
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", blocker + script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     theirs = np.array([float(s) for s in done.stdout.split()])
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)

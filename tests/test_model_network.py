@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from lstm_reference import sigmoid, torch_lstm
-from model.network import SequenceModel
-from model.spec import HeadSpec, LSTMArgs
+from seqstream.model.network import SequenceModel
+from seqstream.model.spec import HeadSpec, LSTMArgs
 
-GRID = list(itertools.product(
-    [1, 2],  # num_layers
-    [True, False],  # bias
-    [True, False],  # batch_first
-    [0.0, 0.3],  # dropout
-    [False, True],  # bidirectional
-    [0, 2],  # proj_size
-))  # fmt: skip
+from lstm_reference import sigmoid, torch_lstm
+
+GRID = list(
+    itertools.product(
+        [1, 2],  # num_layers
+        [True, False],  # bias
+        [True, False],  # batch_first
+        [0.0, 0.3],  # dropout
+        [False, True],  # bidirectional
+        [0, 2],  # proj_size
+    )
+)
 
 
 def make(args: LSTMArgs, head: HeadSpec, seed: int) -> SequenceModel:
@@ -28,15 +31,32 @@ def make(args: LSTMArgs, head: HeadSpec, seed: int) -> SequenceModel:
 
 
 @pytest.mark.filterwarnings("ignore:dropout option adds dropout")
-@pytest.mark.parametrize(("num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size"), GRID)
-def test_matches_hand_computed_gates(num_layers, bias, batch_first, dropout, bidirectional, proj_size) -> None:
-    args = LSTMArgs(input_size=3, hidden_size=5, num_layers=num_layers, bias=bias, batch_first=batch_first,
-                    dropout=dropout, bidirectional=bidirectional, proj_size=proj_size)  # fmt: skip
+@pytest.mark.parametrize(
+    ("num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size"), GRID
+)
+def test_matches_hand_computed_gates(
+    num_layers, bias, batch_first, dropout, bidirectional, proj_size
+) -> None:
+    args = LSTMArgs(
+        input_size=3,
+        hidden_size=5,
+        num_layers=num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        dropout=dropout,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+    )
     head = HeadSpec(output_size=2, activation="sigmoid")
     model = make(args, head, seed=len(str(args)))
-    assert (model.lstm.num_layers, model.lstm.bias, model.lstm.batch_first, model.lstm.dropout,
-            model.lstm.bidirectional, model.lstm.proj_size) == (
-        num_layers, bias, batch_first, dropout, bidirectional, proj_size)  # fmt: skip
+    assert (
+        model.lstm.num_layers,
+        model.lstm.bias,
+        model.lstm.batch_first,
+        model.lstm.dropout,
+        model.lstm.bidirectional,
+        model.lstm.proj_size,
+    ) == (num_layers, bias, batch_first, dropout, bidirectional, proj_size)
     params = {k: v.numpy() for k, v in model.lstm.state_dict().items()}
     rng = np.random.default_rng(7)
     lengths = np.array([7, 3, 1, 7, 5])
@@ -46,8 +66,15 @@ def test_matches_hand_computed_gates(num_layers, bias, batch_first, dropout, bid
     got_last = model.last_step(torch.from_numpy(x), torch.from_numpy(lengths)).detach().numpy()
     got_head = model(torch.from_numpy(x), torch.from_numpy(lengths)).detach().numpy()
     for row, n in enumerate(lengths):
-        reference = torch_lstm(params, x[row, :n], num_layers=num_layers, hidden=5,
-                               bidirectional=bidirectional, proj_size=proj_size, bias=bias)  # fmt: skip
+        reference = torch_lstm(
+            params,
+            x[row, :n],
+            num_layers=num_layers,
+            hidden=5,
+            bidirectional=bidirectional,
+            proj_size=proj_size,
+            bias=bias,
+        )
         last = reference[n - 1]
         np.testing.assert_allclose(got_last[row], last, atol=1e-6, rtol=0)
         w, b = model.head.weight.detach().numpy(), model.head.bias.detach().numpy()
@@ -56,7 +83,9 @@ def test_matches_hand_computed_gates(num_layers, bias, batch_first, dropout, bid
 
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_full_windows_take_the_unpacked_path_with_the_same_result(batch_first: bool) -> None:
-    args = LSTMArgs(input_size=2, hidden_size=4, num_layers=2, batch_first=batch_first, bidirectional=True)
+    args = LSTMArgs(
+        input_size=2, hidden_size=4, num_layers=2, batch_first=batch_first, bidirectional=True
+    )
     model = make(args, HeadSpec(output_size=3, activation="softmax"), seed=1)
     x = torch.randn(6, 9, 2, dtype=torch.float64)
     full = torch.full((6,), 9)

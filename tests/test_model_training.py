@@ -11,21 +11,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-import model.train
-import pipeline.sequencing
-from model.artifact import DEMO_MODEL_DIR, LoadedModel, load_artifact
-from model.evaluate import load_nab_windows, point_auc, window_auc, window_labels
-from model.inference import WindowScorer, score_series
-from model.train import TrainOptions, load_series, train_forecaster
-from pipeline.config import EventSchema
-from pipeline.replay import DEMO_NAB_DIR, demo_series_files, read_series_csv
+import seqstream.model.train
+import seqstream.model.windows
+from seqstream.model.artifact import DEMO_MODEL_DIR, LoadedModel, load_artifact
+from seqstream.model.evaluate import load_nab_windows, point_auc, window_auc, window_labels
+from seqstream.model.inference import WindowScorer, score_series
+from seqstream.model.train import TrainOptions, train_forecaster
+from seqstream.pipeline.config import EventSchema
+from seqstream.pipeline.series import DEMO_NAB_DIR, demo_series_files, load_series, read_series_csv
 
 SMALL = TrainOptions(window=12, min_length=4, hidden_size=8, num_layers=1, epochs=1, batch_size=64)
 
 
 def test_training_windows_come_from_the_streaming_sequencing_code() -> None:
-    assert model.train.extend_windows is pipeline.sequencing.extend_windows
-    series = {"a": np.arange(50, dtype=np.float32)[:, None], "b": np.arange(20, dtype=np.float32)[:, None]}
+    assert seqstream.model.train.extend_windows is seqstream.model.windows.extend_windows
+    series = {
+        "a": np.arange(50, dtype=np.float32)[:, None],
+        "b": np.arange(20, dtype=np.float32)[:, None],
+    }
     _, _, report = train_forecaster(series, ["value"], SMALL)
     assert report.train_windows + report.validation_windows == (50 - 4 + 1) + (20 - 4 + 1)
 
@@ -34,7 +37,10 @@ def test_same_seed_same_weights() -> None:
     series = load_series(demo_series_files()[:1], EventSchema())
     first, _, _ = train_forecaster(series, ["value"], SMALL)
     second, _, _ = train_forecaster(series, ["value"], SMALL)
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=False)
+    )
 
 
 def test_parquet_event_tables_train_like_csv(tmp_path: Path) -> None:
@@ -42,8 +48,10 @@ def test_parquet_event_tables_train_like_csv(tmp_path: Path) -> None:
     csv_series = load_series(demo_series_files()[:2], schema)
     rows = [
         {"key": key, "ts": e.ts_ms, "value": e.features[0]}
-        for f in demo_series_files()[:2] for e in read_series_csv(f, schema) for key in [f.stem]
-    ]  # fmt: skip
+        for f in demo_series_files()[:2]
+        for e in read_series_csv(f, schema)
+        for key in [f.stem]
+    ]
     pd.DataFrame(rows).sample(frac=1.0, random_state=0).to_parquet(tmp_path / "events.parquet")
     parquet_series = load_series([tmp_path / "events.parquet"], schema)
     assert parquet_series.keys() == csv_series.keys()
@@ -54,10 +62,29 @@ def test_parquet_event_tables_train_like_csv(tmp_path: Path) -> None:
 def test_cli_train_writes_a_loadable_artifact(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSTREAM_")}
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "train", "--out", str(tmp_path / "m"), "--epochs", "1",
-         "--hidden-size", "8", "--window", "16", "--min-length", "4", "--version", "cli-test"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "seqstream.pipeline.cli",
+            "train",
+            "--out",
+            str(tmp_path / "m"),
+            "--epochs",
+            "1",
+            "--hidden-size",
+            "8",
+            "--window",
+            "16",
+            "--min-length",
+            "4",
+            "--version",
+            "cli-test",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "epoch 1: train loss " in done.stdout
     loaded = load_artifact(tmp_path / "m")
@@ -65,7 +92,9 @@ def test_cli_train_writes_a_loadable_artifact(tmp_path: Path) -> None:
     assert f"wrote {tmp_path / 'm'} (sha256 {loaded.spec.weights_sha256[:12]})" in done.stdout
 
 
-def window_and_point_auc(scorer: WindowScorer, series: Path, labels_file: Path) -> tuple[float, float]:
+def window_and_point_auc(
+    scorer: WindowScorer, series: Path, labels_file: Path
+) -> tuple[float, float]:
     events = read_series_csv(series, EventSchema())
     scored, scores = score_series(scorer, np.array([e.features for e in events], np.float32))
     ts = np.array([e.ts_ms for e in events])[scored]
@@ -78,7 +107,9 @@ def test_nab_cloudwatch_scores_peak_inside_labelled_windows(nab_dir: Path) -> No
     held_back = {f.stem for f in demo_series_files()}
     group = nab_dir / "realAWSCloudwatch"
     training = [f for f in sorted(group.glob("*cpu_utilization*.csv")) if f.stem not in held_back]
-    network, spec, report = train_forecaster(load_series(training, EventSchema()), ["value"], TrainOptions())
+    network, spec, report = train_forecaster(
+        load_series(training, EventSchema()), ["value"], TrainOptions()
+    )
     assert report.train_loss[-1] < report.train_loss[0]
     scorer = WindowScorer(LoadedModel(spec, network.eval(), Path(".")), num_threads=None)
     figures = {

@@ -14,15 +14,19 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.config import EventSchema
-from pipeline.errors import DeliveryError, SeqstreamError
-from pipeline.events import Message
-from pipeline.kafka_clients import open_producer, raise_for_failures, read_range
-from pipeline.producer import produce_messages
-from pipeline.replay import (
-    MALFORMED_KINDS, SyntheticSpec, csv_messages, demo_series_files, synthetic_stream,
-)  # fmt: skip
-from pipeline.topics import TopicAdmin
+from seqstream.pipeline.config import EventSchema
+from seqstream.pipeline.errors import DeliveryError, SeqstreamError
+from seqstream.pipeline.events import Message
+from seqstream.pipeline.kafka.admin import TopicAdmin
+from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures, read_range
+from seqstream.pipeline.producer import produce_messages
+from seqstream.pipeline.replay import (
+    MALFORMED_KINDS,
+    SyntheticSpec,
+    csv_messages,
+    synthetic_stream,
+)
+from seqstream.pipeline.series import demo_series_files
 
 CLIENTS = ["confluent", "kafka-python"]
 
@@ -82,12 +86,18 @@ def test_read_range_returns_exactly_the_range(
     topic = new_topic(partitions=2)
     producer = open_producer(bootstrap_servers, client=client)
     for i in range(500):
-        producer.send(topic, f"v{i}".encode(), key=None, partition=i % 2, headers=[("n", str(i).encode())])
+        producer.send(
+            topic, f"v{i}".encode(), key=None, partition=i % 2, headers=[("n", str(i).encode())]
+        )
     raise_for_failures(producer.flush(30), topic)
     producer.close()
     got = list(read_range(bootstrap_servers, topic, {0: (10, 20), 1: (245, 250)}, client=client))
-    assert [(r.partition, r.offset) for r in got if r.partition == 0] == [(0, o) for o in range(10, 20)]
-    assert [(r.partition, r.offset) for r in got if r.partition == 1] == [(1, o) for o in range(245, 250)]
+    assert [(r.partition, r.offset) for r in got if r.partition == 0] == [
+        (0, o) for o in range(10, 20)
+    ]
+    assert [(r.partition, r.offset) for r in got if r.partition == 1] == [
+        (1, o) for o in range(245, 250)
+    ]
     assert {r.value for r in got} == {f"v{2 * o}".encode() for o in range(10, 20)} | {
         f"v{2 * o + 1}".encode() for o in range(245, 250)
     }
@@ -100,11 +110,14 @@ def test_reading_past_the_end_fails_with_where_it_stopped(
 ) -> None:
     topic = new_topic(partitions=1)
     producer = open_producer(bootstrap_servers, client=client)
-    for i in range(5):
+    for _i in range(5):
         producer.send(topic, b"x", partition=0)
     raise_for_failures(producer.flush(30), topic)
     producer.close()
-    with pytest.raises(SeqstreamError, match=rf"reading {topic}: no records for 1s, stuck at partition 0 at 5 of \[0, 9\)"):
+    with pytest.raises(
+        SeqstreamError,
+        match=rf"reading {topic}: no records for 1s, stuck at partition 0 at 5 of \[0, 9\)",
+    ):
         list(read_range(bootstrap_servers, topic, {0: (0, 9)}, client=client, timeout_s=1))
 
 
@@ -147,7 +160,9 @@ def test_csv_replay_interleaves_by_time_and_keeps_every_row(nab_dir: Path) -> No
 def test_csv_errors_name_the_file_and_columns(tmp_path: Path) -> None:
     bad = tmp_path / "series.csv"
     bad.write_text("time,reading\n2020-01-01,1\n")
-    with pytest.raises(SeqstreamError, match=r"series.csv: missing column\(s\) \['timestamp', 'value'\]"):
+    with pytest.raises(
+        SeqstreamError, match=r"series.csv: missing column\(s\) \['timestamp', 'value'\]"
+    ):
         csv_messages([bad], EventSchema())
     bad.write_text("timestamp,value\n2020-01-01,1\nyesterday,2\n")
     with pytest.raises(SeqstreamError, match=r"series.csv: unparseable time 'yesterday' in row 3"):
@@ -156,10 +171,13 @@ def test_csv_errors_name_the_file_and_columns(tmp_path: Path) -> None:
 
 def test_synthetic_stream_is_seeded_labelled_and_disordered() -> None:
     schema = EventSchema(features=["f0", "f1"])
-    spec = SyntheticSpec(keys=4, events_per_key=500, anomaly_rate=0.02, late_rate=0.1,
-                         malformed_rate=0.05, seed=11)  # fmt: skip
+    spec = SyntheticSpec(
+        keys=4, events_per_key=500, anomaly_rate=0.02, late_rate=0.1, malformed_rate=0.05, seed=11
+    )
     stream = synthetic_stream(spec, schema)
-    assert [m.value for m in stream.messages] == [m.value for m in synthetic_stream(spec, schema).messages]
+    assert [m.value for m in stream.messages] == [
+        m.value for m in synthetic_stream(spec, schema).messages
+    ]
     events = stream.events
     assert len(events) == 4 * 500
     assert {(e.key, e.ts_ms) for e in events} == {
@@ -168,7 +186,9 @@ def test_synthetic_stream_is_seeded_labelled_and_disordered() -> None:
     went_back = 0
     for key in {e.key for e in events}:
         times = [e.ts_ms for e in events if e.key == key]
-        went_back += sum(1 for earlier, later in zip(times, times[1:]) if later < earlier)
+        went_back += sum(
+            1 for earlier, later in zip(times, times[1:], strict=False) if later < earlier
+        )
     assert went_back > 0
     malformed = [m for m in stream.messages if m.event is None]
     assert {m.malformed_reason for m in malformed} == set(MALFORMED_KINDS)
@@ -177,21 +197,37 @@ def test_synthetic_stream_is_seeded_labelled_and_disordered() -> None:
             body = json.loads(m.value)
         except ValueError:
             continue  # not JSON at all: malformed by construction
-        valid = isinstance(body, dict) and set(body) == {"key", "ts", "f0", "f1"} and all(
-            isinstance(body[f], float) and body[f] == body[f] for f in ("f0", "f1")
+        valid = (
+            isinstance(body, dict)
+            and set(body) == {"key", "ts", "f0", "f1"}
+            and all(isinstance(body[f], float) and body[f] == body[f] for f in ("f0", "f1"))
         )
         assert not valid, m
     assert 0 < len(stream.anomalies) < 0.05 * len(events)
 
 
-def test_cli_produce_reports_sent_and_acknowledged(bootstrap_servers: str, admin: TopicAdmin) -> None:
+def test_cli_produce_reports_sent_and_acknowledged(
+    bootstrap_servers: str, admin: TopicAdmin
+) -> None:
     topic = "cli-produce"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSTREAM_")}
     env["SEQSTREAM_BOOTSTRAP_SERVERS"] = bootstrap_servers
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "produce", "--topic", topic, "--partitions", "2"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "seqstream.pipeline.cli",
+            "produce",
+            "--topic",
+            topic,
+            "--partitions",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     try:
         assert done.returncode == 0, done.stderr
         total = sum(len(f.read_text().splitlines()) - 1 for f in demo_series_files())

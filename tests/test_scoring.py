@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.artifact import DEMO_MODEL_DIR, load_artifact
-from pipeline.errors import SeqstreamError
-from pipeline.scoring import ModelRef, executor_device, score_windows, scorer_for
+from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.scoring import ModelRef, executor_device, score_windows, scorer_for
 
 
 @pytest.mark.parametrize(
@@ -23,13 +23,17 @@ from pipeline.scoring import ModelRef, executor_device, score_windows, scorer_fo
         ("cpu", ["1"], None, "cpu"),
     ],
 )
-def test_cuda_means_the_gpu_spark_assigned_to_the_task(requested, addresses, visible, expected) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_means_the_gpu_spark_assigned_to_the_task(
+    requested, addresses, visible, expected
+) -> None:  # type: ignore[no-untyped-def]
     assert executor_device(requested, addresses, visible) == expected
 
 
 def test_a_worker_with_other_weights_than_the_driver_checked_fails_naming_both(tmp_path) -> None:  # type: ignore[no-untyped-def]
     shutil.copytree(DEMO_MODEL_DIR, tmp_path / "model")
-    with pytest.raises(SeqstreamError, match=r"on this worker has weights [0-9a-f]{64}, the driver checked 0{64}"):
+    with pytest.raises(
+        SeqstreamError, match=r"on this worker has weights [0-9a-f]{64}, the driver checked 0{64}"
+    ):
         scorer_for(ModelRef(str(tmp_path / "model"), "0" * 64))
 
 
@@ -37,13 +41,21 @@ def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
     spec = load_artifact(DEMO_MODEL_DIR).spec
     n, length = 10, spec.window.length
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "key": "k", "event_time_ms": np.arange(n), "topic": "t", "partition": 0, "offset": np.arange(n),
-        "kafka_timestamp": pd.Timestamp("2026-11-23"), "value": None,
-        "window": None,
-        "window_length": [length] * (n - 1) + [spec.window.min_length - 1],  # the last is too short
-        "reason": [None] * n,
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "key": "k",
+            "event_time_ms": np.arange(n),
+            "topic": "t",
+            "partition": 0,
+            "offset": np.arange(n),
+            "kafka_timestamp": pd.Timestamp("2026-11-23"),
+            "value": None,
+            "window": None,
+            "window_length": [length] * (n - 1)
+            + [spec.window.min_length - 1],  # the last is too short
+            "reason": [None] * n,
+        }
+    )
     ref = ModelRef(str(DEMO_MODEL_DIR), spec.weights_sha256 or "", batch_size=4)
     windows = rng.normal(50, 5, (n, length, len(spec.features))).astype(np.float32)
     out = score_windows(frame, windows, ref)

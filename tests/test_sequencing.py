@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.sequencing import empty_context, extend_windows, keyed_windows
+from seqstream.model.windows import empty_context, extend_windows, keyed_windows
 
 
 def brute_force(events: np.ndarray, length: int) -> list[np.ndarray]:
@@ -57,17 +57,23 @@ def test_many_keys_at_once_give_each_key_its_own_windows(length: int) -> None:
     """Interleaved events of several keys, some with carried context: every window is the key's
     own last events (brute force over the key's whole history), in the events' order."""
     rng = np.random.default_rng(length)
-    contexts = [rng.normal(size=(c, 2)).astype(np.float32) for c in (0, 2, 9, 1)]  # 9 > length - 1: trimmed
+    contexts = [
+        rng.normal(size=(c, 2)).astype(np.float32) for c in (0, 2, 9, 1)
+    ]  # 9 > length - 1: trimmed
     codes = rng.integers(0, 4, size=60)
     codes[codes == 3] = 2  # key 3 has context only, no new events
     events = rng.normal(size=(60, 2)).astype(np.float32)
     made = keyed_windows(contexts, codes, events, length)
     for key, context in enumerate(contexts):
-        history = np.concatenate([context[max(len(context) - (length - 1), 0) :], events[codes == key]])
+        history = np.concatenate(
+            [context[max(len(context) - (length - 1), 0) :], events[codes == key]]
+        )
         expected = brute_force(history, length)[len(history) - int((codes == key).sum()) :]
-        for row, want in zip(np.flatnonzero(codes == key), expected):
+        for row, want in zip(np.flatnonzero(codes == key), expected, strict=False):
             n = made.lengths[row]
             assert n == len(want)
             np.testing.assert_array_equal(made.windows[row, :n], want)
             assert not made.windows[row, n:].any()
-        np.testing.assert_array_equal(made.contexts[key], history[max(len(history) - (length - 1), 0) :])
+        np.testing.assert_array_equal(
+            made.contexts[key], history[max(len(history) - (length - 1), 0) :]
+        )

@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from pipeline.errors import SeqstreamError
-from pipeline.spark import java_version
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.spark import java_version
 
 
 def test_python_workers_use_this_interpreter_and_one_torch_thread(spark) -> None:
@@ -22,12 +22,16 @@ def test_python_workers_use_this_interpreter_and_one_torch_thread(spark) -> None
 
         return pd.Series([f"{worker_sys.executable}|{torch.get_num_threads()}"] * len(ids))
 
-    facts = {row[0] for row in spark.range(0, 64, numPartitions=4).select(worker_facts("id")).collect()}
+    facts = {
+        row[0] for row in spark.range(0, 64, numPartitions=4).select(worker_facts("id")).collect()
+    }
     assert facts == {f"{sys.executable}|1"}
 
 
 def test_java_is_checked_with_a_clear_message(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     assert java_version() >= 17
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
-    with pytest.raises(SeqstreamError, match=r"Java 17\+ is required by PySpark 4 and none was found"):
+    with pytest.raises(
+        SeqstreamError, match=r"Java 17\+ is required by PySpark 4 and none was found"
+    ):
         java_version()

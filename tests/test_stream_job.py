@@ -7,104 +7,23 @@ import json
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
-from jobs.stream import build_query, run_until_accounted
-from model.artifact import DEMO_MODEL_DIR
-from pipeline.config import EventSchema, load_settings
-from pipeline.kafka_clients import open_producer
-from pipeline.producer import produce_messages
-from pipeline.replay import SyntheticSpec, synthetic_stream
-from pipeline.topics import TopicAdmin
+from seqstream.pipeline.config import load_settings
+from seqstream.pipeline.kafka.admin import TopicAdmin
+from seqstream.pipeline.streaming import build_query
+
 from checkpoints import sigkill_mid_batch
-from test_model_artifact import standalone_loader
-
-REPO = Path(__file__).resolve().parents[1]
-MIN_LENGTH, LENGTH = 8, 32  # the demo model's window
-
-
-@pytest.fixture(scope="module")
-def reference_scorer():  # type: ignore[no-untyped-def]
-    """README's torch-only loader: no seqstream code computes the expected scores."""
-    namespace: dict = {}
-    exec(standalone_loader(), namespace)  # noqa: S102 - our own README snippet
-    config, lstm, head = namespace["load_seqstream_model"](str(DEMO_MODEL_DIR))
-    return lambda events: namespace["forecast_score"](config, lstm, head, events)
-
-
-@pytest.fixture(scope="module")
-def stream_topic(bootstrap_servers, admin: TopicAdmin):  # type: ignore[no-untyped-def]
-    """Synthetic events on the demo model's scale, a few late and ~3% malformed."""
-    topic = f"stream-{int(time.time() * 1000)}"
-    admin.create_topic(topic, 3)
-    spec = SyntheticSpec(keys=6, events_per_key=120, late_rate=0.05, malformed_rate=0.03, seed=5)
-    messages = synthetic_stream(spec, EventSchema()).messages
-    producer = open_producer(bootstrap_servers)
-    produce_messages(messages, producer, topic)
-    producer.close()
-    yield topic, log_of(bootstrap_servers, topic, admin, messages)
-    admin.delete_topic(topic)
-
-
-def log_of(bootstrap: str, topic: str, admin: TopicAdmin, messages) -> dict[tuple[int, int], object]:  # type: ignore[no-untyped-def]
-    """(partition, offset) -> the Message produced there; per-key order maps log to messages."""
-    ends = admin.end_offsets(topic)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, max_poll_records=100_000)
-    consumer.assign([TopicPartition(topic, p) for p in ends])
-    consumer.seek_to_beginning()
-    records = []
-    while len(records) < sum(ends.values()):
-        for batch in consumer.poll(timeout_ms=1000).values():
-            records.extend(batch)
-    consumer.close()
-    by_key = defaultdict(list)
-    for m in messages:
-        by_key[m.key].append(m)
-    seen: dict[str, int] = defaultdict(int)
-    log = {}
-    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
-        key = r.key.decode()
-        message = by_key[key][seen[key]]
-        seen[key] += 1
-        assert message.value == r.value
-        log[(r.partition, r.offset)] = message
-    return log
-
-
-def expected_scores(log, reference_scorer) -> dict[tuple[int, int], float]:  # type: ignore[no-untyped-def]
-    history: dict[str, list[float]] = defaultdict(list)
-    expected = {}
-    for position in sorted(log):  # a key lives in one partition: offset order is its log order
-        message = log[position]
-        if message.event is None:
-            continue
-        history[message.key].append(message.event.features)
-        events = np.asarray(history[message.key][-LENGTH:], np.float32)
-        if len(history[message.key]) >= MIN_LENGTH:
-            expected[position] = reference_scorer(events)
-    return expected
-
-
-def settings_for(tmp_path: Path, topic: str, bootstrap: str, **stream):  # type: ignore[no-untyped-def]
-    return load_settings(None, {
-        "kafka": {"bootstrap_servers": bootstrap},
-        "stream": {"topics": [topic], "checkpoint": str(tmp_path / "cp"), "parquet_path": str(tmp_path / "scores"),
-                   "dead_letter_path": str(tmp_path / "dead"), "max_offsets_per_trigger": 150,
-                   "trigger_interval": "0 seconds", **stream},
-    })  # fmt: skip
-
-
-def run_until(spark, settings, bootstrap: str, events: int, stop_after: int | None = None):  # type: ignore[no-untyped-def]
-    """Run the job until ``events`` were accounted for (or ``stop_after``), then stop it gracefully."""
-    query, metrics = build_query(spark, settings, bootstrap)
-    run_until_accounted(query, metrics, stop_after or events, timeout_s=240)
-    return metrics.history
+from helpers import (
+    MIN_LENGTH,
+    REPO,
+    expected_scores,
+    run_until,
+    settings_for,
+)
 
 
 def read_scores(path: Path) -> list[dict]:
@@ -134,7 +53,9 @@ def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
     settings = settings_for(tmp_path, topic, bootstrap_servers, output_topic=f"{topic}-scores")
     first = run_until(spark, settings, bootstrap_servers, len(log), stop_after=len(log) // 2)
     assert 0 < sum(c.events_in for c in first) < len(log)  # stopped halfway: state must carry over
-    second = run_until(spark, settings, bootstrap_servers, len(log) - sum(c.events_in for c in first))
+    second = run_until(
+        spark, settings, bootstrap_servers, len(log) - sum(c.events_in for c in first)
+    )
     history = first + second
     assert len(history) >= 4 and max(c.events_in for c in history) <= 150
     assert sum(c.events_in for c in history) == len(log)
@@ -158,34 +79,47 @@ def check_batch_metrics(history, keys: int) -> None:  # type: ignore[no-untyped-
     assert history[-1].keys_in_state == keys
 
 
-def test_prometheus_endpoint_serves_the_listener_totals(spark, bootstrap_servers, stream_topic, tmp_path) -> None:
+def test_prometheus_endpoint_serves_the_listener_totals(
+    spark, bootstrap_servers, stream_topic, tmp_path
+) -> None:
     import threading
     import urllib.request
 
-    from jobs.stream import run_until_stopped
+    from seqstream.pipeline.streaming import run_until_stopped
 
     topic, log = stream_topic
-    query, metrics = build_query(spark, settings_for(tmp_path, topic, bootstrap_servers, metrics_port=0), bootstrap_servers)
+    query, metrics = build_query(
+        spark, settings_for(tmp_path, topic, bootstrap_servers, metrics_port=0), bootstrap_servers
+    )
     stop = threading.Event()
     try:
         deadline = time.monotonic() + 240
         while sum(m.events_in for m in metrics.history) < len(log) and time.monotonic() < deadline:
             time.sleep(0.2)
-        page = urllib.request.urlopen(f"http://127.0.0.1:{metrics.prometheus.port}/metrics").read().decode()
+        page = (
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics.prometheus.port}/metrics")
+            .read()
+            .decode()
+        )
     finally:
         stop.set()
         run_until_stopped(query, stop, metrics)
-    served = {line.split(" ")[0]: float(line.split(" ")[1]) for line in page.splitlines() if line.startswith("seqstream_")}
+    served = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in page.splitlines()
+        if line.startswith("seqstream_")
+    }
     for outcome in ("scored", "not_yet_scoreable", "dead_lettered", "late"):
-        assert served[f'seqstream_events_total{{outcome="{outcome}"}}'] == sum(getattr(m, outcome) for m in metrics.history)
+        assert served[f'seqstream_events_total{{outcome="{outcome}"}}'] == sum(
+            getattr(m, outcome) for m in metrics.history
+        )
     assert served["seqstream_keys_in_state"] == 6
     assert served["seqstream_model_batches_total"] == sum(m.model_batches for m in metrics.history)
 
 
 def check_kafka_scores(bootstrap: str, topic: str, log, expected) -> None:  # type: ignore[no-untyped-def]
     """At least once, JSON, keyed by the event key; duplicates carry the same source position."""
-    from pipeline.kafka_clients import read_range
-    from pipeline.topics import TopicAdmin
+    from seqstream.pipeline.kafka.clients import read_range
 
     with TopicAdmin(bootstrap) as admin:
         ends = admin.end_offsets(topic)
@@ -204,14 +138,27 @@ def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
 ) -> None:
     topic, log = stream_topic
     settings = settings_for(tmp_path, topic, bootstrap_servers)
-    sets = [f"kafka.bootstrap_servers={bootstrap_servers}", f"stream.topics=[{topic}]",
-            f"stream.checkpoint={tmp_path / 'cp'}", f"stream.parquet_path={tmp_path / 'scores'}",
-            f"stream.dead_letter_path={tmp_path / 'dead'}", "stream.max_offsets_per_trigger=150",
-            "stream.trigger_interval=0 seconds"]  # fmt: skip
+    sets = [
+        f"kafka.bootstrap_servers={bootstrap_servers}",
+        f"stream.topics=[{topic}]",
+        f"stream.checkpoint={tmp_path / 'cp'}",
+        f"stream.parquet_path={tmp_path / 'scores'}",
+        f"stream.dead_letter_path={tmp_path / 'dead'}",
+        "stream.max_offsets_per_trigger=150",
+        "stream.trigger_interval=0 seconds",
+    ]
     child = subprocess.Popen(
-        [sys.executable, "-m", "jobs.stream", *[a for s in sets for a in ("--set", s)]], cwd=REPO,
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        # the spark-submit entry point, run as a script
+        [
+            sys.executable,
+            str(REPO / "jobs" / "stream.py"),
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     checkpoint = tmp_path / "cp"
     sigkill_mid_batch(child, checkpoint, batch=2, timeout_s=240)
     done = len(list((checkpoint / "commits").glob("[0-9]*")))
@@ -220,15 +167,26 @@ def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
     check_output(tmp_path, log, expected_scores(log, reference_scorer))
 
 
-def test_model_that_does_not_fit_the_events_fails_before_reading(spark, bootstrap_servers, tmp_path) -> None:
-    settings = load_settings(None, {
-        "events": {"features": ["cpu", "mem"]},
-        "stream": {"checkpoint": str(tmp_path / "cp"), "parquet_path": str(tmp_path / "s")},
-    })  # fmt: skip
-    from pipeline.errors import SeqstreamError
+def test_model_that_does_not_fit_the_events_fails_before_reading(
+    spark, bootstrap_servers, tmp_path
+) -> None:
+    settings = load_settings(
+        None,
+        {
+            "events": {"features": ["cpu", "mem"]},
+            "stream": {"checkpoint": str(tmp_path / "cp"), "parquet_path": str(tmp_path / "s")},
+        },
+    )
+    from seqstream.pipeline.errors import SeqstreamError
 
-    with pytest.raises(SeqstreamError, match=r"reads features \['value'\], but events.features is \['cpu', 'mem'\]"):
+    with pytest.raises(
+        SeqstreamError, match=r"reads features \['value'\], but events.features is \['cpu', 'mem'\]"
+    ):
         build_query(spark, settings, bootstrap_servers)
     assert not (tmp_path / "cp").exists()
     with pytest.raises(SeqstreamError, match="stream.checkpoint is required"):
-        build_query(spark, load_settings(None, {"stream": {"parquet_path": str(tmp_path / "s")}}), bootstrap_servers)
+        build_query(
+            spark,
+            load_settings(None, {"stream": {"parquet_path": str(tmp_path / "s")}}),
+            bootstrap_servers,
+        )

@@ -10,13 +10,14 @@ from collections import defaultdict
 import numpy as np
 import pyarrow.parquet as pq
 
-from jobs.stream import build_query, run_until_stopped
-from pipeline.config import EventSchema
-from pipeline.events import Event, event_message
-from pipeline.kafka_clients import open_producer
-from pipeline.producer import produce_messages
-from pipeline.replay import SyntheticSpec, synthetic_stream
-from test_stream_job import LENGTH, MIN_LENGTH, log_of, reference_scorer, settings_for  # noqa: F401 - fixture
+from seqstream.pipeline.config import EventSchema
+from seqstream.pipeline.events import Event, event_message
+from seqstream.pipeline.kafka.clients import open_producer
+from seqstream.pipeline.producer import produce_messages
+from seqstream.pipeline.replay import SyntheticSpec, synthetic_stream
+from seqstream.pipeline.streaming import build_query, run_until_stopped
+
+from helpers import LENGTH, MIN_LENGTH, log_of, settings_for
 
 WINDOW_MS = 10 * 60_000  # "10 minutes", tumbling, aligned to the epoch as Spark aligns them
 WATERMARK_MS = 60_000
@@ -28,7 +29,9 @@ def expected_windows(log, reference_scorer) -> dict[tuple[str, int], float | Non
     watermark = max(e.ts_ms for e, _ in events) - WATERMARK_MS
     by_window: dict[tuple[str, int], list] = defaultdict(list)
     for event, position in events:
-        by_window[(event.key, event.ts_ms - event.ts_ms % WINDOW_MS + WINDOW_MS)].append((event.ts_ms, position, event.features))
+        by_window[(event.key, event.ts_ms - event.ts_ms % WINDOW_MS + WINDOW_MS)].append(
+            (event.ts_ms, position, event.features)
+        )
     expected = {}
     for (key, end), members in by_window.items():
         if end <= watermark:
@@ -41,8 +44,14 @@ def run_until_windows(spark, settings, bootstrap: str, windows: int, events: int
     query, metrics = build_query(spark, settings, bootstrap)
     stop = threading.Event()
     deadline = time.monotonic() + 240
-    while (sum(m.windows for m in metrics.history) < windows or sum(m.events_in for m in metrics.history) < events) \
-            and query.isActive and time.monotonic() < deadline:  # fmt: skip
+    while (
+        (
+            sum(m.windows for m in metrics.history) < windows
+            or sum(m.events_in for m in metrics.history) < events
+        )
+        and query.isActive
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     stop.set()
     run_until_stopped(query, stop, metrics)
@@ -50,23 +59,34 @@ def run_until_windows(spark, settings, bootstrap: str, windows: int, events: int
 
 
 def test_event_time_windows_score_each_closed_window_once_like_the_reference(
-    spark, bootstrap_servers, admin, reference_scorer, tmp_path  # noqa: F811
+    spark, bootstrap_servers, admin, reference_scorer, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     topic = f"time-{int(time.time() * 1000)}"
     admin.create_topic(topic, 3)
-    spec = SyntheticSpec(keys=4, events_per_key=90, step_ms=45_000, late_rate=0.05, malformed_rate=0.03, seed=7)
+    spec = SyntheticSpec(
+        keys=4, events_per_key=90, step_ms=45_000, late_rate=0.05, malformed_rate=0.03, seed=7
+    )
     messages = synthetic_stream(spec, EventSchema()).messages
     producer = open_producer(bootstrap_servers)
     produce_messages(messages, producer, topic)
     log = log_of(bootstrap_servers, topic, admin, messages)
     expected = expected_windows(log, reference_scorer)
-    settings = settings_for(tmp_path, topic, bootstrap_servers, mode="time", time_window="10 minutes",
-                            watermark="1 minute", max_offsets_per_trigger=100_000)  # fmt: skip
+    settings = settings_for(
+        tmp_path,
+        topic,
+        bootstrap_servers,
+        mode="time",
+        time_window="10 minutes",
+        watermark="1 minute",
+        max_offsets_per_trigger=100_000,
+    )
     history = run_until_windows(spark, settings, bootstrap_servers, len(expected), len(log))
     assert sum(m.windows for m in history) == len(expected)
     assert sum(m.scored for m in history) == sum(1 for s in expected.values() if s is not None)
     assert sum(m.dead_lettered for m in history) == sum(1 for m in log.values() if m.event is None)
-    assert sum(m.late for m in history) == 0  # one micro-batch of data: nothing behind the watermark yet
+    assert (
+        sum(m.late for m in history) == 0
+    )  # one micro-batch of data: nothing behind the watermark yet
     rows = pq.read_table(tmp_path / "scores").to_pylist()
     got = {(r["key"], int(r["event_time"].timestamp() * 1000)): r for r in rows}
     assert len(got) == len(rows), "a window was scored twice"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.errors import TopicError
-from pipeline.topics import TopicAdmin
+from seqstream.pipeline.errors import TopicError
+from seqstream.pipeline.kafka.admin import TopicAdmin
 
 
 def send_batches(bootstrap: str, topic: str, per_partition: dict[int, list[int]]) -> None:
@@ -28,7 +28,9 @@ def test_create_describe_delete(admin: TopicAdmin, new_topic) -> None:
     assert admin.create_topic(topic, 5, exist_ok=True).partitions == 5
     with pytest.raises(TopicError, match=f"topic '{topic}' already exists"):
         admin.create_topic(topic, 5)
-    with pytest.raises(TopicError, match=f"topic '{topic}' exists with 5 partitions, not the 2 asked for"):
+    with pytest.raises(
+        TopicError, match=f"topic '{topic}' exists with 5 partitions, not the 2 asked for"
+    ):
         admin.create_topic(topic, 2, exist_ok=True)
 
 
@@ -39,10 +41,14 @@ def test_unknown_topic_errors(admin: TopicAdmin) -> None:
         admin.delete_topic("no-such-topic")
 
 
-def test_end_offsets_count_every_record(admin: TopicAdmin, new_topic, bootstrap_servers: str) -> None:
+def test_end_offsets_count_every_record(
+    admin: TopicAdmin, new_topic, bootstrap_servers: str
+) -> None:
     topic = new_topic(partitions=3)
     counts = {0: 0, 1: 1, 2: 1000}  # empty, one record, many batches
-    send_batches(bootstrap_servers, topic, {p: [1_000 + i for i in range(n)] for p, n in counts.items()})
+    send_batches(
+        bootstrap_servers, topic, {p: [1_000 + i for i in range(n)] for p, n in counts.items()}
+    )
     assert admin.beginning_offsets(topic) == {0: 0, 1: 0, 2: 0}
     assert admin.end_offsets(topic) == counts
 
@@ -58,9 +64,11 @@ def test_offsets_for_times(admin: TopicAdmin, new_topic, bootstrap_servers: str)
     assert admin.offsets_for_times(topic, base + 10**9) == {0: 100, 1: 1}
 
 
-def test_end_offsets_after_large_batches_on_many_partitions(admin: TopicAdmin, new_topic, bootstrap_servers: str) -> None:
+def test_end_offsets_after_large_batches_on_many_partitions(
+    admin: TopicAdmin, new_topic, bootstrap_servers: str
+) -> None:
     """confluent-kafka's big batches: the tail of each partition is thousands of records."""
-    from pipeline.kafka_clients import open_producer, raise_for_failures
+    from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures
 
     topic = new_topic(partitions=4)
     producer = open_producer(bootstrap_servers, client="confluent")

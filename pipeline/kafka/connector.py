@@ -8,11 +8,11 @@ see the same DataFrame either way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config import KafkaSettings
-from pipeline.errors import SeqstreamError
-from pipeline.kafka_source import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
 
 JVM_PROVIDER = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 
@@ -23,7 +23,9 @@ def jvm_connector_available(spark: Any) -> bool:
     if jvm is None:  # Spark Connect: no py4j gateway to ask
         return False
     try:
-        jvm.java.lang.Class.forName(JVM_PROVIDER, False, jvm.Thread.currentThread().getContextClassLoader())
+        jvm.java.lang.Class.forName(
+            JVM_PROVIDER, False, jvm.Thread.currentThread().getContextClassLoader()
+        )
         return True
     except Exception:  # noqa: BLE001 - py4j wraps ClassNotFoundException
         return False
@@ -45,8 +47,9 @@ def kafka_format(spark: Any, connector: str) -> str:
     return SHORT_NAME
 
 
-def kafka_options(kafka: KafkaSettings, bootstrap: str) -> dict[str, str]:
-    """Reader/writer options for either connector: bootstrap servers plus kafka.* properties."""
+def kafka_options(bootstrap: str, properties: Mapping[str, str]) -> dict[str, str]:
+    """Reader/writer options for either connector: bootstrap servers plus ``kafka.*`` client
+    properties (Kafka's own names, e.g. ``security.protocol``)."""
     options = {"kafka.bootstrap.servers": bootstrap}
-    options.update({f"kafka.{name}": value for name, value in kafka.options.items()})
+    options.update({f"kafka.{name}": value for name, value in properties.items()})
     return options

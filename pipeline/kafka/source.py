@@ -1,89 +1,44 @@
-"""``seqstream-kafka``: a Spark Python data source with the contract of Spark's Kafka connector.
+"""The readers of ``seqstream-kafka``: batch and streaming reads planned on the driver.
 
-Same schema and option names as ``format("kafka")``, for ``spark.read``, ``spark.readStream``,
-``df.write`` and ``df.writeStream``. Offsets are planned on the driver and each Spark partition
-reads its exact offset range inside ``read()`` with assign + seek, so a micro-batch replayed from
-a checkpoint reads the same records. The sink lives in ``pipeline.kafka_sink``.
+Offsets are planned on the driver (``_Planner``, with admission control for streaming) and each
+Spark partition reads its exact ``PartitionRange`` inside ``read()`` with assign + seek, so a
+micro-batch replayed from a checkpoint reads the same records.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
-from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, InputPartition
+from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import (
-    ReadAllAvailable, ReadLimit, ReadMaxRows, ReadMinRows, SupportsTriggerAvailableNow,
-)  # fmt: skip
-from pyspark.sql.types import (
-    ArrayType, BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType,
-)  # fmt: skip
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    ReadMinRows,
+    SupportsTriggerAvailableNow,
+)
 
-from pipeline.errors import SeqstreamError
-from pipeline.kafka_clients import Record, read_range
-from pipeline.kafka_source_options import (
-    EARLIEST, LATEST, OffsetSpec, SourceOptions, parse_sink_options, parse_source_options,
-)  # fmt: skip
-from pipeline.topics import TopicAdmin
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka.admin import TopicAdmin
+from seqstream.pipeline.kafka.clients import Record, read_range
+from seqstream.pipeline.kafka.offsets import (
+    EARLIEST,
+    LATEST,
+    Offsets,
+    PartitionRange,
+    TopicPartitionKey,
+    from_json_offsets,
+    to_json_offsets,
+)
+from seqstream.pipeline.kafka.options import OffsetSpec, SourceOptions
+from seqstream.pipeline.kafka.schema import arrow_schema
 
-SHORT_NAME = "seqstream-kafka"
 log = logging.getLogger(__name__)
-
-TopicPartitionKey = tuple[str, int]
-Offsets = dict[TopicPartitionKey, int]
-
-HEADERS_TYPE = ArrayType(StructType([StructField("key", StringType()), StructField("value", BinaryType())]))
-
-
-def kafka_schema(include_headers: bool = False) -> StructType:
-    """Exactly the schema of Spark's Kafka source."""
-    fields = [
-        StructField("key", BinaryType()), StructField("value", BinaryType()),
-        StructField("topic", StringType()), StructField("partition", IntegerType()),
-        StructField("offset", LongType()), StructField("timestamp", TimestampType()),
-        StructField("timestampType", IntegerType()),
-    ]  # fmt: skip
-    if include_headers:
-        fields.append(StructField("headers", HEADERS_TYPE))
-    return StructType(fields)
-
-
-def _arrow_schema(include_headers: bool) -> pa.Schema:
-    fields = [
-        ("key", pa.binary()), ("value", pa.binary()), ("topic", pa.string()),
-        ("partition", pa.int32()), ("offset", pa.int64()), ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("timestampType", pa.int32()),
-    ]  # fmt: skip
-    if include_headers:
-        fields.append(("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))))
-    return pa.schema(fields)
-
-
-def to_json_offsets(offsets: Offsets) -> dict[str, dict[str, int]]:
-    """Spark's offset JSON: {"topic": {"0": 23}}."""
-    result: dict[str, dict[str, int]] = {}
-    for (topic, partition), offset in sorted(offsets.items()):
-        result.setdefault(topic, {})[str(partition)] = offset
-    return result
-
-
-def from_json_offsets(offsets: Mapping[str, Mapping[str, int]]) -> Offsets:
-    return {(topic, int(p)): int(o) for topic, parts in offsets.items() for p, o in parts.items()}
-
-
-@dataclass(frozen=True)
-class KafkaInputPartition(InputPartition):
-    """One Spark task's work: offsets [start, end) of one topic-partition. Picklable."""
-
-    topic: str
-    partition: int
-    start: int
-    end: int
 
 
 # --- planning on the driver --------------------------------------------------------------------
@@ -97,7 +52,9 @@ class _Planner:
         self.records_skipped = 0  # data-loss counters, for failOnDataLoss=false
         self.partitions_lost = 0
         kafka = options.kafka
-        self.admin = TopicAdmin(kafka.bootstrap, timeout_s=kafka.timeout_s, options=kafka.properties)
+        self.admin = TopicAdmin(
+            kafka.bootstrap, timeout_s=kafka.timeout_s, options=kafka.properties
+        )
 
     def partitions(self) -> list[TopicPartitionKey]:
         opts = self.options
@@ -113,10 +70,14 @@ class _Planner:
     def existing(self, keys: Sequence[TopicPartitionKey]) -> set[TopicPartitionKey]:
         """Those of ``keys`` whose topic and partition exist on the cluster now."""
         topics = self.admin.list_topics()
-        sizes = {t: self.admin.describe_topic(t).partitions for t in {t for t, _ in keys} if t in topics}
+        sizes = {
+            t: self.admin.describe_topic(t).partitions for t in {t for t, _ in keys} if t in topics
+        }
         return {(t, p) for t, p in keys if p < sizes.get(t, 0)}
 
-    def _per_topic(self, keys: Sequence[TopicPartitionKey], lookup) -> Offsets:  # type: ignore[no-untyped-def]
+    def _per_topic(
+        self, keys: Sequence[TopicPartitionKey], lookup: Callable[[str], Mapping[int, int]]
+    ) -> Offsets:
         result: Offsets = {}
         for topic in sorted({t for t, _ in keys}):
             found = lookup(topic)
@@ -136,7 +97,10 @@ class _Planner:
         if spec.kind == "latest":
             return self.latest(keys)
         if spec.kind == "timestamp":
-            return self._per_topic(keys, lambda t: self.admin.offsets_for_times(t, spec.timestamp))
+            at = spec.timestamp
+            if at is None:
+                raise SeqstreamError(f"{name}: a timestamp position needs a timestamp")
+            return self._per_topic(keys, lambda t: self.admin.offsets_for_times(t, at))
         given = {(t, p): v for t, parts in spec.offsets.items() for p, v in parts.items()}
         missing = sorted(set(keys) - set(given))
         unknown = sorted(set(given) - set(keys))
@@ -149,14 +113,17 @@ class _Planner:
         earliest = self.earliest(keys) if EARLIEST in given.values() else {}
         latest = self.latest(keys) if LATEST in given.values() else {}
         return {
-            k: earliest[k] if v == EARLIEST else latest[k] if v == LATEST else v for k, v in given.items()
+            k: earliest[k] if v == EARLIEST else latest[k] if v == LATEST else v
+            for k, v in given.items()
         }
 
     def close(self) -> None:
         self.admin.close()
 
 
-def split_ranges(ranges: Mapping[TopicPartitionKey, tuple[int, int]], min_partitions: int | None) -> list[KafkaInputPartition]:
+def split_ranges(
+    ranges: Mapping[TopicPartitionKey, tuple[int, int]], min_partitions: int | None
+) -> list[PartitionRange]:
     """One Spark partition per non-empty range, big ranges cut so there are >= min_partitions
     (Spark's KafkaOffsetRangeCalculator: parts proportional to each range's share)."""
     ranges = {k: r for k, r in sorted(ranges.items()) if r[1] > r[0]}
@@ -167,7 +134,11 @@ def split_ranges(ranges: Mapping[TopicPartitionKey, tuple[int, int]], min_partit
         if min_partitions and len(ranges) < min_partitions and total:
             parts = max(round((end - start) / total * min_partitions), 1)
         bounds = [start + (end - start) * i // parts for i in range(parts + 1)]
-        result += [KafkaInputPartition(topic, partition, a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+        result += [
+            PartitionRange(topic, partition, a, b)
+            for a, b in zip(bounds, bounds[1:], strict=False)
+            if b > a
+        ]
     return result
 
 
@@ -191,18 +162,27 @@ def check_data_loss(
     detail = "; ".join(
         [f"{t}-{p}: partition no longer exists" for t, p in gone]
         + [f"{t}-{p}: offsets [{a}, {b}) were deleted" for (t, p), (a, b) in deleted.items()]
-        + [f"{t}-{p}: log ends at {b}, before the start {a} (topic re-created?)" for (t, p), (a, b) in reset.items()]
+        + [
+            f"{t}-{p}: log ends at {b}, before the start {a} (topic re-created?)"
+            for (t, p), (a, b) in reset.items()
+        ]
     )
     if options.fail_on_data_loss:
-        raise SeqstreamError(f"data loss: {detail}. Set failOnDataLoss=false to skip what is gone and go on.")
+        raise SeqstreamError(
+            f"data loss: {detail}. Set failOnDataLoss=false to skip what is gone and go on."
+        )
     skipped = sum(b - a for a, b in deleted.values())
     planner.records_skipped += skipped
     planner.partitions_lost += len(gone) + len(reset)
     log.warning(
         "failOnDataLoss=false: skipping %d deleted records and %d lost partitions (%s); "
         "so far in this query: %d records skipped, %d partitions lost",
-        skipped, len(gone) + len(reset), detail, planner.records_skipped, planner.partitions_lost,
-    )  # fmt: skip
+        skipped,
+        len(gone) + len(reset),
+        detail,
+        planner.records_skipped,
+        planner.partitions_lost,
+    )
     new_starts = {k: v for k, v in starts.items() if k in present}
     new_starts.update({k: b for k, (_, b) in deleted.items()})
     new_starts.update({k: earliest[k] for k in reset})
@@ -213,20 +193,27 @@ def check_data_loss(
 # --- reading on the executors ------------------------------------------------------------------
 
 
-def _batches(records: Iterator[Record], include_headers: bool, size: int = 8192) -> Iterator[pa.RecordBatch]:
-    schema = _arrow_schema(include_headers)
+def _batches(
+    records: Iterator[Record], include_headers: bool, size: int = 8192
+) -> Iterator[pa.RecordBatch]:
+    schema = arrow_schema(include_headers)
     chunk: list[Record] = []
 
     def flush() -> pa.RecordBatch:
         columns: list[Any] = [
-            [r.key for r in chunk], [r.value for r in chunk], [r.topic for r in chunk],
-            [r.partition for r in chunk], [r.offset for r in chunk],
+            [r.key for r in chunk],
+            [r.value for r in chunk],
+            [r.topic for r in chunk],
+            [r.partition for r in chunk],
+            [r.offset for r in chunk],
             [datetime.fromtimestamp(r.timestamp_ms / 1000, tz=timezone.utc) for r in chunk],
             [r.timestamp_type for r in chunk],
-        ]  # fmt: skip
+        ]
         if include_headers:
             columns.append([[{"key": k, "value": v} for k, v in r.headers] for r in chunk])
-        return pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
+        return pa.RecordBatch.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=False)], schema=schema
+        )
 
     for record in records:
         chunk.append(record)
@@ -238,13 +225,17 @@ def _batches(records: Iterator[Record], include_headers: bool, size: int = 8192)
 
 
 def read_partition(options: SourceOptions, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-    if not isinstance(partition, KafkaInputPartition):  # Spark's placeholder when nothing to read
+    if not isinstance(partition, PartitionRange):  # Spark's placeholder when nothing to read
         return iter(())
     kafka = options.kafka
     records = read_range(
-        kafka.bootstrap, partition.topic, {partition.partition: (partition.start, partition.end)},
-        client=kafka.client, options=kafka.properties, timeout_s=kafka.timeout_s,
-    )  # fmt: skip
+        kafka.bootstrap,
+        partition.topic,
+        {partition.partition: (partition.start, partition.end)},
+        client=kafka.client,
+        options=kafka.properties,
+        timeout_s=kafka.timeout_s,
+    )
     return _batches(records, options.include_headers)
 
 
@@ -257,7 +248,9 @@ class KafkaBatchReader(DataSourceReader):
         try:
             keys = planner.partitions()
             if not keys:
-                raise SeqstreamError(f"no topic to read: nothing on {self.options.kafka.bootstrap} matches {self._what()}")
+                raise SeqstreamError(
+                    f"no topic to read: nothing on {self.options.kafka.bootstrap} matches {self._what()}"
+                )
             starts = planner.resolve(self.options.starting, keys, "startingOffsets")
             ends = planner.resolve(self.options.ending, keys, "endingOffsets")
             starts, ends = check_data_loss(self.options, planner, starts, ends)
@@ -273,10 +266,13 @@ class KafkaBatchReader(DataSourceReader):
 
     def _what(self) -> str:
         o = self.options
-        return {"subscribe": f"subscribe={list(o.topics)}", "subscribepattern": f"subscribePattern={o.pattern!r}",
-                "assign": f"assign={o.assigned}"}[o.strategy]  # fmt: skip
+        return {
+            "subscribe": f"subscribe={list(o.topics)}",
+            "subscribepattern": f"subscribePattern={o.pattern!r}",
+            "assign": f"assign={o.assigned}",
+        }[o.strategy]
 
-    def read(self, partition: KafkaInputPartition) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         return read_partition(self.options, partition)
 
 
@@ -292,7 +288,12 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._last_batch_at = time.monotonic()
 
     def __getstate__(self) -> dict[str, Any]:  # executors get the options only
-        return {"options": self.options, "_planner": None, "_available_now": None, "_last_batch_at": 0.0}
+        return {
+            "options": self.options,
+            "_planner": None,
+            "_available_now": None,
+            "_last_batch_at": 0.0,
+        }
 
     @property
     def planner(self) -> _Planner:
@@ -333,10 +334,14 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if not isinstance(limit, ReadAllAvailable):
             minimum = self.options.min_offsets_per_trigger
             waited_ms = (time.monotonic() - self._last_batch_at) * 1000
-            if minimum and sum(backlog.values()) < minimum and waited_ms < self.options.max_trigger_delay_ms:
+            if (
+                minimum
+                and sum(backlog.values()) < minimum
+                and waited_ms < self.options.max_trigger_delay_ms
+            ):
                 return start  # not enough yet: no batch
             if self.options.max_offsets_per_trigger is not None:
-                latest = _rate_limit(begin, backlog, self.options.max_offsets_per_trigger)
+                latest = rate_limit(begin, backlog, self.options.max_offsets_per_trigger)
         if any(backlog.values()):
             self._last_batch_at = time.monotonic()
         return to_json_offsets(latest)
@@ -350,7 +355,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         starts, ends = check_data_loss(self.options, self.planner, starts, ends)
         return split_ranges({k: (starts[k], ends[k]) for k in ends}, self.options.min_partitions)
 
-    def read(self, partition: KafkaInputPartition) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         return read_partition(self.options, partition)
 
     def stop(self) -> None:
@@ -359,39 +364,14 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._planner = None
 
 
-def _rate_limit(begin: Offsets, backlog: Mapping[TopicPartitionKey, int], maximum: int) -> Offsets:
+def rate_limit(begin: Offsets, backlog: Mapping[TopicPartitionKey, int], maximum: int) -> Offsets:
     """Ends that take at most ``maximum`` offsets in all, shared in proportion to each
     partition's backlog (the rounding remainder goes to the largest leftovers)."""
     total = sum(backlog.values())
-    take = dict(backlog) if total <= maximum else {k: maximum * b // total for k, b in backlog.items()}
+    take = (
+        dict(backlog) if total <= maximum else {k: maximum * b // total for k, b in backlog.items()}
+    )
     spare = min(maximum, total) - sum(take.values())
     for k in sorted(backlog, key=lambda k: backlog[k] - take[k], reverse=True)[:spare]:
         take[k] += 1
     return {k: begin[k] + take[k] for k in backlog}
-
-
-class KafkaDataSource(DataSource):
-    """Register with ``spark.dataSource.register(KafkaDataSource)``; use ``format("seqstream-kafka")``."""
-
-    @classmethod
-    def name(cls) -> str:
-        return SHORT_NAME
-
-    def schema(self) -> StructType:
-        return kafka_schema(self.options.get("includeHeaders", self.options.get("includeheaders", "false")).lower() == "true")
-
-    def reader(self, schema: StructType) -> DataSourceReader:
-        return KafkaBatchReader(parse_source_options(self.options, streaming=False))
-
-    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        return KafkaStreamReader(parse_source_options(self.options, streaming=True))
-
-    def writer(self, schema: StructType, overwrite: bool):  # type: ignore[no-untyped-def]
-        from pipeline.kafka_sink import KafkaBatchWriter
-
-        return KafkaBatchWriter(parse_sink_options(self.options), schema)
-
-    def streamWriter(self, schema: StructType, overwrite: bool):  # type: ignore[no-untyped-def]
-        from pipeline.kafka_sink import KafkaStreamWriter
-
-        return KafkaStreamWriter(parse_sink_options(self.options), schema)

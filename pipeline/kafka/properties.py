@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.errors import SeqstreamError
+from seqstream.pipeline.errors import SeqstreamError
 
 _KAFKA_PYTHON_NAMES = {
     "security.protocol": "security_protocol",

@@ -16,15 +16,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-from pyspark.sql.datasource import DataSourceArrowWriter, DataSourceStreamArrowWriter, WriterCommitMessage
+from pyspark.sql.datasource import (
+    DataSourceArrowWriter,
+    DataSourceStreamArrowWriter,
+    WriterCommitMessage,
+)
 from pyspark.sql.types import BinaryType, IntegerType, StringType, StructType
 
-from pipeline.kafka_clients import open_producer, raise_for_failures
-from pipeline.kafka_source import HEADERS_TYPE
-from pipeline.kafka_source_options import OptionError, SinkOptions
+from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures
+from seqstream.pipeline.kafka.options import OptionError, SinkOptions
+from seqstream.pipeline.kafka.schema import HEADERS_TYPE
 
-_ALLOWED = {"key": (StringType(), BinaryType()), "value": (StringType(), BinaryType()),
-            "topic": (StringType(),), "partition": (IntegerType(),), "headers": (HEADERS_TYPE,)}  # fmt: skip
+_ALLOWED = {
+    "key": (StringType(), BinaryType()),
+    "value": (StringType(), BinaryType()),
+    "topic": (StringType(),),
+    "partition": (IntegerType(),),
+    "headers": (HEADERS_TYPE,),
+}
 
 
 @dataclass
@@ -36,7 +45,9 @@ def check_sink_schema(options: SinkOptions, schema: StructType) -> None:
     """Fail at query start for a missing value column, unusable types or no topic at all."""
     fields = {f.name: f.dataType for f in schema.fields}
     if "value" not in fields:
-        raise OptionError(f"writing to Kafka needs a 'value' column; the columns are {list(fields)}")
+        raise OptionError(
+            f"writing to Kafka needs a 'value' column; the columns are {list(fields)}"
+        )
     for name, data_type in fields.items():
         if name in _ALLOWED and data_type not in _ALLOWED[name]:
             allowed = " or ".join(t.simpleString() for t in _ALLOWED[name])
@@ -45,14 +56,15 @@ def check_sink_schema(options: SinkOptions, schema: StructType) -> None:
         raise OptionError("no topic: set the 'topic' option or give a 'topic' column")
 
 
-def _as_bytes(value: object) -> bytes | None:
-    return value.encode() if isinstance(value, str) else value  # type: ignore[return-value]
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
 
 
 def send_batches(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> SentMessage:
     kafka = options.kafka
-    producer = open_producer(kafka.bootstrap, client=kafka.client, options=kafka.properties,
-                             timeout_s=kafka.timeout_s)  # fmt: skip
+    producer = open_producer(
+        kafka.bootstrap, client=kafka.client, options=kafka.properties, timeout_s=kafka.timeout_s
+    )
     topics_seen: set[str] = set()
     try:
         for batch in batches:
@@ -69,8 +81,13 @@ def send_batches(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> Sen
                     raise OptionError("a row has a null 'topic' and no 'topic' option is set")
                 topics_seen.add(topic)
                 row_headers = [(h["key"], h["value"]) for h in headers[i]] if headers[i] else None
-                producer.send(topic, _as_bytes(values[i]), key=_as_bytes(keys[i]),
-                              partition=partitions[i], headers=row_headers)  # fmt: skip
+                producer.send(
+                    topic,
+                    _as_bytes(values[i]),
+                    key=_as_bytes(keys[i]),
+                    partition=partitions[i],
+                    headers=row_headers,
+                )
         report = producer.flush(kafka.timeout_s)
     finally:
         producer.close()

@@ -14,28 +14,52 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.errors import SeqstreamError
-
-EARLIEST, LATEST = -2, -1
+from seqstream.pipeline.errors import SeqstreamError
 
 Strategy = Literal["assign", "subscribe", "subscribepattern"]
+STRATEGIES: tuple[Strategy, ...] = ("assign", "subscribe", "subscribepattern")
 
 # Every option a read accepts (lower case; Spark passes option names case-insensitively).
 _READ_OPTIONS = {
-    "kafka.bootstrap.servers", "assign", "subscribe", "subscribepattern",
-    "startingoffsets", "endingoffsets", "startingtimestamp", "endingtimestamp",
-    "startingoffsetsbytimestamp", "endingoffsetsbytimestamp", "maxoffsetspertrigger",
-    "minoffsetspertrigger", "maxtriggerdelay", "minpartitions", "failondataloss",
-    "includeheaders", "seqstream.client", "seqstream.timeoutseconds",
-}  # fmt: skip
-_WRITE_OPTIONS = {"kafka.bootstrap.servers", "topic", "includeheaders", "seqstream.client",
-                  "seqstream.timeoutseconds"}  # fmt: skip
+    "kafka.bootstrap.servers",
+    "assign",
+    "subscribe",
+    "subscribepattern",
+    "startingoffsets",
+    "endingoffsets",
+    "startingtimestamp",
+    "endingtimestamp",
+    "startingoffsetsbytimestamp",
+    "endingoffsetsbytimestamp",
+    "maxoffsetspertrigger",
+    "minoffsetspertrigger",
+    "maxtriggerdelay",
+    "minpartitions",
+    "failondataloss",
+    "includeheaders",
+    "seqstream.client",
+    "seqstream.timeoutseconds",
+}
+_WRITE_OPTIONS = {
+    "kafka.bootstrap.servers",
+    "topic",
+    "includeheaders",
+    "seqstream.client",
+    "seqstream.timeoutseconds",
+}
 # Options Spark itself passes to every source or sink; accepted and left to Spark.
 _SPARK_GENERIC = {"checkpointlocation", "path"}
 # Consumer/producer properties that seqstream sets itself; Spark rejects them too.
-_RESERVED_KAFKA = {"kafka.group.id", "kafka.auto.offset.reset", "kafka.enable.auto.commit",
-                   "kafka.key.deserializer", "kafka.value.deserializer", "kafka.key.serializer",
-                   "kafka.value.serializer", "kafka.interceptor.classes"}  # fmt: skip
+_RESERVED_KAFKA = {
+    "kafka.group.id",
+    "kafka.auto.offset.reset",
+    "kafka.enable.auto.commit",
+    "kafka.key.deserializer",
+    "kafka.value.deserializer",
+    "kafka.key.serializer",
+    "kafka.value.serializer",
+    "kafka.interceptor.classes",
+}
 
 
 class OptionError(SeqstreamError, ValueError):
@@ -95,19 +119,29 @@ def _lower(options: Mapping[str, str]) -> dict[str, str]:
 
 
 def _client(opts: dict[str, str], allowed: set[str]) -> ClientSettings:
-    unknown = sorted(k for k in opts if k not in allowed | _SPARK_GENERIC and not k.startswith("kafka."))
+    unknown = sorted(
+        k for k in opts if k not in allowed | _SPARK_GENERIC and not k.startswith("kafka.")
+    )
     if unknown:
         raise OptionError(f"unknown option(s) {unknown}; supported: {sorted(allowed)} and kafka.*")
     reserved = sorted(set(opts) & _RESERVED_KAFKA)
     if reserved:
-        raise OptionError(f"option(s) {reserved} are set by seqstream-kafka itself and cannot be given")
+        raise OptionError(
+            f"option(s) {reserved} are set by seqstream-kafka itself and cannot be given"
+        )
     bootstrap = opts.get("kafka.bootstrap.servers", "").strip()
     if not bootstrap:
         raise OptionError("option 'kafka.bootstrap.servers' is required")
-    properties = {k[len("kafka.") :]: v for k, v in opts.items() if k.startswith("kafka.") and k != "kafka.bootstrap.servers"}
+    properties = {
+        k[len("kafka.") :]: v
+        for k, v in opts.items()
+        if k.startswith("kafka.") and k != "kafka.bootstrap.servers"
+    }
     client = opts.get("seqstream.client", "auto")
     if client not in ("auto", "confluent", "kafka-python"):
-        raise OptionError(f"option 'seqstream.client' must be auto, confluent or kafka-python, got {client!r}")
+        raise OptionError(
+            f"option 'seqstream.client' must be auto, confluent or kafka-python, got {client!r}"
+        )
     timeout = _positive_float(opts, "seqstream.timeoutseconds", 30.0)
     return ClientSettings(bootstrap, properties, client, timeout)
 
@@ -146,7 +180,15 @@ def _duration_ms(raw: str, name: str) -> int:
     match = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|min|h|d)?\s*", raw.lower())
     if not match:
         raise OptionError(f"option '{name}' must be a duration like 30s, 15m or 500ms, got {raw!r}")
-    scale = {None: 1, "ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+    scale = {
+        None: 1,
+        "ms": 1,
+        "s": 1000,
+        "m": 60_000,
+        "min": 60_000,
+        "h": 3_600_000,
+        "d": 86_400_000,
+    }
     return int(match.group(1)) * scale[match.group(2)]
 
 
@@ -166,8 +208,11 @@ def _partition_json(raw: str, name: str) -> dict[str, dict[int, int]]:
 
 
 def _offset_spec(opts: dict[str, str], side: str, *, streaming: bool) -> OffsetSpec:
-    names = {f"{side}offsets": "offsets", f"{side}timestamp": "timestamp",
-             f"{side}offsetsbytimestamp": "timestamps"}  # fmt: skip
+    names = {
+        f"{side}offsets": "offsets",
+        f"{side}timestamp": "timestamp",
+        f"{side}offsetsbytimestamp": "timestamps",
+    }
     given = [n for n in names if n in opts]
     if len(given) > 1:
         raise OptionError(f"options {given} contradict each other: give only one {side} position")
@@ -182,8 +227,10 @@ def _offset_spec(opts: dict[str, str], side: str, *, streaming: bool) -> OffsetS
         return OffsetSpec("timestamp", timestamp=int(raw))
     if names[name] == "timestamps":
         return OffsetSpec("timestamps", offsets=_partition_json(raw, name))
-    if raw.strip().lower() in ("earliest", "latest"):
-        return OffsetSpec(raw.strip().lower())  # type: ignore[arg-type]
+    if raw.strip().lower() == "earliest":
+        return OffsetSpec("earliest")
+    if raw.strip().lower() == "latest":
+        return OffsetSpec("latest")
     return OffsetSpec("offsets", offsets=_partition_json(raw, name))
 
 
@@ -191,12 +238,12 @@ def parse_source_options(options: Mapping[str, str], *, streaming: bool) -> Sour
     """Validate everything a read needs, naming each offending option."""
     opts = _lower(options)
     kafka = _client(opts, _READ_OPTIONS)
-    strategies = [s for s in ("assign", "subscribe", "subscribepattern") if s in opts]
+    strategies: list[Strategy] = [s for s in STRATEGIES if s in opts]
     if len(strategies) != 1:
         raise OptionError(
             f"exactly one of 'assign', 'subscribe', 'subscribePattern' must be given, got {strategies or 'none'}"
         )
-    strategy: Strategy = strategies[0]  # type: ignore[assignment]
+    strategy = strategies[0]
     topics: tuple[str, ...] = ()
     assigned: dict[str, tuple[int, ...]] = {}
     pattern = None
@@ -215,14 +262,20 @@ def parse_source_options(options: Mapping[str, str], *, streaming: bool) -> Sour
             parsed = json.loads(opts["assign"])
             assigned = {str(t): tuple(int(p) for p in ps) for t, ps in parsed.items()}
         except (ValueError, TypeError, AttributeError):
-            raise OptionError(f'option \'assign\' must be JSON like {{"topic":[0,1]}}, got {opts["assign"]!r}') from None
+            raise OptionError(
+                f"option 'assign' must be JSON like {{\"topic\":[0,1]}}, got {opts['assign']!r}"
+            ) from None
 
     starting = _offset_spec(opts, "starting", streaming=streaming)
     ending = _offset_spec(opts, "ending", streaming=streaming)
     ending_given = sorted(k for k in opts if k.startswith("ending"))
-    trigger_given = sorted(k for k in opts if k in ("maxoffsetspertrigger", "minoffsetspertrigger", "maxtriggerdelay"))
+    trigger_given = sorted(
+        k for k in opts if k in ("maxoffsetspertrigger", "minoffsetspertrigger", "maxtriggerdelay")
+    )
     if streaming and ending_given:
-        raise OptionError(f"option(s) {ending_given} are not valid for streaming reads (a stream has no end)")
+        raise OptionError(
+            f"option(s) {ending_given} are not valid for streaming reads (a stream has no end)"
+        )
     if not streaming:
         if trigger_given:
             raise OptionError(f"option(s) {trigger_given} only apply to streaming reads")
@@ -234,24 +287,43 @@ def parse_source_options(options: Mapping[str, str], *, streaming: bool) -> Sour
     max_per = _positive_int(opts, "maxoffsetspertrigger")
     min_per = _positive_int(opts, "minoffsetspertrigger")
     if max_per is not None and min_per is not None and min_per > max_per:
-        raise OptionError(f"minOffsetsPerTrigger ({min_per}) is larger than maxOffsetsPerTrigger ({max_per})")
+        raise OptionError(
+            f"minOffsetsPerTrigger ({min_per}) is larger than maxOffsetsPerTrigger ({max_per})"
+        )
     if "maxtriggerdelay" in opts and min_per is None:
         raise OptionError("option 'maxTriggerDelay' needs 'minOffsetsPerTrigger'")
-    delay = _duration_ms(opts["maxtriggerdelay"], "maxTriggerDelay") if "maxtriggerdelay" in opts else 15 * 60 * 1000
+    delay = (
+        _duration_ms(opts["maxtriggerdelay"], "maxTriggerDelay")
+        if "maxtriggerdelay" in opts
+        else 15 * 60 * 1000
+    )
     return SourceOptions(
-        kafka=kafka, strategy=strategy, topics=topics, pattern=pattern, assigned=assigned,
-        starting=starting, ending=ending, max_offsets_per_trigger=max_per,
-        min_offsets_per_trigger=min_per, max_trigger_delay_ms=delay,
+        kafka=kafka,
+        strategy=strategy,
+        topics=topics,
+        pattern=pattern,
+        assigned=assigned,
+        starting=starting,
+        ending=ending,
+        max_offsets_per_trigger=max_per,
+        min_offsets_per_trigger=min_per,
+        max_trigger_delay_ms=delay,
         min_partitions=_positive_int(opts, "minpartitions"),
         fail_on_data_loss=_bool(opts, "failondataloss", True),
         include_headers=_bool(opts, "includeheaders", False),
-    )  # fmt: skip
+    )
 
 
 def _values(spec: OffsetSpec) -> set[int]:
-    return {v for partitions in spec.offsets.values() for v in partitions.values()} if spec.kind == "offsets" else set()
+    return (
+        {v for partitions in spec.offsets.values() for v in partitions.values()}
+        if spec.kind == "offsets"
+        else set()
+    )
 
 
 def parse_sink_options(options: Mapping[str, str]) -> SinkOptions:
     opts = _lower(options)
-    return SinkOptions(_client(opts, _WRITE_OPTIONS), opts.get("topic"), _bool(opts, "includeheaders", False))
+    return SinkOptions(
+        _client(opts, _WRITE_OPTIONS), opts.get("topic"), _bool(opts, "includeheaders", False)
+    )

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
-from pipeline.errors import DeliveryError, KafkaUnavailableError, SeqstreamError
-from pipeline.kafka_options import kafka_python_options
+from seqstream.pipeline.errors import DeliveryError, KafkaUnavailableError, SeqstreamError
+from seqstream.pipeline.kafka.properties import kafka_python_options
 
 ClientName = Literal["confluent", "kafka-python"]
 Headers = Sequence[tuple[str, bytes]]
@@ -26,9 +26,11 @@ _LIBRDKAFKA_LOG = logging.getLogger("seqstream.librdkafka")
 
 def _confluent_config(bootstrap: str, timeout_s: float, options: Mapping[str, str]) -> dict:
     return {
-        "bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000),
-        "logger": _LIBRDKAFKA_LOG, **options,
-    }  # fmt: skip
+        "bootstrap.servers": bootstrap,
+        "socket.timeout.ms": int(timeout_s * 1000),
+        "logger": _LIBRDKAFKA_LOG,
+        **options,
+    }
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,15 @@ class RecordProducer(Protocol):
     report: DeliveryReport
 
     def send(
-        self, topic: str, value: bytes | None, *, key: bytes | None = None,
-        partition: int | None = None, headers: Headers | None = None,
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
         timestamp_ms: int | None = None,
-    ) -> None: ...  # fmt: skip
+    ) -> None: ...
 
     def flush(self, timeout_s: float) -> DeliveryReport: ...
 
@@ -79,9 +86,11 @@ def resolve_client(client: str = "auto") -> ClientName:
     """``auto`` picks confluent-kafka (about 10x faster here) when it is installed."""
     if client == "auto":
         return "confluent" if importlib.util.find_spec("confluent_kafka") else "kafka-python"
-    if client not in ("confluent", "kafka-python"):
-        raise SeqstreamError(f"kafka.client must be auto, confluent or kafka-python, not {client!r}")
-    return client  # type: ignore[return-value]
+    if client == "confluent":
+        return "confluent"
+    if client == "kafka-python":
+        return "kafka-python"
+    raise SeqstreamError(f"kafka.client must be auto, confluent or kafka-python, not {client!r}")
 
 
 def _unavailable(bootstrap: str, timeout_s: float, detail: object) -> KafkaUnavailableError:
@@ -102,13 +111,17 @@ class _ConfluentProducer:
 
         self.report = DeliveryReport()
         self._refused = KafkaException
-        self._producer = Producer({
-            # murmur2 is what Java and kafka-python clients use: a key lands in the same
-            # partition whichever client wrote it.
-            "enable.idempotence": True, "partitioner": "murmur2_random", "linger.ms": 20,
-            "message.timeout.ms": max(int(timeout_s * 1000), 5000),
-            **_confluent_config(bootstrap, timeout_s, options),
-        })  # fmt: skip
+        self._producer = Producer(
+            {
+                # murmur2 is what Java and kafka-python clients use: a key lands in the same
+                # partition whichever client wrote it.
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+                "linger.ms": 20,
+                "message.timeout.ms": max(int(timeout_s * 1000), 5000),
+                **_confluent_config(bootstrap, timeout_s, options),
+            }
+        )
         try:
             self._producer.list_topics(timeout=timeout_s)
         except KafkaException as exc:
@@ -120,8 +133,17 @@ class _ConfluentProducer:
         else:
             self.report.record_failure(str(err))
 
-    def send(self, topic, value, *, key=None, partition=None, headers=None, timestamp_ms=None):  # type: ignore[no-untyped-def]
-        kwargs = {"key": key, "value": value, "on_delivery": self._on_delivery}
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
         if partition is not None:
             kwargs["partition"] = partition
         if headers:
@@ -155,15 +177,21 @@ _KAFKA_TIMESTAMP_TYPE = {0: -1, 1: 0, 2: 1}
 
 
 def _confluent_read(
-    bootstrap: str, topic: str, ranges: Mapping[int, tuple[int, int]],
-    options: Mapping[str, str], timeout_s: float,
-) -> Iterator[Record]:  # fmt: skip
+    bootstrap: str,
+    topic: str,
+    ranges: Mapping[int, tuple[int, int]],
+    options: Mapping[str, str],
+    timeout_s: float,
+) -> Iterator[Record]:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({
-        "group.id": "seqstream-reader", "enable.auto.commit": False,
-        **_confluent_config(bootstrap, timeout_s, options),
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            "group.id": "seqstream-reader",
+            "enable.auto.commit": False,
+            **_confluent_config(bootstrap, timeout_s, options),
+        }
+    )
     try:
         try:
             consumer.list_topics(topic, timeout=timeout_s)
@@ -177,8 +205,20 @@ def _confluent_read(
                 if msg.error() is not None:
                     raise SeqstreamError(f"reading {topic}: {msg.error()}")
                 ts_type, ts = msg.timestamp()
-                records.append(Record(topic, msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                      ts, _KAFKA_TIMESTAMP_TYPE[ts_type], tuple(msg.headers() or ())))
+                # A consumed record always has a partition, an offset and bytes headers.
+                headers = cast(list[tuple[str, bytes]], msg.headers() or [])
+                records.append(
+                    Record(
+                        topic,
+                        cast(int, msg.partition()),
+                        cast(int, msg.offset()),
+                        msg.key(),
+                        msg.value(),
+                        ts,
+                        _KAFKA_TIMESTAMP_TYPE[ts_type],
+                        tuple(headers),
+                    )
+                )
             return records
 
         yield from _read_until_ends(topic, ranges, poll, timeout_s)
@@ -200,10 +240,13 @@ class _KafkaPythonProducer:
         self._refused = (KafkaError, ValueError)
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap.split(","), enable_idempotence=True, linger_ms=20,
+                bootstrap_servers=bootstrap.split(","),
+                enable_idempotence=True,
+                linger_ms=20,
                 bootstrap_timeout_ms=int(timeout_s * 1000),
-                request_timeout_ms=int(timeout_s * 1000), **kafka_python_options(options),
-            )  # fmt: skip
+                request_timeout_ms=int(timeout_s * 1000),
+                **kafka_python_options(options),
+            )
         except KafkaError as exc:
             raise _unavailable(bootstrap, timeout_s, exc) from None
 
@@ -213,13 +256,26 @@ class _KafkaPythonProducer:
     def _on_error(self, exc: BaseException) -> None:
         self.report.record_failure(repr(exc))
 
-    def send(self, topic, value, *, key=None, partition=None, headers=None, timestamp_ms=None):  # type: ignore[no-untyped-def]
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         self.report.sent += 1
         try:
             future = self._producer.send(
-                topic, value=value, key=key, partition=partition,
-                headers=list(headers) if headers else None, timestamp_ms=timestamp_ms,
-            )  # fmt: skip
+                topic,
+                value=value,
+                key=key,
+                partition=partition,
+                headers=list(headers) if headers else None,
+                timestamp_ms=timestamp_ms,
+            )
         except self._refused as exc:  # refused before sending, e.g. unknown partition
             self.report.record_failure(f"{topic}: {exc}")
             return
@@ -241,18 +297,25 @@ class _KafkaPythonProducer:
 
 
 def _kafka_python_read(
-    bootstrap: str, topic: str, ranges: Mapping[int, tuple[int, int]],
-    options: Mapping[str, str], timeout_s: float,
-) -> Iterator[Record]:  # fmt: skip
+    bootstrap: str,
+    topic: str,
+    ranges: Mapping[int, tuple[int, int]],
+    options: Mapping[str, str],
+    timeout_s: float,
+) -> Iterator[Record]:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
-            bootstrap_timeout_ms=int(timeout_s * 1000), request_timeout_ms=int(timeout_s * 1000),
-            max_poll_records=10_000, fetch_max_wait_ms=100, **kafka_python_options(options),
-        )  # fmt: skip
+            bootstrap_servers=bootstrap.split(","),
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000),
+            max_poll_records=10_000,
+            fetch_max_wait_ms=100,
+            **kafka_python_options(options),
+        )
     except KafkaError as exc:
         raise _unavailable(bootstrap, timeout_s, exc) from None
     try:
@@ -262,11 +325,19 @@ def _kafka_python_read(
 
         def poll() -> list[Record]:
             return [
-                Record(topic, tp.partition, m.offset, m.key, m.value, m.timestamp,
-                       m.timestamp_type, tuple(m.headers or ()))
+                Record(
+                    topic,
+                    tp.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    m.timestamp,
+                    m.timestamp_type,
+                    tuple(m.headers or ()),
+                )
                 for tp, messages in consumer.poll(timeout_ms=200).items()
                 for m in messages
-            ]  # fmt: skip
+            ]
 
         yield from _read_until_ends(topic, ranges, poll, timeout_s)
     finally:
@@ -274,9 +345,11 @@ def _kafka_python_read(
 
 
 def _read_until_ends(
-    topic: str, ranges: Mapping[int, tuple[int, int]], poll: Callable[[], list[Record]],
+    topic: str,
+    ranges: Mapping[int, tuple[int, int]],
+    poll: Callable[[], list[Record]],
     timeout_s: float,
-) -> Iterator[Record]:  # fmt: skip
+) -> Iterator[Record]:
     """Yield polled records inside the ranges until every partition reached its end offset."""
     pending = {p: r for p, r in ranges.items() if r[1] > r[0]}
     positions = {p: start for p, (start, _) in pending.items()}
@@ -298,10 +371,14 @@ def _read_until_ends(
 
 
 def _stalled(
-    topic: str, positions: Mapping[int, int], pending: Mapping[int, tuple[int, int]],
+    topic: str,
+    positions: Mapping[int, int],
+    pending: Mapping[int, tuple[int, int]],
     timeout_s: float,
-) -> SeqstreamError:  # fmt: skip
-    where = ", ".join(f"partition {p} at {positions[p]} of [{s}, {e})" for p, (s, e) in pending.items())
+) -> SeqstreamError:
+    where = ", ".join(
+        f"partition {p} at {positions[p]} of [{s}, {e})" for p, (s, e) in pending.items()
+    )
     return SeqstreamError(f"reading {topic}: no records for {timeout_s:g}s, stuck at {where}")
 
 
@@ -309,9 +386,12 @@ def _stalled(
 
 
 def open_producer(
-    bootstrap: str, *, client: str = "auto", options: Mapping[str, str] | None = None,
+    bootstrap: str,
+    *,
+    client: str = "auto",
+    options: Mapping[str, str] | None = None,
     timeout_s: float = 10.0,
-) -> RecordProducer:  # fmt: skip
+) -> RecordProducer:
     """An idempotent producer; raises KafkaUnavailableError if no broker answers in time."""
     chosen = resolve_client(client)
     factory = _ConfluentProducer if chosen == "confluent" else _KafkaPythonProducer
@@ -319,9 +399,14 @@ def open_producer(
 
 
 def read_range(
-    bootstrap: str, topic: str, ranges: Mapping[int, tuple[int, int]], *, client: str = "auto",
-    options: Mapping[str, str] | None = None, timeout_s: float = 10.0,
-) -> Iterator[Record]:  # fmt: skip
+    bootstrap: str,
+    topic: str,
+    ranges: Mapping[int, tuple[int, int]],
+    *,
+    client: str = "auto",
+    options: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> Iterator[Record]:
     """Records with ``start <= offset < end`` for each ``partition: (start, end)``, per-partition in order."""
     reader = _confluent_read if resolve_client(client) == "confluent" else _kafka_python_read
     return reader(bootstrap, topic, ranges, options or {}, timeout_s)

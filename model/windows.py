@@ -36,13 +36,19 @@ def empty_context(features: int) -> np.ndarray:
     return np.zeros((0, features), dtype=np.float32)
 
 
-def keyed_windows(contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.ndarray, length: int) -> KeyedWindows:
+def keyed_windows(
+    contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.ndarray, length: int
+) -> KeyedWindows:
     """Windows ending at each of ``events`` (rows of many keys; ``codes[i]`` indexes event i's key
     in ``contexts``, and each key's events are in log order), each key's history preceded by its
     context. Vectorised over keys: one pass, whatever the number of keys."""
     if length < 1:
         raise ValueError(f"window length must be at least 1, got {length}")
-    mismatched = [c.shape for c in contexts if events.ndim != 2 or c.ndim != 2 or c.shape[1] != events.shape[1]]
+    mismatched = [
+        c.shape
+        for c in contexts
+        if events.ndim != 2 or c.ndim != 2 or c.shape[1] != events.shape[1]
+    ]
     if events.ndim != 2 or mismatched:
         raise ValueError(
             f"context {mismatched[0] if mismatched else None} and new events {events.shape} must be "
@@ -54,9 +60,11 @@ def keyed_windows(contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.
     carried = np.array([len(c) for c in contexts], np.int64)
     counts = np.bincount(codes, minlength=len(contexts))
     sizes = carried + counts
-    starts = np.cumsum(sizes) - sizes  # each key's segment of ``history``: its context, then its events
+    starts = (
+        np.cumsum(sizes) - sizes
+    )  # each key's segment of ``history``: its context, then its events
     history = np.zeros((int(sizes.sum()), features), np.float32)
-    for start, context in zip(starts, contexts):
+    for start, context in zip(starts, contexts, strict=False):
         history[start : start + len(context)] = context
     order = np.argsort(codes, kind="stable")  # grouped by key, log order kept within a key
     grouped = codes[order]
@@ -70,12 +78,19 @@ def keyed_windows(contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.
     windows = history[np.where(real, position[:, None] - lengths[:, None] + 1 + steps[None, :], 0)]
     windows[~real] = 0.0
     ends = starts + sizes
-    kept = [history[max(start, end - (length - 1)) : end].copy() for start, end in zip(starts, ends)]
+    kept = [
+        history[max(start, end - (length - 1)) : end].copy()
+        for start, end in zip(starts, ends, strict=False)
+    ]
     return KeyedWindows(windows, lengths, kept)
 
 
 def extend_windows(context: np.ndarray, new_events: np.ndarray, length: int) -> WindowBatch:
     """Windows ending at each of ``new_events`` (one key's rows in log order), preceded by ``context``."""
-    made = keyed_windows([context.astype(np.float32, copy=False)], np.zeros(len(new_events), np.int64),
-                         new_events.astype(np.float32, copy=False), length)  # fmt: skip
+    made = keyed_windows(
+        [context.astype(np.float32, copy=False)],
+        np.zeros(len(new_events), np.int64),
+        new_events.astype(np.float32, copy=False),
+        length,
+    )
     return WindowBatch(made.windows, made.lengths, made.contexts[0])

@@ -18,8 +18,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from pipeline.errors import KafkaUnavailableError, TopicError
-from pipeline.kafka_options import kafka_python_options
+from seqstream.pipeline.errors import KafkaUnavailableError, TopicError
+from seqstream.pipeline.kafka.properties import kafka_python_options
 
 # How long to wait for the tail of a partition when checking where it really ends.
 _TAIL_POLL_MS = 500
@@ -35,9 +35,12 @@ class TopicAdmin:
     """Admin operations against one cluster; open once, use for many calls, then ``close()``."""
 
     def __init__(
-        self, bootstrap_servers: str, *, timeout_s: float = 10.0,
+        self,
+        bootstrap_servers: str,
+        *,
+        timeout_s: float = 10.0,
         options: Mapping[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self._timeout_ms = int(timeout_s * 1000)
         self._client_options: dict[str, Any] = {
@@ -47,7 +50,9 @@ class TopicAdmin:
             **kafka_python_options(options or {}),
         }
         try:
-            self._admin = KafkaAdminClient(**{"client_id": "seqstream-admin", **self._client_options})
+            self._admin = KafkaAdminClient(
+                **{"client_id": "seqstream-admin", **self._client_options}
+            )
         except KafkaError as exc:
             raise KafkaUnavailableError(
                 f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:g}s "
@@ -60,8 +65,9 @@ class TopicAdmin:
     def list_topics(self) -> set[str]:
         return {t for t in self._admin.list_topics() if not t.startswith("__")}
 
-    def create_topic(self, name: str, partitions: int, *, replication_factor: int = 1,
-                     exist_ok: bool = False) -> TopicInfo:  # fmt: skip
+    def create_topic(
+        self, name: str, partitions: int, *, replication_factor: int = 1, exist_ok: bool = False
+    ) -> TopicInfo:
         """Create ``name`` and wait until every partition has a leader."""
         try:
             self._admin.create_topics(
@@ -105,7 +111,9 @@ class TopicAdmin:
         """The offset after the last record of each partition (the true high watermark)."""
         partitions = self.partitions(topic)
         reported = self._list_offsets(topic, OffsetSpec.LATEST, partitions)
-        return self._true_ends(topic, reported, self._list_offsets(topic, OffsetSpec.EARLIEST, partitions))
+        return self._true_ends(
+            topic, reported, self._list_offsets(topic, OffsetSpec.EARLIEST, partitions)
+        )
 
     def offsets_for_times(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         """Per partition, the first offset whose record timestamp is >= ``timestamp_ms``, or the
@@ -150,16 +158,21 @@ class TopicAdmin:
         return result
 
     def _list_offsets(
-        self, topic: str, spec: Any, partitions: list[TopicPartition] | None = None,
+        self,
+        topic: str,
+        spec: Any,
+        partitions: list[TopicPartition] | None = None,
         with_timestamp: bool = False,
-    ) -> dict:  # fmt: skip
+    ) -> dict:
         specs = {tp: spec for tp in partitions or self.partitions(topic)}
         answer = self._admin.list_partition_offsets(specs, timeout_ms=self._timeout_ms)
         if with_timestamp:
             return {tp.partition: (info.offset, info.timestamp) for tp, info in answer.items()}
         return {tp.partition: info.offset for tp, info in answer.items()}
 
-    def _true_ends(self, topic: str, reported: dict[int, int], starts: dict[int, int]) -> dict[int, int]:
+    def _true_ends(
+        self, topic: str, reported: dict[int, int], starts: dict[int, int]
+    ) -> dict[int, int]:
         """One fetch from ``reported - 1`` per non-empty partition. A correct broker returns the
         record at ``reported - 1``; Tansu returns its whole last batch. Either way the fetch
         response's high watermark (right on both) and the records' offsets give the true end."""
@@ -174,7 +187,9 @@ class TopicAdmin:
         deadline = time.monotonic() + self._timeout_ms / 1000
         while pending and time.monotonic() < deadline:
             for tp, records in consumer.poll(timeout_ms=_TAIL_POLL_MS).items():
-                ends[tp.partition] = max(ends[tp.partition], records[-1].offset + 1, consumer.highwater(tp) or 0)
+                ends[tp.partition] = max(
+                    ends[tp.partition], records[-1].offset + 1, consumer.highwater(tp) or 0
+                )
                 pending.discard(tp)
                 consumer.pause(tp)
         consumer.assign([])
@@ -187,12 +202,17 @@ class TopicAdmin:
 
     def _tail_consumer(self) -> KafkaConsumer:
         if self._consumer is None:
-            self._consumer = KafkaConsumer(**{
-                "client_id": "seqstream-admin-tail", "enable_auto_commit": False,
-                # One poll must answer every partition: kafka-python's default of 500 records
-                # per poll leaves the others buffered, and pausing a partition loses them.
-                "fetch_max_wait_ms": 100, "max_poll_records": 1_000_000, **self._client_options,
-            })  # fmt: skip
+            self._consumer = KafkaConsumer(
+                **{
+                    "client_id": "seqstream-admin-tail",
+                    "enable_auto_commit": False,
+                    # One poll must answer every partition: kafka-python's default of 500 records
+                    # per poll leaves the others buffered, and pausing a partition loses them.
+                    "fetch_max_wait_ms": 100,
+                    "max_poll_records": 1_000_000,
+                    **self._client_options,
+                }
+            )
         return self._consumer
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -206,7 +226,9 @@ class TopicAdmin:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.close()

@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.config import BOOTSTRAP_ENV, Settings
-from pipeline.errors import BrokerError
+from seqstream.pipeline.errors import BrokerError
 
 STATE_FILE = "broker.json"
 log = logging.getLogger(__name__)
@@ -59,7 +58,9 @@ def answers_metadata(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when a Kafka Metadata request to ``bootstrap`` gets an answer."""
     from confluent_kafka.admin import AdminClient
 
-    client = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000)})
+    client = AdminClient(
+        {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000)}
+    )
     try:
         client.list_topics(timeout=timeout_s)
         return True
@@ -82,20 +83,28 @@ class BrokerInfo:
 def _spawn(port: int, host: str, log_file: Path) -> subprocess.Popen[bytes]:
     url = f"tcp://{host}:{port}"
     command = [
-        str(tansu_binary()), "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
-        "--cluster-id", "seqstream",
-    ]  # fmt: skip
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+        "--cluster-id",
+        "seqstream",
+    ]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         # Own session: a Ctrl-C aimed at the caller does not kill a detached broker, and we can
         # signal the whole group on stop.
         return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def _wait_ready(process: subprocess.Popen[bytes], info: BrokerInfo, timeout_s: float) -> None:
@@ -163,9 +172,13 @@ class EmbeddedBroker:
     """A Tansu broker on a free loopback port for the life of a ``with`` block."""
 
     def __init__(
-        self, *, port: int | None = None, host: str = "127.0.0.1",
-        log_dir: Path | None = None, start_timeout_s: float = 15.0,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_dir: Path | None = None,
+        start_timeout_s: float = 15.0,
+    ) -> None:
         self._port = port
         self._host = host
         self._log_dir = log_dir
@@ -203,9 +216,11 @@ class EmbeddedBroker:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.stop()
 
 
@@ -249,24 +264,3 @@ def stop_detached(state_dir: Path) -> BrokerInfo | None:
         _wait_port_released(info.port, info.host)
     state.unlink()
     return info if was_alive else None
-
-
-def resolve_bootstrap(settings: Settings, *, start_if_missing: bool = False) -> str:
-    """Configured servers, else the running embedded broker, else (if allowed) a new one."""
-    if settings.kafka.bootstrap_servers:
-        return settings.kafka.bootstrap_servers
-    state_dir = settings.broker.state_dir
-    running = detached_status(state_dir)
-    if running is not None:
-        return running.bootstrap_servers
-    if not start_if_missing:
-        raise BrokerError(
-            "no Kafka configured and no embedded broker running: run `seqstream broker start`, "
-            f"or set {BOOTSTRAP_ENV} (kafka.bootstrap_servers) to your cluster"
-        )
-    info, _ = start_detached(
-        state_dir, port=settings.broker.port, start_timeout_s=settings.broker.start_timeout_s
-    )
-    log.info("started the embedded broker on %s (stop it with `seqstream broker stop`)",
-             info.bootstrap_servers)  # fmt: skip
-    return info.bootstrap_servers

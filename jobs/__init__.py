@@ -1,1 +1,0 @@
-"""spark-submit entry points of seqstream (each module also runs with plain ``python -m``)."""

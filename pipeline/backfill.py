@@ -1,0 +1,486 @@
+"""The backfill: re-score a bounded range of Kafka history exactly as the streaming job scored it.
+
+    seqstream backfill --start-time 2026-11-01T00:00:00Z --end-time 2026-11-02T00:00:00Z
+    spark-submit jobs/backfill.py --config seqstream.yaml --starting-offsets earliest
+
+The plan (request, ranges, chunks, output checks) is ``backfill_plan``'s. Same parsing,
+windowing (``window_step.window_rows``), scoring and sinks as the streaming job, as batch jobs.
+Windows at the range start are complete: before the first chunk, each key's last N-1 events
+before the start are read (looking back until every key of the range has them, or the log
+begins). The range is cut into chunks (every partition's k-th slice, read
+in parallel); each key's carried events pass from chunk to chunk as the streaming state does.
+A key lives in one Kafka partition, so each Spark partition of the Kafka read is windowed where
+it was read (``mapInPandas``, no shuffle), with its keys' carried events shipped in the closure.
+
+Progress lives in ``backfill.progress_dir``: the resolved plan, and per finished chunk its
+counts and carried events. A re-run with the same request resumes after the last finished
+chunk; a chunk that was cut short is written again and replaces its own Parquet partition
+(``batch_id`` = chunk number), so nothing is duplicated there. Kafka output is at least once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, StructField, StructType
+
+from seqstream.pipeline.backfill_plan import Request, check_sinks, plan_backfill
+from seqstream.pipeline.config import EventSchema, Settings, StreamSettings
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka import (
+    PartitionRange,
+    assign_json,
+    kafka_format,
+    kafka_options,
+    offsets_json,
+)
+from seqstream.pipeline.outputs import BatchWriter
+from seqstream.pipeline.parsing import parse_events
+from seqstream.pipeline.rows import KAFKA_COLUMNS, SCORED_COLUMNS, SCORED_SCHEMA
+from seqstream.pipeline.scoring import ModelRef, score_windows
+from seqstream.pipeline.streaming import check_model, create_output_topics
+from seqstream.pipeline.window_step import window_rows
+
+log = logging.getLogger("seqstream.backfill")
+
+
+@dataclass(frozen=True)
+class ChunkCounts:
+    chunk: int
+    events_in: int
+    scored: int
+    not_yet_scoreable: int
+    dead_lettered: int
+    seconds: float
+
+
+# --- windows over a chunk ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackedContexts:
+    """One topic-partition's carried events, packed so a large state pickles fast: ``keys[i]``
+    holds ``flat[bounds[i]:bounds[i + 1]]`` (events x features, flattened)."""
+
+    keys: list[str]
+    flat: np.ndarray
+    bounds: np.ndarray
+
+
+def pack_state(state: pd.DataFrame) -> dict[str, PackedContexts]:
+    """Carried events (``empty_state()`` columns) by ``topic:partition``, for a chunk's tasks:
+    200,000 keys pickle in 0.1 s packed, 1.5 s as arrays of their own."""
+    packed = {}
+    for name, group in state.groupby(_names(state), sort=False):
+        parts = [np.asarray(c, np.float32).ravel() for c in group["context"]]
+        bounds = np.cumsum([0, *(len(p) for p in parts)], dtype=np.int64)
+        packed[name] = PackedContexts(group["key"].tolist(), np.concatenate(parts), bounds)
+    return packed
+
+
+class _PartitionContexts:
+    """Each key's carried events in one topic-partition: what the chunk started with, overlaid
+    by what this task's batches left (``updated``, the only part sent back)."""
+
+    def __init__(self, packed: PackedContexts | None, width: int) -> None:
+        self.packed = packed
+        self.index = {k: i for i, k in enumerate(packed.keys)} if packed else {}
+        self.width = width
+        self.updated: dict[str, np.ndarray] = {}
+
+    def get(self, key: str) -> np.ndarray | None:
+        if key in self.updated:
+            return self.updated[key]
+        i = self.index.get(key)
+        if i is None or self.packed is None:
+            return None
+        return self.packed.flat[self.packed.bounds[i] : self.packed.bounds[i + 1]].reshape(
+            -1, self.width
+        )
+
+
+def partition_windows(
+    batches: Iterator[pd.DataFrame],
+    *,
+    carried: dict[str, PackedContexts],
+    emit_from: dict[str, int],
+    length: int,
+    schema: EventSchema,
+    max_bytes: int,
+    ref: ModelRef,
+) -> Iterator[pd.DataFrame]:
+    """One Spark partition of a chunk's Kafka read (whole topic-partitions, each in offset order,
+    as the streaming job's micro-batches see them): the scored windows of the events at or after
+    ``emit_from``, then the carried events of every key that had events (``is_state`` rows, the
+    events in ``window``). No shuffle: the Kafka read's partitions are the units of state."""
+
+    width = len(schema.features)
+    contexts: dict[tuple[str, int], _PartitionContexts] = {}
+    last_offset: dict[tuple[str, int], int] = {}
+    for batch in batches:
+        for (topic, partition), rows in batch.groupby(["topic", "partition"], sort=False):
+            where, name, first = (
+                (str(topic), int(partition)),
+                f"{topic}:{partition}",
+                int(rows["offset"].min()),
+            )
+            if first <= last_offset.get(where, -1):
+                raise SeqstreamError(
+                    f"backfill read {topic}-{partition} out of offset order (at {first}): "
+                    "each topic-partition must be one Spark partition (no minPartitions)"
+                )
+            last_offset[where] = int(rows["offset"].max())
+            mine = contexts.setdefault(where, _PartitionContexts(carried.get(name), width))
+            made = window_rows(
+                rows.rename(columns={"timestamp": "kafka_timestamp"}),
+                mine.get,
+                length,
+                schema,
+                max_bytes,
+            )
+            mine.updated.update(made.contexts)
+            emit = (made.rows["offset"] >= emit_from.get(name, 0)).to_numpy()
+            if emit.any():
+                yield score_windows(
+                    made.rows[emit].reset_index(drop=True), made.windows[emit], ref
+                ).assign(is_state=False)
+    for (topic, partition), mine in contexts.items():
+        if not mine.updated:
+            continue
+        state = pd.DataFrame(
+            {
+                "key": list(mine.updated),
+                "topic": topic,
+                "partition": partition,
+                "window": [c.ravel() for c in mine.updated.values()],
+                "window_length": [len(c) for c in mine.updated.values()],
+            }
+        ).reindex(columns=SCORED_COLUMNS)
+        for column in (
+            "prediction",
+            "value",
+            "reason",
+            "model_version",
+            "model_batch",
+            "kafka_timestamp",
+        ):
+            state[column] = None  # absent, not NaN: list and string columns cannot take a float
+        yield state.assign(is_state=True)
+
+
+class Backfill:
+    """One backfill run: the plan, the Spark steps and the progress files."""
+
+    def __init__(self, spark: Any, settings: Settings, bootstrap: str) -> None:
+
+        self.spark = spark
+        self.settings = settings
+        self.ref, self.spec = check_model(settings)
+        self.length, self.features = self.spec.window.length, len(self.spec.features)
+        self.format = kafka_format(spark, settings.kafka.connector)
+        self.options = kafka_options(bootstrap, settings.kafka.options)
+
+    def read_kafka(self, ranges: list[PartitionRange]) -> Any:
+        """Exactly these offset ranges, as Spark's Kafka batch read gives them."""
+        return (
+            self.spark.read.format(self.format)
+            .options(**self.options)
+            .option("assign", assign_json(ranges))
+            .option("startingOffsets", offsets_json(ranges, "start"))
+            .option("endingOffsets", offsets_json(ranges, "end"))
+            .load()
+        )
+
+    def read_parsed(self, ranges: list[PartitionRange]) -> Any:
+        """Parsed events as their own Spark step (the windows parse inside theirs)."""
+
+        return parse_events(
+            self.read_kafka(ranges), self.settings.events, self.settings.stream.max_event_bytes
+        )
+
+    def windows(
+        self, ranges: list[PartitionRange], emit_from: dict[str, int], state: pd.DataFrame
+    ) -> Any:
+        """Scored windows of ``ranges`` from ``emit_from`` on, plus the carried events of every key
+        that had events (``is_state`` rows)."""
+
+        schema = StructType([*SCORED_SCHEMA.fields, StructField("is_state", BooleanType())])
+        fn = partial(
+            partition_windows,
+            carried=pack_state(state),
+            emit_from=emit_from,
+            length=self.length,
+            schema=self.settings.events,
+            max_bytes=self.settings.stream.max_event_bytes,
+            ref=self.ref,
+        )
+        return self.read_kafka(ranges).select(*KAFKA_COLUMNS).mapInPandas(fn, schema)
+
+    @staticmethod
+    def carried_events(windows: Any, before: pd.DataFrame) -> pd.DataFrame:
+        """``before``, with the carried events of every key that had events replaced."""
+        rows = (
+            windows.where("is_state")
+            .selectExpr("topic", "partition", "key", "window AS context")
+            .toPandas()
+        )
+        if not len(rows):
+            return before
+        merged = (
+            pd.concat([before, rows], ignore_index=True) if len(before) else rows
+        )  # no concat with an empty frame
+        return merged.drop_duplicates(["topic", "partition", "key"], keep="last", ignore_index=True)
+
+    def context_before(self, ranges: list[PartitionRange], lows: dict[str, int]) -> pd.DataFrame:
+        """Each range key's last N-1 events before its partition's start: look back (N-1) x keys
+        offsets, then four times further for partitions where a key still has too few, until
+        every key has them or the log begins."""
+        need = [r for r in ranges if r.start > lows[_name(r)] and r.events]
+        if self.length == 1 or not need:
+            return empty_state()
+        keys = (
+            self.read_parsed(need)
+            .where("reason IS NULL")
+            .select("topic", "partition", "key")
+            .distinct()
+            .toPandas()
+        )
+        wanted = {
+            name: set(group["key"])
+            for name, group in keys.assign(name=_names(keys)).groupby("name")
+        }
+        lookback = {
+            _name(r): (self.length - 1) * max(len(wanted.get(_name(r), ())), 1) for r in need
+        }
+        found: list[pd.DataFrame] = []
+        while need:
+            reads = [
+                PartitionRange(
+                    r.topic, r.partition, max(lows[_name(r)], r.start - lookback[_name(r)]), r.start
+                )
+                for r in need
+            ]
+            carried = self.carried_events(
+                self.windows(reads, {_name(r): r.end for r in reads}, empty_state()), empty_state()
+            )
+            carried = carried.assign(name=_names(carried))
+            pending = []
+            for r, read in zip(need, reads, strict=False):
+                mine = carried[
+                    (carried["name"] == _name(r)) & carried["key"].isin(wanted.get(_name(r), set()))
+                ]
+                full = sum(len(c) == (self.length - 1) * self.features for c in mine["context"])
+                if full < len(wanted.get(_name(r), ())) and read.start > lows[_name(r)]:
+                    lookback[_name(r)] *= 4
+                    pending.append(r)
+                else:
+                    found.append(mine.drop(columns="name"))
+                    log.info(
+                        "context of %s: %d keys, read back from offset %d",
+                        _name(r),
+                        len(mine),
+                        read.start,
+                    )
+            need = pending
+        return pd.concat(found, ignore_index=True) if found else empty_state()
+
+    def run_chunk(
+        self, index: int, chunk: list[PartitionRange], state: pd.DataFrame
+    ) -> tuple[ChunkCounts, pd.DataFrame]:
+        """Score and write one chunk; returns its counts and the carried events after it."""
+
+        started = time.monotonic()
+        windows = self.windows(chunk, {}, state).persist()
+        try:
+            out = windows.where(~F.col("is_state")).drop("is_state")
+            totals = out.agg(
+                F.count(F.lit(1)).alias("events"),
+                F.count("reason").alias("dead"),
+                F.count("score").alias("scored"),
+            ).first()
+            BatchWriter(self.sink_settings(), self.format, self.options)(out, index)
+            carried = self.carried_events(windows, state)
+        finally:
+            windows.unpersist()
+        counts = ChunkCounts(
+            index,
+            totals["events"],
+            totals["scored"],
+            totals["events"] - totals["dead"] - totals["scored"],
+            totals["dead"],
+            round(time.monotonic() - started, 3),
+        )
+        return counts, carried
+
+    def sink_settings(self) -> StreamSettings:
+        b = self.settings.backfill
+        return self.settings.stream.model_copy(
+            update={
+                "parquet_path": b.parquet_path,
+                "output_topic": b.output_topic,
+                "dead_letter_path": b.dead_letter_path,
+                "dead_letter_topic": b.dead_letter_topic,
+            }
+        )
+
+
+def _name(r: PartitionRange) -> str:
+    return f"{r.topic}:{r.partition}"
+
+
+def _names(frame: pd.DataFrame) -> pd.Series:
+    return frame["topic"].astype(str) + ":" + frame["partition"].astype(str)
+
+
+def empty_state() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "topic": pd.Series(dtype=str),
+            "partition": pd.Series(dtype="int32"),
+            "key": pd.Series(dtype=str),
+            "context": pd.Series(dtype=object),
+        }
+    )
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class Progress:
+    """``plan.json``, then per finished chunk ``chunk-NNNNN.json`` (counts) and
+    ``chunk-NNNNN.state.parquet`` (the carried events after it); ``context.state.parquet`` holds
+    those before the range. A file appears only once complete (written aside, then renamed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def plan(self) -> dict[str, Any] | None:
+        path = self.folder / "plan.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def start(self, plan: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write(self.folder / "plan.json", json.dumps(plan, indent=1).encode())
+
+    def clear(self) -> None:
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+
+    def finished(self) -> list[ChunkCounts]:
+        done = []
+        for index in range(len((self.plan() or {}).get("chunks", []))):
+            path = self.folder / f"chunk-{index:05d}.json"
+            if not path.exists():
+                break
+            done.append(ChunkCounts(**json.loads(path.read_text())))
+        return done
+
+    def state(self, name: str) -> pd.DataFrame | None:
+        path = self.folder / f"{name}.state.parquet"
+        return pq.read_table(path).to_pandas() if path.exists() else None
+
+    def save_state(self, name: str, state: pd.DataFrame) -> None:
+        schema = pa.schema(
+            [
+                ("topic", pa.string()),
+                ("partition", pa.int32()),
+                ("key", pa.string()),
+                ("context", pa.list_(pa.float32())),
+            ]
+        )
+        table = pa.Table.from_pandas(
+            state[["topic", "partition", "key", "context"]], schema=schema, preserve_index=False
+        )
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self._write(self.folder / f"{name}.state.parquet", sink.getvalue().to_pybytes())
+
+    def finish_chunk(self, counts: ChunkCounts, state: pd.DataFrame) -> None:
+        self.save_state(f"chunk-{counts.chunk:05d}", state)
+        self._write(
+            self.folder / f"chunk-{counts.chunk:05d}.json", json.dumps(asdict(counts)).encode()
+        )
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        aside = path.with_name(path.name + ".tmp")
+        aside.write_bytes(data)
+        aside.replace(path)
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def run_backfill(
+    spark: Any, settings: Settings, bootstrap: str, request: Request, *, restart: bool = False
+) -> list[ChunkCounts]:
+    """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included."""
+
+    check_sinks(settings)
+    progress = Progress(Path(settings.backfill.progress_dir))
+    job = Backfill(spark, settings, bootstrap)
+    create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
+    plan = progress.plan()
+    if (
+        plan is not None
+        and not restart
+        and (plan["request"] != asdict(request) or plan.get("model") != job.ref.sha256)
+    ):
+        raise SeqstreamError(
+            f"{progress.folder} holds the progress of another backfill ({plan['request']}, model "
+            f"{plan.get('model')}): pass --restart to discard it, or set backfill.progress_dir"
+        )
+    if plan is None or restart:
+        progress.clear()
+        plan = {**plan_backfill(settings, bootstrap, request), "model": job.ref.sha256}
+        progress.start(plan)
+    chunks = [[PartitionRange(**r) for r in chunk] for chunk in plan["chunks"]]
+    done = progress.finished()
+    if done:
+        log.info("resuming after chunk %d of %d", len(done), len(chunks))
+        state = progress.state(f"chunk-{len(done) - 1:05d}")
+    else:
+        state = progress.state("context")
+        if state is None:
+            state = job.context_before([PartitionRange(**r) for r in plan["ranges"]], plan["lows"])
+            progress.save_state("context", state)
+    total = sum(r.events for chunk in chunks for r in chunk)
+    started, done_before = (
+        time.monotonic(),
+        sum(r.events for chunk in chunks[: len(done)] for r in chunk),
+    )
+    for index in range(len(done), len(chunks)):
+        counts, state = job.run_chunk(index, chunks[index], state)
+        progress.finish_chunk(counts, state)
+        done.append(counts)
+        offsets_done = sum(r.events for chunk in chunks[: index + 1] for r in chunk)
+        rate = (offsets_done - done_before) / max(time.monotonic() - started, 1e-9)
+        log.info(
+            "chunk %d/%d: %d events (%d scored, %d not yet scoreable, %d dead-lettered) in %.1fs; "
+            "%d/%d done, %.0f events/s, %.0fs left",
+            index + 1,
+            len(chunks),
+            counts.events_in,
+            counts.scored,
+            counts.not_yet_scoreable,
+            counts.dead_lettered,
+            counts.seconds,
+            offsets_done,
+            total,
+            rate,
+            (total - offsets_done) / rate if rate else 0.0,
+        )
+    return done

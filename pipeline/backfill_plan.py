@@ -1,0 +1,210 @@
+"""What a backfill will do, decided before anything is read: the request, its offset ranges
+resolved against what the broker holds, the chunks, and the outputs checked.
+
+A range is given as Spark's Kafka options give one (``earliest``/``latest`` or per-partition JSON
+``{"topic": {"0": 23, "1": -2}}`` with -2 earliest and -1 latest) or as start/end times (epoch
+ms: the first offset whose record timestamp is at or after). Everything is checked against the
+log's real bounds before a record is read, and large ranges are cut into chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from seqstream.pipeline.config import Settings
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for; a re-run with the same request resumes the same plan."""
+
+    topics: list[str]
+    starting_offsets: str = "earliest"
+    ending_offsets: str = "latest"
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
+
+
+def _positions(spec: str, side: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    """Per partition: an offset, EARLIEST or LATEST, from ``earliest``/``latest`` or JSON."""
+    if spec.strip().lower() in ("earliest", "latest"):
+        return dict.fromkeys(partitions, EARLIEST if spec.strip().lower() == "earliest" else LATEST)
+    try:
+        given = json.loads(spec)
+        per_topic = {str(t): {int(p): int(o) for p, o in ps.items()} for t, ps in given.items()}
+    except (ValueError, TypeError, AttributeError):
+        raise SeqstreamError(
+            f'{side} must be earliest, latest or JSON like {{"topic":{{"0":23,"1":-2}}}}, got {spec!r}'
+        ) from None
+    if topic not in per_topic:
+        raise SeqstreamError(f"{side} {spec} names no offsets for topic {topic!r}")
+    missing = sorted(set(partitions) - set(per_topic[topic]))
+    if missing:
+        raise SeqstreamError(
+            f"{side} gives no offset for {topic} partition(s) {missing}: give one for "
+            "every partition (-2 earliest, -1 latest)"
+        )
+    unknown = sorted(set(per_topic[topic]) - set(partitions))
+    if unknown:
+        raise SeqstreamError(
+            f"{side} names {topic} partition(s) {unknown}, which do not exist ({len(partitions)} partitions)"
+        )
+    return per_topic[topic]
+
+
+def resolve_ranges(
+    admin: TopicAdmin,
+    topics: list[str],
+    *,
+    starting: str = "earliest",
+    ending: str = "latest",
+    start_time_ms: int | None = None,
+    end_time_ms: int | None = None,
+) -> list[PartitionRange]:
+    """Every partition's [start, end) in offsets the broker holds now, or a precise error."""
+    if start_time_ms is not None and end_time_ms is not None and end_time_ms < start_time_ms:
+        raise SeqstreamError(
+            f"the end time ({end_time_ms}) is before the start time ({start_time_ms})"
+        )
+    ranges = []
+    for topic in topics:
+        partitions = list(
+            range(admin.describe_topic(topic).partitions)
+        )  # unknown topic: TopicError
+        lows, highs = admin.beginning_offsets(topic), admin.end_offsets(topic)
+        starts = (
+            admin.offsets_for_times(topic, start_time_ms)
+            if start_time_ms is not None
+            else _positions(starting, "the start (startingOffsets)", topic, partitions)
+        )
+        ends = (
+            admin.offsets_for_times(topic, end_time_ms)
+            if end_time_ms is not None
+            else _positions(ending, "the end (endingOffsets)", topic, partitions)
+        )
+        for p in partitions:
+            low, high = lows[p], highs[p]
+            start = {EARLIEST: low, LATEST: high}.get(starts[p], starts[p])
+            end = {EARLIEST: low, LATEST: high}.get(ends[p], ends[p])
+            name = f"{topic} partition {p}"
+            if start < low:
+                raise SeqstreamError(
+                    f"the range starts at offset {start} of {name}, but the broker only holds offsets "
+                    f"{low}..{high - 1} (older records were deleted by retention or the topic was "
+                    f"re-created): start at {low} or later, or at 'earliest'"
+                )
+            if end > high:
+                raise SeqstreamError(
+                    f"the range ends at offset {end} of {name}, past its end ({high}): end at {high} or 'latest'"
+                )
+            if end < start:
+                raise SeqstreamError(
+                    f"the range of {name} ends (offset {end}) before it starts (offset {start})"
+                )
+            ranges.append(PartitionRange(topic, p, start, end))
+    return ranges
+
+
+def split_chunks(ranges: list[PartitionRange], chunk_events: int) -> list[list[PartitionRange]]:
+    """Cut the ranges into chunks of about ``chunk_events`` offsets: chunk k holds the k-th equal
+    slice of every partition, so each chunk reads all partitions in parallel and chunks follow
+    each other in log order."""
+    total = sum(r.events for r in ranges)
+    count = max(1, math.ceil(total / chunk_events))
+    chunks = []
+    for k in range(count):
+        chunk = []
+        for r in ranges:
+            a = r.start + r.events * k // count
+            b = r.start + r.events * (k + 1) // count
+            if b > a:
+                chunk.append(PartitionRange(r.topic, r.partition, a, b))
+        chunks.append(chunk)
+    return [c for c in chunks if c] or [[]]
+
+
+def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[str, Any]:
+    """Resolve the request against the broker: ranges, chunks and each partition's first offset."""
+    kafka = settings.kafka
+    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+        ranges = resolve_ranges(
+            admin,
+            request.topics,
+            starting=request.starting_offsets,
+            ending=request.ending_offsets,
+            start_time_ms=request.start_time_ms,
+            end_time_ms=request.end_time_ms,
+        )
+        lows = {
+            f"{t}:{p}": o for t in request.topics for p, o in admin.beginning_offsets(t).items()
+        }
+    return {
+        "request": asdict(request),
+        "ranges": [asdict(r) for r in ranges],
+        "lows": lows,
+        "chunks": [
+            [asdict(r) for r in chunk]
+            for chunk in split_chunks(ranges, settings.backfill.chunk_events)
+        ],
+    }
+
+
+def describe_plan(plan: dict[str, Any], settings: Settings) -> str:
+    b = settings.backfill
+    lines = [f"{'topic':<24} {'partition':>9} {'start':>12} {'end':>12} {'events':>12}"]
+    for r in plan["ranges"]:
+        lines.append(
+            f"{r['topic']:<24} {r['partition']:>9} {r['start']:>12} {r['end']:>12} {r['end'] - r['start']:>12,}"
+        )
+    total = sum(r["end"] - r["start"] for r in plan["ranges"])
+    lines += [
+        f"{total:,} events (offsets) in {len(plan['chunks'])} chunk(s) of about {b.chunk_events:,}; plus up to "
+        "window length - 1 earlier events per key read as context",
+        f"scores      -> parquet: {b.parquet_path or '-'}   kafka: {b.output_topic or '-'}",
+        f"dead letters -> parquet: {b.dead_letter_path or '-'}   kafka: {b.dead_letter_topic or '-'}",
+        f"progress    -> {b.progress_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def check_sinks(settings: Settings) -> None:
+    b, s = settings.backfill, settings.stream
+    if not (b.parquet_path or b.output_topic):
+        raise SeqstreamError("no output: set backfill.parquet_path and/or backfill.output_topic")
+    for mine, theirs, name in (
+        (b.parquet_path, s.parquet_path, "parquet_path"),
+        (b.dead_letter_path, s.dead_letter_path, "dead_letter_path"),
+    ):
+        if (
+            mine is not None
+            and theirs is not None
+            and Path(mine).resolve() == Path(theirs).resolve()
+        ):
+            raise SeqstreamError(
+                f"backfill.{name} is stream.{name} ({mine}): give the backfill its own "
+                "folder, both number their batch_id partitions from 0"
+            )
+
+
+def parse_time(text: str | None) -> int | None:
+    """Epoch milliseconds, or an ISO-8601 time (UTC when it names no zone)."""
+    if text is None:
+        return None
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SeqstreamError(
+            f"a time must be epoch milliseconds or ISO-8601 (2026-11-01T00:00:00Z), got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,53 @@
+"""Kafka for Spark and for plain Python: seqstream's connector, clients, admin and test broker.
+
+This package stands on its own (it imports nothing of the rest of seqstream but its errors), so
+it can be read, tested and reused as a Kafka connector:
+
+- ``datasource``: the ``seqstream-kafka`` Spark data source (Spark's Kafka connector contract),
+  with its readers in ``source``, writers in ``sink``, options in ``options``, columns in ``schema``;
+- ``connector``: pick Spark's JVM ``kafka`` format or ``seqstream-kafka``;
+- ``offsets``: one partition-range type, Spark's offset constants and offset JSON;
+- ``clients``: produce with delivery accounting and read exact offset ranges (confluent-kafka or
+  kafka-python), ``properties`` translating Kafka property names for kafka-python;
+- ``admin``: topics and true offsets (working around brokers whose answers are off);
+- ``broker``: the embedded Kafka-compatible broker for demos and tests.
+"""
+
+from seqstream.pipeline.kafka.admin import TopicAdmin, TopicInfo
+from seqstream.pipeline.kafka.broker import EmbeddedBroker
+from seqstream.pipeline.kafka.clients import (
+    Record,
+    RecordProducer,
+    open_producer,
+    raise_for_failures,
+    read_range,
+)
+from seqstream.pipeline.kafka.connector import kafka_format, kafka_options
+from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.kafka.offsets import (
+    EARLIEST,
+    LATEST,
+    PartitionRange,
+    assign_json,
+    offsets_json,
+)
+
+__all__ = [
+    "EARLIEST",
+    "LATEST",
+    "SHORT_NAME",
+    "EmbeddedBroker",
+    "KafkaDataSource",
+    "PartitionRange",
+    "Record",
+    "RecordProducer",
+    "TopicAdmin",
+    "TopicInfo",
+    "assign_json",
+    "kafka_format",
+    "kafka_options",
+    "offsets_json",
+    "open_producer",
+    "raise_for_failures",
+    "read_range",
+]

@@ -1,0 +1,73 @@
+"""Offsets: one partition-range type, Spark's offset constants and its offset JSON.
+
+Offsets specs follow Spark: ``earliest``, ``latest`` or ``{"topic": {"0": 23, "1": -2}}`` with
+-2 = earliest and -1 = latest. A ``PartitionRange`` is both what a Spark task of the Kafka source
+reads and what the backfill plans, so the two never disagree on what a range is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pyspark.sql.datasource import InputPartition
+
+EARLIEST, LATEST = -2, -1
+
+TopicPartitionKey = tuple[str, int]
+Offsets = dict[TopicPartitionKey, int]
+
+
+@dataclass(frozen=True)
+class PartitionRange(InputPartition):
+    """Offsets ``start`` (included) to ``end`` (excluded) of one topic partition. Picklable: one
+    Spark task of the Kafka source reads exactly one."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+    @property
+    def events(self) -> int:
+        return self.end - self.start
+
+
+def to_json_offsets(offsets: Offsets) -> dict[str, dict[str, int]]:
+    """Spark's offset JSON: {"topic": {"0": 23}}."""
+    result: dict[str, dict[str, int]] = {}
+    for (topic, partition), offset in sorted(offsets.items()):
+        result.setdefault(topic, {})[str(partition)] = offset
+    return result
+
+
+def from_json_offsets(offsets: Mapping[str, Mapping[str, int]]) -> Offsets:
+    return {(topic, int(p)): int(o) for topic, parts in offsets.items() for p, o in parts.items()}
+
+
+@dataclass(frozen=True)
+class KafkaInputPartition(InputPartition):
+    """One Spark task's work: offsets [start, end) of one topic-partition. Picklable."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+def offsets_json(ranges: Iterable[PartitionRange], side: str) -> str:
+    """Spark's ``startingOffsets`` (``side="start"``) or ``endingOffsets`` JSON for these ranges."""
+    return json.dumps(
+        to_json_offsets(
+            {(r.topic, r.partition): r.start if side == "start" else r.end for r in ranges}
+        )
+    )
+
+
+def assign_json(ranges: Iterable[PartitionRange]) -> str:
+    """Spark's ``assign`` JSON naming exactly the partitions of ``ranges``."""
+    out: dict[str, list[int]] = {}
+    for r in ranges:
+        out.setdefault(r.topic, []).append(r.partition)
+    return json.dumps(out)

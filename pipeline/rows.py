@@ -1,0 +1,94 @@
+"""The shapes a row takes on its way from Kafka to a score or a dead letter.
+
+Follow one Kafka record through the streaming job (the backfill takes the same path):
+
+1. ``KAFKA_COLUMNS``: what the Python step reads of the Kafka source's row: the value bytes and
+   the record's position (topic, partition, offset) and Kafka timestamp.
+2. ``WINDOW_SCHEMA``: after parsing (``parsing``) and windowing (``window_step``): the event's key
+   and event time and the length of its window, or, for a value that is not an event, the
+   original bytes in ``value`` and the ``reason``. Every record gives exactly one such row.
+3. ``SCORED_SCHEMA``: the same row after scoring (``scoring``): ``score``, ``prediction`` and
+   ``model_version`` where the window was long enough, plus two columns only the batch metrics
+   read (``scoring_s``, ``model_batch``). The window arrays themselves never leave Python.
+4. ``SCORE_COLUMNS`` / ``DEAD_LETTER_COLUMNS``: what the outputs (``outputs``) write: a scored
+   row as a score record, a row with a reason as a dead letter. A valid event whose window is
+   still too short is counted (``not_yet_scoreable``) and written nowhere.
+
+``PARSED_DDL`` is the shape of parsing as a Spark step of its own (event-time windows and the
+backfill's key scan), between 1 and 2.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
+
+PARSED_DDL = (
+    "value binary, topic string, partition int, offset long, timestamp timestamp, "
+    "key string, event_time_ms long, features array<float>, reason string"
+)
+
+WINDOW_SCHEMA = StructType(
+    [
+        StructField("key", StringType()),
+        StructField("event_time_ms", LongType()),
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("kafka_timestamp", TimestampType()),
+        StructField("window", ArrayType(FloatType())),
+        StructField("window_length", IntegerType()),
+        StructField("value", BinaryType()),
+        StructField("reason", StringType()),
+    ]
+)
+WINDOW_COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]
+
+SCORED_SCHEMA = StructType(
+    [
+        *WINDOW_SCHEMA.fields,
+        StructField("score", DoubleType()),
+        StructField("prediction", ArrayType(DoubleType())),
+        StructField("model_version", StringType()),
+        # For the batch metrics (``metrics``), not written out: this row's share of its Arrow
+        # batch's scoring seconds, and the size of the model batch it was scored in.
+        StructField("scoring_s", DoubleType()),
+        StructField("model_batch", IntegerType()),
+    ]
+)
+SCORED_COLUMNS = [f.name for f in SCORED_SCHEMA.fields]
+
+SCORE_COLUMNS = [
+    "key",
+    "event_time",
+    "topic",
+    "partition",
+    "offset",
+    "kafka_timestamp",
+    "window_length",
+    "score",
+    "prediction",
+    "model_version",
+    "processing_time",
+]
+DEAD_LETTER_COLUMNS = [
+    "value",
+    "topic",
+    "partition",
+    "offset",
+    "kafka_timestamp",
+    "reason",
+    "processing_time",
+]

@@ -1,0 +1,98 @@
+"""Event series read from files: CSV (one key per file) and Parquet event tables.
+
+What the producer replays, what training fits and what the demo draws all come through here,
+so a series means the same thing everywhere: one key's feature rows in event-time order.
+The NAB series bundled for the demo live in ``demo_data/nab`` (MIT licence, see its README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqstream.pipeline.config import EventSchema
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.events import Event
+
+DEMO_NAB_DIR = Path(str(files("seqstream.pipeline") / "demo_data" / "nab"))
+
+
+def demo_series_files() -> list[Path]:
+    """The NAB series bundled with the package (see demo_data/nab/README.md)."""
+    return sorted(DEMO_NAB_DIR.glob("*/*.csv"))
+
+
+def expand_csv_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders as the CSV files below them; a missing path is an error."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(path.rglob("*.csv")))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SeqstreamError(f"no such CSV file or folder: {path}")
+    if not found:
+        raise SeqstreamError(f"no CSV files found in {[str(p) for p in paths]}")
+    return found
+
+
+def read_series_csv(
+    path: Path, schema: EventSchema, *, time_column: str = "timestamp"
+) -> list[Event]:
+    """One key's events from a CSV with a time column and one column per schema feature."""
+    frame = pd.read_csv(path)
+    missing = [c for c in (time_column, *schema.features) if c not in frame.columns]
+    if missing:
+        raise SeqstreamError(
+            f"{path}: missing column(s) {missing}; it has {list(frame.columns)} "
+            f"(events.features names the feature columns, --time-column the time column)"
+        )
+    times = pd.to_datetime(frame[time_column], utc=True, errors="coerce")
+    if times.isna().any():
+        row = int(times.isna().to_numpy().argmax())
+        raise SeqstreamError(
+            f"{path}: unparseable time {frame[time_column].iloc[row]!r} in row {row + 2}"
+        )
+    ts_ms = (times.astype("int64") // 1_000_000).to_numpy()  # ns -> ms, whatever the unit
+    values = frame[list(schema.features)].to_numpy(dtype=np.float64)
+    order = np.argsort(ts_ms, kind="stable")
+    key = path.stem
+    return [Event(key, int(ts_ms[i]), tuple(float(v) for v in values[i])) for i in order]
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet")))
+
+
+def _read_parquet_events(path: Path, schema: EventSchema) -> dict[str, np.ndarray]:
+    frame = pd.read_parquet(path)
+    missing = [c for c in (schema.key_field, schema.time_field, *schema.features) if c not in frame]
+    if missing:
+        raise SeqstreamError(f"{path}: missing column(s) {missing}; it has {list(frame.columns)}")
+    frame = frame.sort_values([schema.key_field, schema.time_field], kind="stable")
+    return {
+        str(key): rows[list(schema.features)].to_numpy(np.float32)
+        for key, rows in frame.groupby(schema.key_field, sort=True)
+    }
+
+
+def load_series(
+    paths: Iterable[str | Path], schema: EventSchema, *, time_column: str = "timestamp"
+) -> dict[str, np.ndarray]:
+    """Per key, the feature rows in time order, from CSV files (one key each, folders searched)
+    or Parquet event tables (columns: the schema's key, time and feature fields)."""
+    series: dict[str, np.ndarray] = {}
+    for path in map(Path, paths):
+        if _is_parquet(path):
+            series.update(_read_parquet_events(path, schema))
+            continue
+        for csv_file in expand_csv_paths([path]):
+            events = read_series_csv(csv_file, schema, time_column=time_column)
+            series[csv_file.stem] = np.asarray([e.features for e in events], np.float32)
+    return series

@@ -1,0 +1,231 @@
+"""The streaming query: Kafka events -> per-key windows -> LSTM scores -> Parquet and/or Kafka.
+
+One query: ``groupBy(topic, partition).transformWithStateInPandas`` over the Kafka rows parses
+them (dead letters kept), builds windows that carry across micro-batches and scores them in the
+same Python step (``stateful_windows``), with the model cached per worker; or event-time windows
+(``stream.mode: time``, ``time_windows``). Then ``foreachBatch`` writes the outputs
+(``outputs``) and a listener keeps the batch metrics (``metrics``). ``run_stream`` is the job
+(``seqstream stream``, ``spark-submit jobs/stream.py``): SIGTERM lets the running micro-batch
+finish, then stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
+from seqstream.model.spec import ModelSpec
+from seqstream.pipeline.config import Settings
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka import TopicAdmin, kafka_format, kafka_options
+from seqstream.pipeline.metrics import MetricsListener, observe_input, observe_output
+from seqstream.pipeline.outputs import BatchWriter
+from seqstream.pipeline.parsing import parse_events
+from seqstream.pipeline.rows import KAFKA_COLUMNS, SCORED_SCHEMA
+from seqstream.pipeline.scoring import ModelRef
+from seqstream.pipeline.spark import job_spark
+from seqstream.pipeline.stateful_windows import WindowProcessor
+from seqstream.pipeline.time_windows import event_time_windows
+
+log = logging.getLogger("seqstream.stream")
+
+QUERY_NAME = "seqstream"
+AVAILABLE_NOW = "available-now"  # stream.trigger_interval: catch up, then stop (scheduled runs)
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
+    """Load and validate the model on the driver, before any data is read."""
+    stream = settings.stream
+    path = Path(stream.model or DEMO_MODEL_DIR).resolve()
+    spec = load_artifact(path).spec
+    if spec.features != list(settings.events.features):
+        raise SeqstreamError(
+            f"model {spec.version} at {path} reads features {spec.features}, but events.features is "
+            f"{list(settings.events.features)}: they must be the same names in the same order"
+        )
+    return ModelRef(
+        str(path), spec.weights_sha256 or "", stream.device, stream.model_batch_size
+    ), spec
+
+
+def check_outputs(settings: Settings) -> None:
+    stream = settings.stream
+    if stream.checkpoint is None:
+        raise SeqstreamError(
+            "stream.checkpoint is required: a folder where the query keeps its offsets and state"
+        )
+    if not (stream.parquet_path or stream.output_topic):
+        raise SeqstreamError("no output: set stream.parquet_path and/or stream.output_topic")
+    if stream.checkpoint.exists() and not stream.checkpoint.is_dir():
+        raise SeqstreamError(f"stream.checkpoint {stream.checkpoint} exists and is not a folder")
+
+
+def create_output_topics(settings: Settings, bootstrap: str) -> None:
+    """Kafka clusters often refuse to auto-create topics: make the output topics up front."""
+    wanted = [t for t in (settings.stream.output_topic, settings.stream.dead_letter_topic) if t]
+    if not wanted:
+        return
+    kafka = settings.kafka
+    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+        existing = admin.list_topics()
+        for topic in wanted:
+            if topic not in existing:
+                admin.create_topic(topic, settings.producer.partitions)
+
+
+def state_partitions(settings: Settings, bootstrap: str) -> int:
+    """``stream.state_partitions``, or the subscribed topics' partition count: the windows are
+    grouped by Kafka partition, so more shuffle partitions would only be empty state-store
+    tasks (Spark's default is 200, each a RocksDB store opened every micro-batch)."""
+    if settings.stream.state_partitions:
+        return settings.stream.state_partitions
+    kafka = settings.kafka
+    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+        return sum(admin.describe_topic(t).partitions for t in settings.stream.topics)
+
+
+def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, MetricsListener]:
+    """Start the streaming query; returns it and its metrics listener (which keeps the counts)."""
+    check_outputs(settings)
+    ref, spec = check_model(settings)
+    stream = settings.stream
+    create_output_topics(settings, bootstrap)
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
+    # Fixed in the checkpoint at the first run; a restarted query keeps its own.
+    spark.conf.set("spark.sql.shuffle.partitions", str(state_partitions(settings, bootstrap)))
+    fmt = kafka_format(spark, settings.kafka.connector)
+    options = kafka_options(bootstrap, settings.kafka.options)
+    reader = (
+        spark.readStream.format(fmt)
+        .options(**options)
+        .option("subscribe", ",".join(stream.topics))
+        .option("startingOffsets", stream.starting_offsets)
+    )
+    if stream.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
+    kafka_rows = observe_input(reader.load().select(*KAFKA_COLUMNS))
+    if stream.mode == "time":
+        windows = event_time_windows(
+            parse_events(kafka_rows, settings.events, stream.max_event_bytes),
+            ref=ref,
+            length=spec.window.length,
+            features=len(spec.features),
+            size=stream.time_window,
+            slide=stream.time_slide,
+            watermark=stream.watermark,
+        )
+    else:
+        ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
+        windows = kafka_rows.groupBy("topic", "partition").transformWithStateInPandas(
+            WindowProcessor(
+                spec.window.length, ttl_ms, ref, settings.events, stream.max_event_bytes
+            ),
+            SCORED_SCHEMA,
+            "Append",
+            "ProcessingTime" if ttl_ms else "None",
+        )
+    scored = observe_output(windows)
+    metrics = MetricsListener(QUERY_NAME, stream.metrics_port)
+    metrics.attach(spark.streams)
+    trigger: dict[str, Any] = {"processingTime": stream.trigger_interval}
+    if stream.trigger_interval == AVAILABLE_NOW:
+        trigger = {"availableNow": True}
+        # State expiry by processing time asks for a batch without data after every batch, so
+        # an available-now query would never end: run data batches only (expiry happens in them).
+        spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+    try:
+        query = (
+            scored.writeStream.foreachBatch(BatchWriter(stream, fmt, options))
+            .option("checkpointLocation", str(stream.checkpoint))
+            .trigger(**trigger)
+            .queryName(QUERY_NAME)
+            .start()
+        )
+    except BaseException:
+        metrics.close()
+        raise
+    metrics.query_id = str(query.id)
+    return query, metrics
+
+
+def run_until_stopped(
+    query: Any,
+    stop: threading.Event,
+    metrics: MetricsListener | None = None,
+    *,
+    grace_s: float = 300.0,
+) -> None:
+    """Wait for the query; on ``stop`` let the running micro-batch finish, then stop it (and
+    detach ``metrics`` once its last report is in)."""
+    try:
+        _wait_then_stop(query, stop, grace_s)
+    finally:
+        if metrics is not None:
+            metrics.drain(query)
+            metrics.close()
+    if query.exception() is not None:
+        raise SeqstreamError(f"streaming query failed: {query.exception()}")
+
+
+def _wait_then_stop(query: Any, stop: threading.Event, grace_s: float) -> None:
+    while query.isActive and not stop.is_set():
+        query.awaitTermination(1)
+    if query.isActive:
+        # Finish the micro-batch running now (its progress report marks the end), then stop. A
+        # batch runs with new data, or without to expire state; a trigger that only polls
+        # offsets is not waited for.
+        reports = len(query.recentProgress)
+        deadline = time.monotonic() + grace_s
+        while (
+            _running_a_batch(query.status)
+            and len(query.recentProgress) == reports
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        query.stop()
+
+
+def _running_a_batch(status: dict[str, Any]) -> bool:
+    return bool(status["isTriggerActive"]) and (
+        bool(status["isDataAvailable"])
+        or status["message"].startswith("No new data but cleaning up state")
+    )
+
+
+def run_until_accounted(
+    query: Any, metrics: MetricsListener, events: int, *, timeout_s: float | None = None
+) -> None:
+    """Run until ``metrics`` has accounted for ``events`` input events (or the query ends, or
+    ``timeout_s`` passes), then stop gracefully. For demos, benchmarks and tests."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while (
+            sum(c.events_in for c in metrics.history) < events
+            and query.isActive
+            and (deadline is None or time.monotonic() < deadline)
+        ):
+            time.sleep(0.2)
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    run_until_stopped(query, stop, metrics)
+
+
+def run_stream(settings: Settings, bootstrap: str) -> None:
+    """The streaming job: start the query (``build_query`` checks the outputs and the model
+    first), run until SIGTERM or Ctrl-C, or with ``stream.trigger_interval: available-now``
+    until it has caught up."""
+    spark = job_spark("seqstream-stream")
+    query, metrics = build_query(spark, settings, bootstrap)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_until_stopped(query, stop, metrics)

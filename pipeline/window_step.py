@@ -1,0 +1,71 @@
+"""The windowing step shared by the streaming job and the backfill: Kafka rows of one
+partition -> parsed events (or dead letters) -> each valid event's window over its key's history.
+
+The key decides the Kafka partition, so a key's events are all in one partition, in log order:
+the step takes one partition's rows at a time, parses them (``parsing.parse_values``), and windows
+every key in one vectorised pass (``seqstream.model.windows.keyed_windows``), each key's history
+preceded by the events carried from before (the streaming state, or the backfill's carried
+events). Malformed rows come out as dead letters, so every input row comes out once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from seqstream.model.windows import empty_context, keyed_windows
+from seqstream.pipeline.config import EventSchema
+from seqstream.pipeline.parsing import parse_values
+from seqstream.pipeline.rows import WINDOW_COLUMNS
+
+
+@dataclass(frozen=True)
+class WindowedRows:
+    """One partition's rows: ``rows`` in ``WINDOW_SCHEMA`` (``window`` left empty), events first
+    in log order, then the dead letters; ``windows[i]`` is row i's window (zeros for a dead
+    letter); ``contexts`` each key's events to carry to the next batch."""
+
+    rows: pd.DataFrame
+    windows: np.ndarray
+    contexts: dict[str, np.ndarray]
+
+
+def window_rows(
+    kafka_rows: pd.DataFrame,
+    context_of: Callable[[str], np.ndarray | None],
+    length: int,
+    schema: EventSchema,
+    max_bytes: int,
+) -> WindowedRows:
+    """Parse the Kafka rows of one partition (columns ``value, topic, partition, offset,
+    kafka_timestamp``, any order) and window each valid event. ``context_of(key)`` is the key's
+    carried events, if any. Shared by the streaming processor and the backfill."""
+    width = len(schema.features)
+    parsed = parse_values(kafka_rows["value"].tolist(), schema, max_bytes)
+    dead = np.flatnonzero(pd.notna(parsed.reason))
+    valid = np.flatnonzero(pd.isna(parsed.reason))
+    valid = valid[np.argsort(kafka_rows["offset"].to_numpy()[valid], kind="stable")]
+    codes, keys = pd.factorize(parsed.key[valid])
+    stored = [context_of(k) for k in keys]
+    made = keyed_windows(
+        [empty_context(width) if c is None else c for c in stored],
+        codes,
+        parsed.features[valid],
+        length,
+    )
+    ordered = np.concatenate([valid, dead])
+    is_dead = np.arange(len(ordered)) >= len(valid)
+    rows = kafka_rows.iloc[ordered].reset_index(drop=True)
+    rows["key"] = parsed.key[ordered]
+    rows["event_time_ms"] = pd.Series(parsed.event_time_ms[ordered], dtype="Int64").mask(is_dead)
+    rows["window"] = None
+    rows["window_length"] = np.concatenate([made.lengths, np.zeros(len(dead), np.int64)]).astype(
+        np.int32
+    )
+    rows["value"] = rows["value"].where(is_dead, None)  # events' bytes are not sent back
+    rows["reason"] = parsed.reason[ordered]
+    windows = np.concatenate([made.windows, np.zeros((len(dead), length, width), np.float32)])
+    return WindowedRows(rows[WINDOW_COLUMNS], windows, dict(zip(keys, made.contexts, strict=False)))

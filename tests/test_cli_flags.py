@@ -1,0 +1,105 @@
+"""Every job's flags are declared once (``seqstream.pipeline.flags``): the CLI, the spark-submit
+scripts and the configuration they set agree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from seqstream.pipeline.cli import build_parser, job_settings
+from seqstream.pipeline.flags import BACKFILL_FLAGS, STREAM_FLAGS
+
+from helpers import REPO
+
+STREAM_OPTIONS = [
+    "--topics",
+    "--starting-offsets",
+    "--model",
+    "--checkpoint",
+    "--parquet-path",
+    "--output-topic",
+    "--dead-letter-path",
+    "--dead-letter-topic",
+    "--trigger-interval",
+    "--max-offsets-per-trigger",
+    "--device",
+]
+
+
+def _help(*argv: str) -> str:
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[argv[0]]  # type: ignore[union-attr]
+    return sub.format_help()
+
+
+def test_stream_help_lists_the_streams_main_options_as_backfill_does() -> None:
+    text = _help("stream")
+    for option in STREAM_OPTIONS:
+        assert option in text, option
+    assert "(stream.checkpoint)" in text
+    backfill = _help("backfill")
+    for flag in BACKFILL_FLAGS:
+        assert flag.name in backfill
+
+
+def test_stream_flags_set_the_configuration_over_set_and_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "seqstream.yaml"
+    config.write_text("stream:\n  device: cuda\n  topics: [from-file]\n")
+    argv = [
+        "stream", "--config", str(config), "--set", "stream.output_topic=from-set",
+        "--topics", "a, b", "--starting-offsets", "latest", "--model", "m", "--checkpoint", "cp",
+        "--parquet-path", "scores", "--output-topic", "out", "--dead-letter-path", "dead",
+        "--dead-letter-topic", "dlq", "--trigger-interval", "1 second",
+        "--max-offsets-per-trigger", "500", "--device", "cpu",
+    ]  # fmt: skip
+    stream = job_settings(build_parser().parse_args(argv)).stream
+    assert stream.topics == ["a", "b"]
+    assert (stream.starting_offsets, str(stream.model), str(stream.checkpoint)) == (
+        "latest",
+        "m",
+        "cp",
+    )
+    assert (str(stream.parquet_path), stream.output_topic) == ("scores", "out")
+    assert (str(stream.dead_letter_path), stream.dead_letter_topic) == ("dead", "dlq")
+    assert (stream.trigger_interval, stream.max_offsets_per_trigger, stream.device) == (
+        "1 second",
+        500,
+        "cpu",
+    )
+    # flags not given leave the file's values
+    only_file = job_settings(build_parser().parse_args(["stream", "--config", str(config)])).stream
+    assert (only_file.device, only_file.topics) == ("cuda", ["from-file"])
+
+
+def test_backfill_flags_set_its_outputs_and_keep_its_range_to_itself() -> None:
+    args = build_parser().parse_args(
+        [
+            "backfill",
+            "--parquet-path",
+            "p",
+            "--chunk-events",
+            "10",
+            "--model",
+            "m",
+            "--topics",
+            "t1,t2",
+        ]
+    )
+    settings = job_settings(args)
+    assert (str(settings.backfill.parquet_path), settings.backfill.chunk_events) == ("p", 10)
+    assert str(settings.stream.model) == "m"
+    assert settings.stream.topics == ["events"]  # --topics is the request's, not stream.topics
+    assert args.topics == ["t1", "t2"] and args.starting_offsets == "earliest"
+
+
+def test_the_spark_submit_scripts_take_the_same_flags() -> None:
+    for job, flags in (("stream", STREAM_FLAGS), ("backfill", BACKFILL_FLAGS)):
+        done = subprocess.run(
+            [sys.executable, str(REPO / "jobs" / f"{job}.py"), "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.startswith(f"usage: seqstream {job}")
+        for flag in flags:
+            assert flag.name in done.stdout

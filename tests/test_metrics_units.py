@@ -1,0 +1,88 @@
+"""Batch metrics from Spark's own progress report (built from its JSON), without running a query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql.streaming.listener import StreamingQueryProgress
+
+from seqstream.pipeline.metrics import INPUT, OUTPUT, batch_metrics
+
+
+def progress(
+    observed: dict[str, dict[str, Any]], state_rows: int = 0, dropped: int = 0
+) -> StreamingQueryProgress:
+    state = {
+        "operatorName": "transformWithStateInPandasExec",
+        "numRowsTotal": state_rows,
+        "numRowsUpdated": 0,
+        "numRowsRemoved": 0,
+        "allUpdatesTimeMs": 0,
+        "allRemovalsTimeMs": 0,
+        "commitTimeMs": 0,
+        "memoryUsedBytes": 0,
+        "numRowsDroppedByWatermark": dropped,
+        "numShufflePartitions": 4,
+        "numStateStoreInstances": 4,
+    }
+    return StreamingQueryProgress.fromJson(
+        {
+            "id": "00000000-0000-0000-0000-000000000001",
+            "runId": "00000000-0000-0000-0000-000000000002",
+            "name": "seqstream",
+            "timestamp": "2026-11-24T10:00:00.000Z",
+            "batchId": 7,
+            "batchDuration": 2_000,
+            "stateOperators": [state],
+            "sources": [],
+            "sink": {"description": "foreachBatch", "numOutputRows": -1},
+            "observedMetrics": observed,
+        }
+    )
+
+
+def test_a_batch_accounts_for_every_event() -> None:
+    start_ms = 1_795_514_400_000  # 2026-11-24T10:00:00Z, the batch's start
+    report = progress(
+        {
+            INPUT: {"events_in": 100},
+            OUTPUT: {
+                "dead_lettered": 3,
+                "windows": 97,
+                "scored": 90,
+                "scoring_s": 0.5,
+                "model_batches": 2.0,
+                "model_batch_max": 64,
+                "timestamp_ms_quantiles": [start_ms - 1_000, start_ms],
+            },
+        },
+        state_rows=12,
+        dropped=4,
+    )
+    m = batch_metrics(report)
+    assert m is not None
+    assert (m.batch_id, m.events_in, m.dead_lettered, m.windows, m.scored) == (7, 100, 3, 97, 90)
+    assert (
+        m.not_yet_scoreable == 7 and m.events_in == m.dead_lettered + m.scored + m.not_yet_scoreable
+    )
+    assert (m.keys_in_state, m.late) == (12, 4)
+    assert (m.model_batches, m.model_batch_mean, m.model_batch_max) == (2, 45.0, 64)
+    # latency: from a record's Kafka time to the end of the batch that wrote its score
+    assert (m.latency_p50_ms, m.latency_p99_ms, m.duration_s) == (2_000, 3_000, 2.0)
+
+
+def test_a_batch_that_read_and_emitted_nothing_has_no_metrics() -> None:
+    empty = {
+        INPUT: {"events_in": 0},
+        OUTPUT: {
+            "dead_lettered": 0,
+            "windows": 0,
+            "scored": 0,
+            "scoring_s": 0.0,
+            "model_batches": 0.0,
+            "model_batch_max": None,
+            "timestamp_ms_quantiles": None,
+        },
+    }
+    assert batch_metrics(progress(empty)) is None
+    assert batch_metrics(progress({})) is None
