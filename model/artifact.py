@@ -135,6 +135,17 @@ def load_artifact(directory: str | Path) -> LoadedModel:
     ]
     if problems:
         raise ArtifactError(f"{weights} does not fit {CONFIG_FILE}: " + "; ".join(problems))
+    # A NaN or inf weight makes every score NaN, and NaN scores are written nowhere.
+    broken = [
+        f"{name} ({int((~torch.isfinite(t)).sum())} of {t.numel()} values)"
+        for name, t in sorted(tensors.items())
+        if not bool(torch.isfinite(t).all())
+    ]
+    if broken:
+        raise ArtifactError(
+            f"{weights} holds NaN or infinite weights in {', '.join(broken)}: "
+            "the model was saved from a diverged training run; retrain or use another version"
+        )
     network = SequenceModel(spec.lstm, spec.head)
     network.load_state_dict(tensors)
     network.eval()

@@ -337,6 +337,17 @@ class Backfill:
         )
 
 
+def backfill_outputs(settings: Settings) -> dict[str, str | None]:
+    """Where a backfill writes, as recorded in its plan (folders resolved to absolute paths)."""
+    b = settings.backfill
+    return {
+        "parquet_path": str(Path(b.parquet_path).resolve()) if b.parquet_path else None,
+        "output_topic": b.output_topic,
+        "dead_letter_path": str(Path(b.dead_letter_path).resolve()) if b.dead_letter_path else None,
+        "dead_letter_topic": b.dead_letter_topic,
+    }
+
+
 def _name(r: PartitionRange) -> str:
     return f"{r.topic}:{r.partition}"
 
@@ -428,24 +439,38 @@ def run_backfill(
     spark: Any, settings: Settings, bootstrap: str, request: Request, *, restart: bool = False
 ) -> list[ChunkCounts]:
     """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included."""
-
     check_sinks(settings)
     progress = Progress(Path(settings.backfill.progress_dir))
     job = Backfill(spark, settings, bootstrap)
-    create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
+    outputs = backfill_outputs(settings)
     plan = progress.plan()
-    if (
-        plan is not None
-        and not restart
-        and (plan["request"] != asdict(request) or plan.get("model") != job.ref.sha256)
-    ):
-        raise SeqstreamError(
-            f"{progress.folder} holds the progress of another backfill ({plan['request']}, model "
-            f"{plan.get('model')}): pass --restart to discard it, or set backfill.progress_dir"
-        )
+    if plan is not None and not restart:
+        # The outputs are part of the request: finished chunks were written to the recorded ones.
+        # (A plan from before outputs were recorded is taken to have written to these.)
+        recorded = plan.get("outputs", outputs)
+        if plan["request"] != asdict(request) or plan.get("model") != job.ref.sha256:
+            raise SeqstreamError(
+                f"{progress.folder} holds the progress of another backfill ({plan['request']}, "
+                f"model {plan.get('model')}): pass --restart to discard it, or set "
+                "backfill.progress_dir"
+            )
+        if recorded != outputs:
+            changed = {
+                k: f"{recorded.get(k)} -> {v}" for k, v in outputs.items() if recorded.get(k) != v
+            }
+            raise SeqstreamError(
+                f"{progress.folder} holds a backfill whose finished chunks were written to other "
+                f"outputs ({changed}): resume it with the outputs it had, or pass --restart to "
+                "score the whole range into the new ones"
+            )
+    create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
     if plan is None or restart:
         progress.clear()
-        plan = {**plan_backfill(settings, bootstrap, request), "model": job.ref.sha256}
+        plan = {
+            **plan_backfill(settings, bootstrap, request),
+            "model": job.ref.sha256,
+            "outputs": outputs,
+        }
         progress.start(plan)
     chunks = [[PartitionRange(**r) for r in chunk] for chunk in plan["chunks"]]
     done = progress.finished()

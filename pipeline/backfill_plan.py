@@ -19,6 +19,7 @@ from typing import Any
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
+from seqstream.pipeline.outputs import check_folder
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,10 @@ def check_sinks(settings: Settings) -> None:
                 f"backfill.{name} is stream.{name} ({mine}): give the backfill its own "
                 "folder, both number their batch_id partitions from 0"
             )
+    for name in ("parquet_path", "dead_letter_path", "progress_dir"):
+        path = getattr(b, name)
+        if path is not None:
+            check_folder(path, f"backfill.{name}")
 
 
 def parse_time(text: str | None) -> int | None:

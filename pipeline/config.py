@@ -7,13 +7,23 @@ explicit overrides (CLI flags). Invalid values fail at start with a message nami
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -89,6 +99,46 @@ class BrokerSettings(_Section):
     start_timeout_s: float = Field(15.0, gt=0)
 
 
+# Spark's interval strings, as Trigger.ProcessingTime and window() read them: "5 seconds",
+# "1 minute 30 seconds", "500 milliseconds" (optionally after the word "interval").
+_UNITS = "microseconds?|milliseconds?|seconds?|minutes?|hours?|days?|weeks?"
+_INTERVAL = re.compile(rf"\s*(interval\s+)?(\d+(\.\d+)?\s*({_UNITS})\s*)+", re.IGNORECASE)
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def _interval(value: str, example: str) -> str:
+    if not _INTERVAL.fullmatch(value):
+        raise ValueError(
+            f"must be a duration like {example!r} ({_UNITS.replace('?', '')}), got {value!r}"
+        )
+    return value
+
+
+def _starting_offsets(value: str, topics: list[str]) -> str:
+    if value.strip().lower() in ("earliest", "latest"):
+        return value
+    try:
+        given = json.loads(value)
+        if not isinstance(given, dict) or not all(isinstance(p, dict) for p in given.values()):
+            raise ValueError
+        offsets = {t: {int(p): o for p, o in ps.items()} for t, ps in given.items()}
+        if any(
+            not isinstance(o, int) or isinstance(o, bool) or o < -2
+            for ps in offsets.values()
+            for o in ps.values()
+        ):
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ValueError(
+            'must be earliest, latest or JSON like {"topic":{"0":23,"1":-2}} (-2 earliest, '
+            f"-1 latest), got {value!r}"
+        ) from None
+    unknown = sorted(set(offsets) - set(topics))
+    if unknown:
+        raise ValueError(f"names topic(s) {unknown} that stream.topics does not read ({topics})")
+    return value
+
+
 class StreamSettings(_Section):
     """The streaming job (``streaming``); the backfill scores with its model settings."""
 
@@ -104,18 +154,44 @@ class StreamSettings(_Section):
     output_topic: str | None = None  # scores as JSON, key = event key
     dead_letter_path: Path | None = None
     dead_letter_topic: str | None = None
+    # A dead letter's value on Kafka is cut to this many bytes (its length and sha256 kept), so
+    # that a huge record cannot make the dead letter too large for the broker.
+    dead_letter_max_bytes: int = Field(262_144, ge=1)
     state_ttl_s: float | None = Field(7 * 24 * 3600.0, gt=0)  # idle keys' state expires
     max_event_bytes: int = Field(65_536, ge=16)
     state_partitions: int | None = Field(None, ge=1)  # None: the topics' partition count
     metrics_port: int | None = Field(
         None, ge=0, le=65_535
     )  # Prometheus endpoint; 0 picks a free port
+    metrics_host: str = "127.0.0.1"  # the address it listens on; "0.0.0.0" for every interface
     mode: Literal["events", "time"] = "events"  # a window per event, or per event-time window
     time_window: str = "10 minutes"  # mode time: the window's length in event time
     time_slide: str | None = None  # mode time: sliding windows start this often (None: tumbling)
     watermark: str = (
         "1 minute"  # mode time: how late an event may be before it is dropped (and counted)
     )
+
+    @field_validator("trigger_interval")
+    @classmethod
+    def _trigger(cls, value: str) -> str:
+        return value if value == "available-now" else _interval(value, "5 seconds")
+
+    @field_validator("time_window", "watermark", "time_slide")
+    @classmethod
+    def _durations(cls, value: str | None) -> str | None:
+        return None if value is None else _interval(value, "10 minutes")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"must be cpu, cuda or cuda:N (a GPU index), got {value!r}")
+        return value
+
+    @field_validator("starting_offsets")
+    @classmethod
+    def _offsets(cls, value: str, info: ValidationInfo) -> str:
+        return _starting_offsets(value, info.data.get("topics", []))
 
 
 class BackfillSettings(_Section):

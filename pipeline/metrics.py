@@ -111,7 +111,7 @@ def _iso_epoch_ms(timestamp: str) -> int:
 class _Prometheus:
     """Running totals on ``http://<host>:<port>/metrics`` (own registry, so queries don't collide)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
         self.registry = CollectorRegistry()
@@ -136,9 +136,9 @@ class _Prometheus:
             "Last micro-batch's duration",
             registry=self.registry,
         )
-        self.server, _ = start_http_server(port, registry=self.registry)
+        self.server, _ = start_http_server(port, addr=host, registry=self.registry)
         self.port = self.server.server_port
-        log.info("serving Prometheus metrics on port %d", self.port)
+        log.info("serving Prometheus metrics on http://%s:%d/metrics", host, self.port)
 
     def update(self, m: BatchMetrics) -> None:
         for outcome in ("scored", "not_yet_scoreable", "dead_lettered", "late"):
@@ -160,12 +160,19 @@ class MetricsListener(StreamingQueryListener):
     """Listens to the queries called ``query_name``; ``history`` is the one with ``query_id``
     (set once the query has started: the listener must exist before its first batch)."""
 
-    def __init__(self, query_name: str, prometheus_port: int | None = None) -> None:
+    def __init__(
+        self,
+        query_name: str,
+        prometheus_port: int | None = None,
+        prometheus_host: str = "127.0.0.1",
+    ) -> None:
         self.query_name = query_name
         self.query_id: str | None = None
         self._by_query: dict[str, list[BatchMetrics]] = {}
         self._last_batch: dict[str, int] = {}  # per query: the last batch id heard of
-        self.prometheus = _Prometheus(prometheus_port) if prometheus_port is not None else None
+        self.prometheus = (
+            _Prometheus(prometheus_port, prometheus_host) if prometheus_port is not None else None
+        )
         self._streams: Any = None
 
     def attach(self, streams: Any) -> None:

@@ -9,13 +9,38 @@ Kafka is at-least-once; a re-run batch sends its records again, recognisable by
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from seqstream.pipeline.config import StreamSettings
+from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.rows import DEAD_LETTER_COLUMNS, SCORE_COLUMNS
+
+
+def check_folder(path: str | Path, name: str) -> None:
+    """Fail before Spark starts when ``path`` cannot be (or become) a folder this process writes
+    to, naming the setting; Spark would only find out after reading data. Paths on other file
+    systems (``s3a://``, ``hdfs://``...) are left to Spark."""
+    text = str(path)
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text) and not text.startswith("file://"):
+        return
+    folder = Path(text.removeprefix("file://")).absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if existing == folder and not folder.is_dir():
+        raise SeqstreamError(f"{name} {folder} exists and is not a folder")
+    if not existing.is_dir():
+        raise SeqstreamError(
+            f"{name} {folder} cannot be created: {existing} is a file, not a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SeqstreamError(f"{name} {folder}: {existing} is not writable by this user")
 
 
 def _write_parquet(frame: DataFrame, path: str, batch_id: int, partition_by: list[str]) -> None:
@@ -25,6 +50,22 @@ def _write_parquet(frame: DataFrame, path: str, batch_id: int, partition_by: lis
         .option("partitionOverwriteMode", "dynamic")
         .partitionBy(*partition_by, "batch_id")
         .parquet(path)
+    )
+
+
+def dead_letter_envelope(dead: DataFrame, max_bytes: int) -> DataFrame:
+    """Dead letters as their Kafka JSON carries them: the original value (base64 in the JSON, as
+    Spark writes binary) cut to ``max_bytes``, so that no value can make the record too large for
+    the broker, with ``value_length`` always and, when cut, ``truncated`` and the whole value's
+    ``value_sha256``."""
+    length = F.length("value")
+    cut = F.coalesce(length > max_bytes, F.lit(False))
+    return dead.select(
+        F.when(cut, F.substring("value", 1, max_bytes)).otherwise(F.col("value")).alias("value"),
+        length.alias("value_length"),
+        cut.alias("truncated"),
+        F.when(cut, F.sha2("value", 256)).alias("value_sha256"),
+        *[c for c in dead.columns if c != "value"],
     )
 
 
@@ -78,7 +119,7 @@ class BatchWriter:
                 _write_parquet(dead, str(s.dead_letter_path), batch_id, [])
             if s.dead_letter_topic:
                 self._to_kafka(
-                    dead.withColumn("value", F.base64("value")),
+                    dead_letter_envelope(dead, s.dead_letter_max_bytes),
                     s.dead_letter_topic,
                     F.lit(None).cast("string"),
                 )

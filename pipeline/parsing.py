@@ -28,18 +28,35 @@ _INT64 = (-(2**63), 2**63 - 1)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _show(value: object, limit: int = 80) -> str:
+    """``repr`` for a reason: short, and safe for any value JSON can hold (deep nesting, huge
+    integers), so that describing a bad record can never fail."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested too deep; an int past Python's digit limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_value(
     value: bytes | None, schema: EventSchema, max_bytes: int
 ) -> tuple[str, int, list[float]] | str:
-    """The event in ``value``, or why it is not one (a short, stable reason)."""
+    """The event in ``value``, or why it is not one (a short, stable reason). Total: whatever
+    the bytes hold, the answer is an event or a reason, never an exception."""
     if value is None:
         return "null value"
     if len(value) > max_bytes:
         return f"oversize: {len(value)} bytes > {max_bytes}"
     try:
         body = json.loads(value)
+    except RecursionError:
+        return "not JSON: nested too deeply"
     except (UnicodeDecodeError, ValueError) as exc:
         return f"not JSON: {exc}"
+    return _event(body, schema)
+
+
+def _event(body: Any, schema: EventSchema) -> tuple[str, int, list[float]] | str:
     if not isinstance(body, dict):
         return f"not a JSON object: {type(body).__name__}"
     expected = [schema.key_field, schema.time_field, *schema.features]
@@ -51,20 +68,39 @@ def parse_value(
         return f"unexpected field(s) {extra}"
     key, ts = body[schema.key_field], body[schema.time_field]
     if not isinstance(key, str) or not key:
-        return f"field '{schema.key_field}' must be a non-empty string, got {key!r}"
+        return f"field '{schema.key_field}' must be a non-empty string, got {_show(key)}"
+    if not is_utf8(key):
+        return (
+            f"field '{schema.key_field}' is not valid UTF-8 text (a lone surrogate): {_show(key)}"
+        )
     if not isinstance(ts, int) or isinstance(ts, bool) or not _INT64[0] <= ts <= _INT64[1]:
-        return f"field '{schema.time_field}' must be an integer (epoch ms, 64 bits), got {ts!r}"
+        return (
+            f"field '{schema.time_field}' must be an integer (epoch ms, 64 bits), got {_show(ts)}"
+        )
     features = []
     for name in schema.features:
         v = body[name]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return f"feature '{name}' must be a number, got {v!r}"
-        if not math.isfinite(v):
-            return f"feature '{name}' is not finite: {v!r}"
-        if abs(v) > _FLOAT32_MAX:  # the model reads float32: it would be inf
-            return f"feature '{name}' is outside the float32 range: {v!r}"
-        features.append(float(v))
+            return f"feature '{name}' must be a number, got {_show(v)}"
+        try:
+            number = float(v)
+        except OverflowError:  # an integer beyond float64
+            return f"feature '{name}' is outside the float32 range: {_show(v)}"
+        if not math.isfinite(number):
+            return f"feature '{name}' is not finite: {_show(v)}"
+        if abs(number) > _FLOAT32_MAX:  # the model reads float32: it would be inf
+            return f"feature '{name}' is outside the float32 range: {_show(v)}"
+        features.append(number)
     return key, ts, features
+
+
+def is_utf8(text: str) -> bool:
+    """False for a string Arrow cannot carry: JSON's ``\\ud800`` escapes give lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -103,9 +139,11 @@ def parse_values(
     for i, value in enumerate(values):
         if value is not None and len(value) <= max_bytes:
             try:
-                rows[i] = msgspec.structs.astuple(decode(value))
-            except (msgspec.MsgspecError, ValueError):  # UnicodeDecodeError is a ValueError
-                pass
+                row = msgspec.structs.astuple(decode(value))
+            except (msgspec.MsgspecError, ValueError, RecursionError):  # UnicodeDecodeError too
+                continue
+            if row[0].isascii() or is_utf8(row[0]):  # else the slow path names the reason
+                rows[i] = row
     key = np.full(n, None, dtype=object)
     ts = np.zeros(n, np.int64)
     features = np.zeros((n, width), np.float32)

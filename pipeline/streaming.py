@@ -11,12 +11,16 @@ finish, then stops.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from pyspark.errors import StreamingQueryException
 
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
 from seqstream.model.spec import ModelSpec
@@ -24,7 +28,7 @@ from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import TopicAdmin, kafka_format, kafka_options
 from seqstream.pipeline.metrics import MetricsListener, observe_input, observe_output
-from seqstream.pipeline.outputs import BatchWriter
+from seqstream.pipeline.outputs import BatchWriter, check_folder
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import KAFKA_COLUMNS, SCORED_SCHEMA
 from seqstream.pipeline.scoring import ModelRef
@@ -37,6 +41,7 @@ log = logging.getLogger("seqstream.stream")
 QUERY_NAME = "seqstream"
 AVAILABLE_NOW = "available-now"  # stream.trigger_interval: catch up, then stop (scheduled runs)
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+CHECKPOINT_IDENTITY = "seqstream.json"  # beside Spark's own files in stream.checkpoint
 
 
 def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
@@ -62,8 +67,51 @@ def check_outputs(settings: Settings) -> None:
         )
     if not (stream.parquet_path or stream.output_topic):
         raise SeqstreamError("no output: set stream.parquet_path and/or stream.output_topic")
-    if stream.checkpoint.exists() and not stream.checkpoint.is_dir():
-        raise SeqstreamError(f"stream.checkpoint {stream.checkpoint} exists and is not a folder")
+    for name in ("checkpoint", "parquet_path", "dead_letter_path"):
+        path = getattr(stream, name)
+        if path is not None:
+            check_folder(path, f"stream.{name}")
+
+
+def query_identity(settings: Settings, spec: ModelSpec) -> dict[str, Any]:
+    """What a checkpoint's offsets and state are only valid for. New weights for the same shape
+    are not part of it: a model can be retrained without losing the stream's place."""
+    stream = settings.stream
+    identity: dict[str, Any] = {
+        "topics": sorted(stream.topics),
+        "mode": stream.mode,
+        "model_kind": "window",
+        "window": spec.window.length,
+        "features": list(spec.features),
+    }
+    if stream.mode == "time":
+        identity.update(time_window=stream.time_window, time_slide=stream.time_slide)
+    return identity
+
+
+def check_checkpoint(settings: Settings, spec: ModelSpec) -> None:
+    """Refuse a checkpoint made for other topics or another model shape (the query would go on
+    mixing histories), else record this query's identity in it (``seqstream.json``). A checkpoint
+    made before identities were recorded is adopted. Not checked on non-local file systems."""
+    checkpoint = settings.stream.checkpoint
+    if checkpoint is None or "://" in str(checkpoint):
+        return
+    identity = query_identity(settings, spec)
+    path = Path(checkpoint) / CHECKPOINT_IDENTITY
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        differs = {k: (recorded.get(k), v) for k, v in identity.items() if recorded.get(k) != v}
+        if differs:
+            what = "; ".join(f"{k}: {was} there, {now} now" for k, (was, now) in differs.items())
+            raise SeqstreamError(
+                f"stream.checkpoint {checkpoint} belongs to another query ({what}): its offsets "
+                "and window state only fit the query that made them. Use a new "
+                "stream.checkpoint (the query then starts at stream.starting_offsets), or run "
+                "with the settings it was made for"
+            )
+        return
+    Path(checkpoint).mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(identity, indent=1) + "\n")
 
 
 def create_output_topics(settings: Settings, bootstrap: str) -> None:
@@ -95,6 +143,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     check_outputs(settings)
     ref, spec = check_model(settings)
     stream = settings.stream
+    check_checkpoint(settings, spec)
     create_output_topics(settings, bootstrap)
     spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
     # Fixed in the checkpoint at the first run; a restarted query keeps its own.
@@ -131,7 +180,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
             "ProcessingTime" if ttl_ms else "None",
         )
     scored = observe_output(windows)
-    metrics = MetricsListener(QUERY_NAME, stream.metrics_port)
+    metrics = MetricsListener(QUERY_NAME, stream.metrics_port, stream.metrics_host)
     metrics.attach(spark.streams)
     trigger: dict[str, Any] = {"processingTime": stream.trigger_interval}
     if stream.trigger_interval == AVAILABLE_NOW:
@@ -160,22 +209,73 @@ def run_until_stopped(
     metrics: MetricsListener | None = None,
     *,
     grace_s: float = 300.0,
+    checkpoint: Path | None = None,
 ) -> None:
     """Wait for the query; on ``stop`` let the running micro-batch finish, then stop it (and
-    detach ``metrics`` once its last report is in)."""
+    detach ``metrics`` once its last report is in). A failed query raises a ``SeqstreamError``
+    naming the micro-batch and its offsets (read from ``checkpoint``) and the first cause."""
     try:
         _wait_then_stop(query, stop, grace_s)
     finally:
         if metrics is not None:
             metrics.drain(query)
             metrics.close()
-    if query.exception() is not None:
-        raise SeqstreamError(f"streaming query failed: {query.exception()}")
+    failure = query.exception()
+    if failure is not None:
+        raise SeqstreamError(describe_failure(str(failure), checkpoint))
+
+
+def describe_failure(error: str, checkpoint: Path | None) -> str:
+    """One paragraph for a failed query: where (micro-batch, partitions, offsets) and why (the
+    innermost error line, not Spark's page of stack traces)."""
+    causes = re.findall(
+        r"^\s*((?:[\w.]+\.)?\w*(?:Error|Exception): .+)$", error, flags=re.MULTILINE
+    )
+    plain = [c for c in causes if not c.lstrip().startswith(("org.apache", "py4j", "java."))]
+    cause = (plain or causes or [error.strip().splitlines()[0] if error.strip() else "unknown"])[-1]
+    return (
+        f"the streaming query failed{_failed_batch(checkpoint)}: {cause.strip()[:1000]}. The "
+        "checkpoint keeps its place: fix the cause and start the job again to re-run that "
+        "micro-batch"
+    )
+
+
+def _failed_batch(checkpoint: Path | None) -> str:
+    if checkpoint is None or not (Path(checkpoint) / "offsets").is_dir():
+        return ""
+
+    def batches(folder: str) -> list[int]:
+        path = Path(checkpoint) / folder
+        return (
+            sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
+        )
+
+    def source_offsets(batch: int) -> dict[str, dict[str, int]]:
+        lines = (Path(checkpoint) / "offsets" / str(batch)).read_text().splitlines()
+        return json.loads(lines[2]) if len(lines) > 2 else {}
+
+    committed = batches("commits")
+    failed = committed[-1] + 1 if committed else 0
+    if failed not in batches("offsets"):
+        after = source_offsets(failed - 1) if failed else {}
+        where = ", ".join(f"{t}-{p} at {o}" for t, ps in after.items() for p, o in ps.items())
+        return f" planning micro-batch {failed}" + (f" (after {where})" if where else "")
+    ends = source_offsets(failed)
+    starts = source_offsets(failed - 1) if failed else {}
+    ranges = ", ".join(
+        f"{t}-{p} [{starts.get(t, {}).get(p, '?')}, {end})"
+        for t, ps in ends.items()
+        for p, end in ps.items()
+    )
+    return f" in micro-batch {failed} (offsets {ranges})"
 
 
 def _wait_then_stop(query: Any, stop: threading.Event, grace_s: float) -> None:
     while query.isActive and not stop.is_set():
-        query.awaitTermination(1)
+        try:
+            query.awaitTermination(1)
+        except StreamingQueryException:  # the query failed: run_until_stopped says why
+            return
     if query.isActive:
         # Finish the micro-batch running now (its progress report marks the end), then stop. A
         # batch runs with new data, or without to expire state; a trigger that only polls
@@ -199,7 +299,12 @@ def _running_a_batch(status: dict[str, Any]) -> bool:
 
 
 def run_until_accounted(
-    query: Any, metrics: MetricsListener, events: int, *, timeout_s: float | None = None
+    query: Any,
+    metrics: MetricsListener,
+    events: int,
+    *,
+    timeout_s: float | None = None,
+    checkpoint: Path | None = None,
 ) -> None:
     """Run until ``metrics`` has accounted for ``events`` input events (or the query ends, or
     ``timeout_s`` passes), then stop gracefully. For demos, benchmarks and tests."""
@@ -216,7 +321,7 @@ def run_until_accounted(
         stop.set()
 
     threading.Thread(target=watch, daemon=True).start()
-    run_until_stopped(query, stop, metrics)
+    run_until_stopped(query, stop, metrics, checkpoint=checkpoint)
 
 
 def run_stream(settings: Settings, bootstrap: str) -> None:
@@ -228,4 +333,4 @@ def run_stream(settings: Settings, bootstrap: str) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_until_stopped(query, stop, metrics)
+    run_until_stopped(query, stop, metrics, checkpoint=settings.stream.checkpoint)

@@ -85,7 +85,9 @@ def settings_for(tmp_path: Path, topic: str, bootstrap: str, **stream):  # type:
 def run_until(spark, settings, bootstrap: str, events: int, stop_after: int | None = None):  # type: ignore[no-untyped-def]
     """Run the job until ``events`` were accounted for (or ``stop_after``), then stop it gracefully."""
     query, metrics = build_query(spark, settings, bootstrap)
-    run_until_accounted(query, metrics, stop_after or events, timeout_s=240)
+    run_until_accounted(
+        query, metrics, stop_after or events, timeout_s=240, checkpoint=settings.stream.checkpoint
+    )
     return metrics.history
 
 

@@ -10,14 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from seqstream.model.artifact import DEMO_MODEL_DIR
-from seqstream.pipeline.backfill import partition_windows, run_backfill
+from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
+from seqstream.pipeline.backfill import backfill_outputs, partition_windows, run_backfill
 from seqstream.pipeline.backfill_plan import Request, resolve_ranges
 from seqstream.pipeline.cli import main as cli_main
 from seqstream.pipeline.config import EventSchema, load_settings
@@ -295,6 +296,35 @@ def test_a_different_request_does_not_resume_another_backfills_progress(
         SeqstreamError, match="holds the progress of another backfill .* pass --restart"
     ):
         run_backfill(spark, settings, bootstrap_servers, Request([topic]))
+
+
+def test_a_backfill_resumed_with_other_outputs_is_refused(
+    spark, bootstrap_servers, stream_topic, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Its finished chunks went to the recorded outputs: resuming into new ones would leave them
+    out of the new folder while counting them as scored."""
+    topic, _ = stream_topic
+    settings = backfill_settings(tmp_path, topic, bootstrap_servers, 100_000)
+    recorded = {**backfill_outputs(settings), "parquet_path": str(tmp_path / "first-scores")}
+    (tmp_path / "progress").mkdir()
+    (tmp_path / "progress" / "plan.json").write_text(
+        json.dumps(
+            {
+                "request": asdict(Request([topic])),
+                "model": load_artifact(DEMO_MODEL_DIR).spec.weights_sha256,
+                "outputs": recorded,
+                "chunks": [],
+            }
+        )
+    )
+    with pytest.raises(SeqstreamError) as raised:
+        run_backfill(spark, settings, bootstrap_servers, Request([topic]))
+    assert str(raised.value) == (
+        f"{tmp_path / 'progress'} holds a backfill whose finished chunks were written to other outputs "
+        f"({{'parquet_path': '{tmp_path / 'first-scores'} -> {tmp_path / 'scores'}'}}): resume it with the "
+        "outputs it had, or pass --restart to score the whole range into the new ones"
+    )
+    assert not (tmp_path / "scores").exists()
 
 
 def test_a_topic_partition_read_out_of_offset_order_is_refused() -> None:

@@ -86,3 +86,15 @@ def test_a_batch_that_read_and_emitted_nothing_has_no_metrics() -> None:
     }
     assert batch_metrics(progress(empty)) is None
     assert batch_metrics(progress({})) is None
+
+
+def test_the_prometheus_endpoint_listens_on_loopback_unless_told_otherwise() -> None:
+    from seqstream.pipeline.metrics import MetricsListener
+
+    for host, expected in ((None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")):
+        listener = MetricsListener("q", 0) if host is None else MetricsListener("q", 0, host)
+        assert listener.prometheus is not None
+        try:
+            assert listener.prometheus.server.server_address[0] == expected
+        finally:
+            listener.close()

@@ -104,6 +104,24 @@ def test_truncated_weights_are_detected_even_with_a_matching_hash(tmp_path: Path
         load_artifact(directory)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_with_a_correct_hash(tmp_path: Path, bad: float) -> None:
+    spec = forecast_spec()
+    torch.manual_seed(0)
+    network = SequenceModel(spec.lstm, spec.head)
+    with torch.no_grad():
+        network.lstm.weight_hh_l0[3, 5] = bad
+        network.head.bias[0] = bad
+    directory = tmp_path / "model"
+    save_artifact(network, spec, directory)  # the sha256 in config.json is right
+    with pytest.raises(
+        ArtifactError,
+        match=r"holds NaN or infinite weights in head\.bias \(1 of 2 values\), "
+        r"lstm\.weight_hh_l0 \(1 of \d+ values\): the model was saved from a diverged training run",
+    ):
+        load_artifact(directory)
+
+
 def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
     directory, _, spec = saved(tmp_path)
     other, _, _ = saved(tmp_path / "other", hidden_size=7)
