@@ -49,7 +49,7 @@ from seqstream.pipeline.kafka import (
 )
 from seqstream.pipeline.outputs import BatchWriter
 from seqstream.pipeline.parsing import parse_events
-from seqstream.pipeline.rows import KAFKA_COLUMNS, SCORED_COLUMNS, SCORED_SCHEMA
+from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef, score_windows
 from seqstream.pipeline.streaming import check_model, create_output_topics
 from seqstream.pipeline.window_step import window_rows
@@ -176,6 +176,7 @@ def partition_windows(
             "model_version",
             "model_batch",
             "kafka_timestamp",
+            "key_mismatch",
         ):
             state[column] = None  # absent, not NaN: list and string columns cannot take a float
         yield state.assign(is_state=True)
@@ -208,7 +209,9 @@ class Backfill:
         """Parsed events as their own Spark step (the windows parse inside theirs)."""
 
         return parse_events(
-            self.read_kafka(ranges), self.settings.events, self.settings.stream.max_event_bytes
+            kafka_columns(self.read_kafka(ranges)),
+            self.settings.events,
+            self.settings.stream.max_event_bytes,
         )
 
     def windows(
@@ -227,7 +230,7 @@ class Backfill:
             max_bytes=self.settings.stream.max_event_bytes,
             ref=self.ref,
         )
-        return self.read_kafka(ranges).select(*KAFKA_COLUMNS).mapInPandas(fn, schema)
+        return kafka_columns(self.read_kafka(ranges)).mapInPandas(fn, schema)
 
     @staticmethod
     def carried_events(windows: Any, before: pd.DataFrame) -> pd.DataFrame:

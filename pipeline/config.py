@@ -70,11 +70,20 @@ class KafkaSettings(_Section):
 
 
 class EventSchema(_Section):
-    """Field names of the JSON events: one key, one event time (epoch ms), the features."""
+    """Field names of the JSON events: one key, one event time (epoch ms), the features.
+
+    ``key_source`` says which key an event belongs to: the JSON ``key_field`` (``json``) or the
+    Kafka message key (``kafka``; then the JSON field may be left out). Either way the two must
+    agree where both are there: the Kafka key decides the partition, and a key's history is only
+    whole when all its events share one. ``key_mismatch`` says what happens when they differ: a
+    dead letter naming both (``dead-letter``), or the event kept under ``key_source``'s key and
+    counted (``warn``, ``key_mismatches`` in the batch metrics)."""
 
     key_field: str = "key"
     time_field: str = "ts"
     features: list[str] = Field(default_factory=lambda: ["value"], min_length=1)
+    key_source: Literal["json", "kafka"] = "json"
+    key_mismatch: Literal["dead-letter", "warn"] = "dead-letter"
 
     @model_validator(mode="after")
     def _distinct_names(self) -> EventSchema:

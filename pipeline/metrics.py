@@ -43,6 +43,7 @@ def observe_output(scored: DataFrame) -> DataFrame:
         F.count("reason").alias("dead_lettered"),
         F.count(F.when(F.col("reason").isNull(), 1)).alias("windows"),
         F.count("score").alias("scored"),
+        F.count(F.when(F.col("key_mismatch"), 1)).alias("key_mismatches"),
         F.coalesce(F.sum("scoring_s"), F.lit(0.0)).alias("scoring_s"),
         F.coalesce(F.sum(1.0 / F.col("model_batch")), F.lit(0.0)).alias("model_batches"),
         F.max("model_batch").alias("model_batch_max"),
@@ -67,6 +68,7 @@ class BatchMetrics:
     scored: int
     not_yet_scoreable: int  # windows shorter than the model's min_length (a key's first events)
     keys_in_state: int  # state rows held by the stateful step after the batch
+    key_mismatches: int  # events.key_mismatch=warn: rows kept although JSON and Kafka keys differ
     scoring_s: float  # time in the model step, summed over workers
     model_batches: int
     model_batch_mean: float
@@ -94,6 +96,7 @@ def batch_metrics(progress: Any) -> BatchMetrics | None:
         scored=out["scored"],
         not_yet_scoreable=out["windows"] - out["scored"],
         keys_in_state=sum(op.numRowsTotal for op in states),
+        key_mismatches=out["key_mismatches"],
         scoring_s=round(out["scoring_s"], 6),
         model_batches=model_batches,
         model_batch_mean=round(out["scored"] / model_batches, 1) if model_batches else 0.0,

@@ -2,8 +2,9 @@
 
 Follow one Kafka record through the streaming job (the backfill takes the same path):
 
-1. ``KAFKA_COLUMNS``: what the Python step reads of the Kafka source's row: the value bytes and
-   the record's position (topic, partition, offset) and Kafka timestamp.
+1. ``KAFKA_COLUMNS``: what the Python step reads of the Kafka source's row: the message key
+   (``kafka_key``), the value bytes and the record's position (topic, partition, offset) and
+   Kafka timestamp.
 2. ``WINDOW_SCHEMA``: after parsing (``parsing``) and windowing (``window_step``): the event's key
    and event time and the length of its window, or, for a value that is not an event, the
    original bytes in ``value`` and the ``reason``. Every record gives exactly one such row.
@@ -20,9 +21,12 @@ backfill's key scan), between 1 and 2.
 
 from __future__ import annotations
 
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
+    BooleanType,
     DoubleType,
     FloatType,
     IntegerType,
@@ -33,12 +37,20 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-KAFKA_COLUMNS = ["value", "topic", "partition", "offset", "timestamp"]
+KAFKA_COLUMNS = ["kafka_key", "value", "topic", "partition", "offset", "timestamp"]
 
 PARSED_DDL = (
-    "value binary, topic string, partition int, offset long, timestamp timestamp, "
-    "key string, event_time_ms long, features array<float>, reason string"
+    "kafka_key binary, value binary, topic string, partition int, offset long, "
+    "timestamp timestamp, key string, event_time_ms long, features array<float>, reason string, "
+    "key_mismatch boolean"
 )
+
+
+def kafka_columns(kafka: DataFrame) -> DataFrame:
+    """The Kafka source's rows as the Python step reads them (``KAFKA_COLUMNS``; the message key
+    renamed ``kafka_key``, as ``key`` names the event key from here on)."""
+    return kafka.select(F.col("key").alias("kafka_key"), *KAFKA_COLUMNS[1:])
+
 
 WINDOW_SCHEMA = StructType(
     [
@@ -52,6 +64,8 @@ WINDOW_SCHEMA = StructType(
         StructField("window_length", IntegerType()),
         StructField("value", BinaryType()),
         StructField("reason", StringType()),
+        # events.key_mismatch=warn: the event's JSON and Kafka keys differ (counted, not written)
+        StructField("key_mismatch", BooleanType()),
     ]
 )
 WINDOW_COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]

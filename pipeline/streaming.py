@@ -30,7 +30,7 @@ from seqstream.pipeline.kafka import TopicAdmin, kafka_format, kafka_options
 from seqstream.pipeline.metrics import MetricsListener, observe_input, observe_output
 from seqstream.pipeline.outputs import BatchWriter, check_folder
 from seqstream.pipeline.parsing import parse_events
-from seqstream.pipeline.rows import KAFKA_COLUMNS, SCORED_SCHEMA
+from seqstream.pipeline.rows import SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef
 from seqstream.pipeline.spark import job_spark
 from seqstream.pipeline.stateful_windows import WindowProcessor
@@ -158,7 +158,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     )
     if stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
-    kafka_rows = observe_input(reader.load().select(*KAFKA_COLUMNS))
+    kafka_rows = observe_input(kafka_columns(reader.load()))
     if stream.mode == "time":
         windows = event_time_windows(
             parse_events(kafka_rows, settings.events, stream.max_event_bytes),
@@ -234,7 +234,7 @@ def describe_failure(error: str, checkpoint: Path | None) -> str:
     plain = [c for c in causes if not c.lstrip().startswith(("org.apache", "py4j", "java."))]
     cause = (plain or causes or [error.strip().splitlines()[0] if error.strip() else "unknown"])[-1]
     return (
-        f"the streaming query failed{_failed_batch(checkpoint)}: {cause.strip()[:1000]}. The "
+        f"the streaming query failed{_failed_batch(checkpoint)}: {cause.strip()[:1000].rstrip('.')}. The "
         "checkpoint keeps its place: fix the cause and start the job again to re-run that "
         "micro-batch"
     )

@@ -53,6 +53,7 @@ def last_events(
                     int(made.lengths[-1]),
                     None,
                     None,
+                    any(bool(e["key_mismatch"]) for e in ordered),
                 )
             )
         yield score_windows(pd.DataFrame(rows, columns=WINDOW_COLUMNS), windows, ref)
@@ -77,7 +78,15 @@ def event_time_windows(
     window = F.window("event_time", size, slide) if slide else F.window("event_time", size)
     grouped = valid.groupBy("key", window.alias("w")).agg(
         F.collect_list(
-            F.struct("event_time_ms", "topic", "partition", "offset", "timestamp", "features")
+            F.struct(
+                "event_time_ms",
+                "topic",
+                "partition",
+                "offset",
+                "timestamp",
+                "features",
+                "key_mismatch",
+            )
         ).alias("events")
     )
     shaped = grouped.select(

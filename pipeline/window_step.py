@@ -40,11 +40,13 @@ def window_rows(
     schema: EventSchema,
     max_bytes: int,
 ) -> WindowedRows:
-    """Parse the Kafka rows of one partition (columns ``value, topic, partition, offset,
-    kafka_timestamp``, any order) and window each valid event. ``context_of(key)`` is the key's
+    """Parse the Kafka rows of one partition (columns ``kafka_key, value, topic, partition,
+    offset, kafka_timestamp``, any order) and window each valid event. ``context_of(key)`` is the key's
     carried events, if any. Shared by the streaming processor and the backfill."""
     width = len(schema.features)
-    parsed = parse_values(kafka_rows["value"].tolist(), schema, max_bytes)
+    parsed = parse_values(
+        kafka_rows["value"].tolist(), schema, max_bytes, kafka_rows["kafka_key"].tolist()
+    )
     dead = np.flatnonzero(pd.notna(parsed.reason))
     valid = np.flatnonzero(pd.isna(parsed.reason))
     valid = valid[np.argsort(kafka_rows["offset"].to_numpy()[valid], kind="stable")]
@@ -67,5 +69,6 @@ def window_rows(
     )
     rows["value"] = rows["value"].where(is_dead, None)  # events' bytes are not sent back
     rows["reason"] = parsed.reason[ordered]
+    rows["key_mismatch"] = parsed.key_mismatch[ordered]
     windows = np.concatenate([made.windows, np.zeros((len(dead), length, width), np.float32)])
     return WindowedRows(rows[WINDOW_COLUMNS], windows, dict(zip(keys, made.contexts, strict=False)))

@@ -63,8 +63,12 @@ values = st.one_of(
 
 
 def _kafka_rows(batch: list[bytes | None]) -> pd.DataFrame:
+    """As a keyed producer sends them: the event key (where there is one) is the message key."""
+    parsed = [parse_value(v, SCHEMA, MAX_BYTES) for v in batch]
+    keys = [None if isinstance(p, str) or p[0] is None else p[0].encode() for p in parsed]
     return pd.DataFrame(
         {
+            "kafka_key": keys,
             "value": batch,
             "topic": "t",
             "partition": 0,

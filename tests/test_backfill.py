@@ -334,6 +334,7 @@ def test_a_topic_partition_read_out_of_offset_order_is_refused() -> None:
     def kafka_rows(offsets: list[int]) -> pd.DataFrame:
         return pd.DataFrame(
             {
+                "kafka_key": [b"a"] * len(offsets),
                 "value": [b'{"key": "a", "ts": 1, "value": 1.0}'] * len(offsets),
                 "topic": "t",
                 "partition": 0,

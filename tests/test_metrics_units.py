@@ -50,6 +50,7 @@ def test_a_batch_accounts_for_every_event() -> None:
                 "dead_lettered": 3,
                 "windows": 97,
                 "scored": 90,
+                "key_mismatches": 2,
                 "scoring_s": 0.5,
                 "model_batches": 2.0,
                 "model_batch_max": 64,
@@ -65,7 +66,7 @@ def test_a_batch_accounts_for_every_event() -> None:
     assert (
         m.not_yet_scoreable == 7 and m.events_in == m.dead_lettered + m.scored + m.not_yet_scoreable
     )
-    assert (m.keys_in_state, m.late) == (12, 4)
+    assert (m.keys_in_state, m.late, m.key_mismatches) == (12, 4, 2)
     assert (m.model_batches, m.model_batch_mean, m.model_batch_max) == (2, 45.0, 64)
     # latency: from a record's Kafka time to the end of the batch that wrote its score
     assert (m.latency_p50_ms, m.latency_p99_ms, m.duration_s) == (2_000, 3_000, 2.0)
@@ -78,6 +79,7 @@ def test_a_batch_that_read_and_emitted_nothing_has_no_metrics() -> None:
             "dead_lettered": 0,
             "windows": 0,
             "scored": 0,
+            "key_mismatches": 0,
             "scoring_s": 0.0,
             "model_batches": 0.0,
             "model_batch_max": None,

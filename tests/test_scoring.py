@@ -54,6 +54,7 @@ def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
             "window_length": [length] * (n - 1)
             + [spec.window.min_length - 1],  # the last is too short
             "reason": [None] * n,
+            "key_mismatch": False,
         }
     )
     ref = ModelRef(str(DEMO_MODEL_DIR), spec.weights_sha256 or "", batch_size=4)
