@@ -44,14 +44,13 @@ from seqstream.pipeline.kafka import (
     PartitionRange,
     assign_json,
     kafka_format,
-    kafka_options,
     offsets_json,
 )
 from seqstream.pipeline.outputs import BatchWriter
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef, score_windows
-from seqstream.pipeline.streaming import check_model, create_output_topics
+from seqstream.pipeline.streaming import check_model, connector_options, create_output_topics
 from seqstream.pipeline.window_step import window_rows
 
 log = logging.getLogger("seqstream.backfill")
@@ -192,7 +191,7 @@ class Backfill:
         self.ref, self.spec = check_model(settings)
         self.length, self.features = self.spec.window.length, len(self.spec.features)
         self.format = kafka_format(spark, settings.kafka.connector)
-        self.options = kafka_options(bootstrap, settings.kafka.options)
+        self.options = connector_options(settings, bootstrap, self.format)
 
     def read_kafka(self, ranges: list[PartitionRange]) -> Any:
         """Exactly these offset ranges, as Spark's Kafka batch read gives them."""

@@ -54,6 +54,9 @@ class KafkaSettings(_Section):
     # Spark connector: Spark's JVM "kafka" format, seqstream's Python source, or whichever exists.
     connector: Literal["auto", "jvm", "python"] = "auto"
     connect_timeout_s: float = Field(10.0, gt=0)
+    # A broker that does not answer (a restart, a paused host) is retried this long, each retry
+    # logged with its address, before the job fails naming it.
+    retry_timeout_s: float = Field(120.0, gt=0)
     # Extra client properties with Kafka's own names (security.protocol, sasl.mechanism, ...).
     options: dict[str, str] = Field(default_factory=dict)
 

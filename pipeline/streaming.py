@@ -26,7 +26,7 @@ from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
 from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.kafka import TopicAdmin, kafka_format, kafka_options
+from seqstream.pipeline.kafka import SHORT_NAME, TopicAdmin, kafka_format, kafka_options
 from seqstream.pipeline.metrics import MetricsListener, observe_input, observe_output
 from seqstream.pipeline.outputs import BatchWriter, check_folder
 from seqstream.pipeline.parsing import parse_events
@@ -114,6 +114,17 @@ def check_checkpoint(settings: Settings, spec: ModelSpec) -> None:
     path.write_text(json.dumps(identity, indent=1) + "\n")
 
 
+def connector_options(settings: Settings, bootstrap: str, fmt: str) -> dict[str, str]:
+    """A job's Kafka reader and writer options: the client properties, and for seqstream-kafka
+    the chosen client, its per-request timeout and how long it rides out a silent broker."""
+    options = kafka_options(bootstrap, settings.kafka.options)
+    if fmt == SHORT_NAME:
+        options["seqstream.client"] = settings.kafka.client
+        options["seqstream.timeoutSeconds"] = f"{settings.kafka.connect_timeout_s:g}"
+        options["seqstream.retryTimeoutSeconds"] = f"{settings.kafka.retry_timeout_s:g}"
+    return options
+
+
 def create_output_topics(settings: Settings, bootstrap: str) -> None:
     """Kafka clusters often refuse to auto-create topics: make the output topics up front."""
     wanted = [t for t in (settings.stream.output_topic, settings.stream.dead_letter_topic) if t]
@@ -149,7 +160,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     # Fixed in the checkpoint at the first run; a restarted query keeps its own.
     spark.conf.set("spark.sql.shuffle.partitions", str(state_partitions(settings, bootstrap)))
     fmt = kafka_format(spark, settings.kafka.connector)
-    options = kafka_options(bootstrap, settings.kafka.options)
+    options = connector_options(settings, bootstrap, fmt)
     reader = (
         spark.readStream.format(fmt)
         .options(**options)

@@ -106,7 +106,13 @@ def _unavailable(bootstrap: str, timeout_s: float, detail: object) -> KafkaUnava
 class _ConfluentProducer:
     client: ClientName = "confluent"
 
-    def __init__(self, bootstrap: str, options: Mapping[str, str], timeout_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        options: Mapping[str, str],
+        timeout_s: float,
+        delivery_timeout_s: float,
+    ) -> None:
         from confluent_kafka import KafkaException, Producer
 
         self.report = DeliveryReport()
@@ -118,7 +124,7 @@ class _ConfluentProducer:
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",
                 "linger.ms": 20,
-                "message.timeout.ms": max(int(timeout_s * 1000), 5000),
+                "message.timeout.ms": max(int(delivery_timeout_s * 1000), 5000),
                 **_confluent_config(bootstrap, timeout_s, options),
             }
         )
@@ -221,7 +227,7 @@ def _confluent_read(
                 )
             return records
 
-        yield from _read_until_ends(topic, ranges, poll, timeout_s)
+        yield from _read_until_ends(bootstrap, topic, ranges, poll, timeout_s)
     finally:
         consumer.close()
 
@@ -339,12 +345,13 @@ def _kafka_python_read(
                 for m in messages
             ]
 
-        yield from _read_until_ends(topic, ranges, poll, timeout_s)
+        yield from _read_until_ends(bootstrap, topic, ranges, poll, timeout_s)
     finally:
         consumer.close()
 
 
 def _read_until_ends(
+    bootstrap: str,
     topic: str,
     ranges: Mapping[int, tuple[int, int]],
     poll: Callable[[], list[Record]],
@@ -367,19 +374,22 @@ def _read_until_ends(
         for p in [p for p in pending if positions[p] >= pending[p][1]]:
             del pending[p]
         if pending and time.monotonic() - last_progress > timeout_s:
-            raise _stalled(topic, positions, pending, timeout_s)
+            raise _stalled(bootstrap, topic, positions, pending, timeout_s)
 
 
 def _stalled(
+    bootstrap: str,
     topic: str,
     positions: Mapping[int, int],
     pending: Mapping[int, tuple[int, int]],
     timeout_s: float,
-) -> SeqstreamError:
+) -> KafkaUnavailableError:
     where = ", ".join(
         f"partition {p} at {positions[p]} of [{s}, {e})" for p, (s, e) in pending.items()
     )
-    return SeqstreamError(f"reading {topic}: no records for {timeout_s:g}s, stuck at {where}")
+    return KafkaUnavailableError(
+        f"reading {topic} from {bootstrap}: no records for {timeout_s:g}s, stuck at {where}"
+    )
 
 
 # --- public entry points -----------------------------------------------------------------------
@@ -391,11 +401,17 @@ def open_producer(
     client: str = "auto",
     options: Mapping[str, str] | None = None,
     timeout_s: float = 10.0,
+    delivery_timeout_s: float | None = None,
 ) -> RecordProducer:
-    """An idempotent producer; raises KafkaUnavailableError if no broker answers in time."""
+    """An idempotent producer; raises KafkaUnavailableError if no broker answers in time.
+    ``delivery_timeout_s`` (default: ``timeout_s``) is how long a record may wait for its
+    acknowledgement, the client retrying meanwhile (confluent-kafka's ``message.timeout.ms``)."""
     chosen = resolve_client(client)
-    factory = _ConfluentProducer if chosen == "confluent" else _KafkaPythonProducer
-    return factory(bootstrap, options or {}, timeout_s)
+    if chosen == "confluent":
+        return _ConfluentProducer(
+            bootstrap, options or {}, timeout_s, delivery_timeout_s or timeout_s
+        )
+    return _KafkaPythonProducer(bootstrap, options or {}, timeout_s)
 
 
 def read_range(

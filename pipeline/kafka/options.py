@@ -39,6 +39,7 @@ _READ_OPTIONS = {
     "includeheaders",
     "seqstream.client",
     "seqstream.timeoutseconds",
+    "seqstream.retrytimeoutseconds",
 }
 _WRITE_OPTIONS = {
     "kafka.bootstrap.servers",
@@ -46,6 +47,7 @@ _WRITE_OPTIONS = {
     "includeheaders",
     "seqstream.client",
     "seqstream.timeoutseconds",
+    "seqstream.retrytimeoutseconds",
 }
 # Options Spark itself passes to every source or sink; accepted and left to Spark.
 _SPARK_GENERIC = {"checkpointlocation", "path"}
@@ -80,7 +82,8 @@ class ClientSettings:
     bootstrap: str
     properties: dict[str, str]  # kafka.* passthrough, without the "kafka." prefix
     client: str = "auto"
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # one request: no answer within it is a failed attempt
+    retry_timeout_s: float = 120.0  # how long failed attempts are retried before the query fails
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def _client(opts: dict[str, str], allowed: set[str]) -> ClientSettings:
             f"option 'seqstream.client' must be auto, confluent or kafka-python, got {client!r}"
         )
     timeout = _positive_float(opts, "seqstream.timeoutseconds", 30.0)
-    return ClientSettings(bootstrap, properties, client, timeout)
+    retry_timeout = _positive_float(opts, "seqstream.retrytimeoutseconds", 120.0)
+    return ClientSettings(bootstrap, properties, client, timeout, retry_timeout)
 
 
 def _positive_float(opts: dict[str, str], name: str, default: float) -> float:

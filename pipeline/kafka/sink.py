@@ -25,6 +25,7 @@ from pyspark.sql.types import BinaryType, IntegerType, StringType, StructType
 
 from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures
 from seqstream.pipeline.kafka.options import OptionError, SinkOptions
+from seqstream.pipeline.kafka.retry import retrying
 from seqstream.pipeline.kafka.schema import HEADERS_TYPE
 
 _ALLOWED = {
@@ -62,8 +63,17 @@ def _as_bytes(value: str | bytes | None) -> bytes | None:
 
 def send_batches(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> SentMessage:
     kafka = options.kafka
-    producer = open_producer(
-        kafka.bootstrap, client=kafka.client, options=kafka.properties, timeout_s=kafka.timeout_s
+    producer = retrying(
+        lambda: open_producer(
+            kafka.bootstrap,
+            client=kafka.client,
+            options=kafka.properties,
+            timeout_s=kafka.timeout_s,
+            delivery_timeout_s=kafka.retry_timeout_s,
+        ),
+        what="a producer's connection",
+        bootstrap=kafka.bootstrap,
+        timeout_s=kafka.retry_timeout_s,
     )
     topics_seen: set[str] = set()
     try:
@@ -88,7 +98,7 @@ def send_batches(options: SinkOptions, batches: Iterator[pa.RecordBatch]) -> Sen
                     partition=partitions[i],
                     headers=row_headers,
                 )
-        report = producer.flush(kafka.timeout_s)
+        report = producer.flush(kafka.retry_timeout_s + kafka.timeout_s)
     finally:
         producer.close()
     raise_for_failures(report, ",".join(sorted(topics_seen)) or str(options.topic))

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSourceReader, DataSourceStreamReader, InputPartition
@@ -23,7 +23,7 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 
-from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.errors import KafkaUnavailableError, SeqstreamError
 from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.kafka.clients import Record, read_range
 from seqstream.pipeline.kafka.offsets import (
@@ -36,9 +36,11 @@ from seqstream.pipeline.kafka.offsets import (
     to_json_offsets,
 )
 from seqstream.pipeline.kafka.options import OffsetSpec, SourceOptions
+from seqstream.pipeline.kafka.retry import is_transient, retrying
 from seqstream.pipeline.kafka.schema import arrow_schema
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # --- planning on the driver --------------------------------------------------------------------
@@ -227,16 +229,55 @@ def _batches(
 def read_partition(options: SourceOptions, partition: InputPartition) -> Iterator[pa.RecordBatch]:
     if not isinstance(partition, PartitionRange):  # Spark's placeholder when nothing to read
         return iter(())
+    return _batches(_read_resuming(options, partition), options.include_headers)
+
+
+def _read_resuming(options: SourceOptions, partition: PartitionRange) -> Iterator[Record]:
+    """The range's records; when the broker stops answering, read on from the next offset with
+    a new consumer, retrying for ``retry_timeout_s`` after the last record that came."""
     kafka = options.kafka
-    records = read_range(
-        kafka.bootstrap,
-        partition.topic,
-        {partition.partition: (partition.start, partition.end)},
-        client=kafka.client,
-        options=kafka.properties,
-        timeout_s=kafka.timeout_s,
-    )
-    return _batches(records, options.include_headers)
+    position = partition.start
+    attempts: list[BaseException] = []
+
+    def records() -> Iterator[Record]:
+        return read_range(
+            kafka.bootstrap,
+            partition.topic,
+            {partition.partition: (position, partition.end)},
+            client=kafka.client,
+            options=kafka.properties,
+            timeout_s=kafka.timeout_s,
+        )
+
+    deadline = time.monotonic() + kafka.retry_timeout_s
+    while position < partition.end:
+        try:
+            for record in records():
+                yield record
+                position = record.offset + 1
+                deadline = time.monotonic() + kafka.retry_timeout_s
+            return
+        except Exception as exc:  # noqa: BLE001 - sorted by is_transient
+            if not is_transient(exc):
+                raise
+            attempts.append(exc)
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailableError(
+                    f"Kafka at {kafka.bootstrap} did not answer reads of {partition.topic}-"
+                    f"{partition.partition} at offset {position} (of [{partition.start}, "
+                    f"{partition.end})) for {kafka.retry_timeout_s:g}s ({len(attempts)} attempts; "
+                    f"kafka.retry_timeout_s): {type(exc).__name__}: {exc}"
+                ) from None
+            log.warning(
+                "Kafka at %s did not answer a read of %s-%d at offset %d (attempt %d): %s; retrying",
+                kafka.bootstrap,
+                partition.topic,
+                partition.partition,
+                position,
+                len(attempts),
+                exc,
+            )
+            time.sleep(min(2.0 ** min(len(attempts), 3) / 2, max(deadline - time.monotonic(), 0)))
 
 
 class KafkaBatchReader(DataSourceReader):
@@ -244,6 +285,15 @@ class KafkaBatchReader(DataSourceReader):
         self.options = options
 
     def partitions(self) -> Sequence[InputPartition]:
+        kafka = self.options.kafka
+        return retrying(
+            self._partitions,
+            what="planning a read",
+            bootstrap=kafka.bootstrap,
+            timeout_s=kafka.retry_timeout_s,
+        )
+
+    def _partitions(self) -> Sequence[InputPartition]:
         planner = _Planner(self.options)
         try:
             keys = planner.partitions()
@@ -301,7 +351,22 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._planner = _Planner(self.options)
         return self._planner
 
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """Driver-side Kafka calls ride out a broker that is briefly away: a failed attempt
+        drops the planner's clients, the next one opens new ones."""
+        kafka = self.options.kafka
+        return retrying(
+            call,
+            what=what,
+            bootstrap=kafka.bootstrap,
+            timeout_s=kafka.retry_timeout_s,
+            reset=self.stop,
+        )
+
     def initialOffset(self) -> dict:
+        return self._retrying("the offsets to start from", self._initial_offset)
+
+    def _initial_offset(self) -> dict:
         keys = self.planner.partitions()
         return to_json_offsets(self.planner.resolve(self.options.starting, keys, "startingOffsets"))
 
@@ -313,7 +378,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:
-        self._available_now = self.planner.latest(self.planner.partitions())
+        self._available_now = self._retrying(
+            "the latest offsets", lambda: self.planner.latest(self.planner.partitions())
+        )
 
     def _starts(self, start: Offsets, keys: Sequence[TopicPartitionKey]) -> Offsets:
         """Known partitions continue; new ones (a topic grew) start at their earliest offset."""
@@ -321,6 +388,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return {**start, **(self.planner.earliest(new) if new else {})}
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        return self._retrying("the latest offsets", lambda: self._latest_offset(start, limit))
+
+    def _latest_offset(self, start: dict, limit: ReadLimit) -> dict:
         if self._available_now is not None:
             latest = dict(self._available_now)
         else:
@@ -347,9 +417,15 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return to_json_offsets(latest)
 
     def reportLatestOffset(self) -> dict | None:
-        return to_json_offsets(self.planner.latest(self.planner.partitions()))
+        return self._retrying(
+            "the latest offsets",
+            lambda: to_json_offsets(self.planner.latest(self.planner.partitions())),
+        )
 
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
+        return self._retrying("planning a micro-batch", lambda: self._partitions(start, end))
+
+    def _partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
         ends = from_json_offsets(end)
         starts = self._starts(from_json_offsets(start), list(ends))
         starts, ends = check_data_loss(self.options, self.planner, starts, ends)
@@ -360,8 +436,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def stop(self) -> None:
         if self._planner is not None:
-            self._planner.close()
-            self._planner = None
+            planner, self._planner = self._planner, None
+            planner.close()
 
 
 def rate_limit(begin: Offsets, backlog: Mapping[TopicPartitionKey, int], maximum: int) -> Offsets:

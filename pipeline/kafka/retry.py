@@ -1,0 +1,97 @@
+"""Riding out a broker that is briefly away (a rolling restart, a paused host): Kafka calls are
+retried with backoff for ``retry_timeout_s``, each retry logged with the address, and only then
+fail with a ``KafkaUnavailableError`` naming the address, what was tried and the last error.
+
+Only errors that a later attempt can fix are retried (no answer, a timeout, a lost connection, a
+partition leader moving); a topic that is gone or an option that is wrong fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from confluent_kafka import KafkaException
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+from seqstream.pipeline.errors import KafkaUnavailableError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# librdkafka codes that mean "no answer (yet)": transport, timeouts, all brokers down.
+_CONFLUENT_TRANSIENT = {
+    "_TRANSPORT",
+    "_TIMED_OUT",
+    "_ALL_BROKERS_DOWN",
+    "_MSG_TIMED_OUT",
+    "REQUEST_TIMED_OUT",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for an error a later attempt can fix (the broker did not answer in time)."""
+    if isinstance(exc, KafkaUnavailableError):
+        return True
+    if isinstance(exc, KafkaError):
+        # kafka-python marks unknown topics retriable (metadata may lag); for a reader that has
+        # read the topic before, it means the topic is gone: data loss, not an outage.
+        return bool(getattr(exc, "retriable", False)) and not isinstance(
+            exc, UnknownTopicOrPartitionError
+        )
+    if isinstance(exc, KafkaException) and exc.args:
+        error = exc.args[0]
+        return getattr(error, "name", lambda: "")() in _CONFLUENT_TRANSIENT
+    return False
+
+
+def retrying(
+    call: Callable[[], T],
+    *,
+    what: str,
+    bootstrap: str,
+    timeout_s: float,
+    reset: Callable[[], None] | None = None,
+    first_delay_s: float = 0.5,
+    max_delay_s: float = 8.0,
+) -> T:
+    """``call()``, retried on transient errors with exponential backoff for up to ``timeout_s``;
+    ``reset`` runs before each retry (e.g. to reopen a client)."""
+    deadline = time.monotonic() + timeout_s
+    delay, attempt = first_delay_s, 1
+    while True:
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - sorted by is_transient below
+            if not is_transient(exc):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise KafkaUnavailableError(
+                    f"Kafka at {bootstrap} did not answer {what} for {timeout_s:g}s "
+                    f"({attempt} attempts; kafka.retry_timeout_s): {_one_line(exc)}"
+                ) from None
+            wait = min(delay, left)
+            log.warning(
+                "Kafka at %s did not answer %s (attempt %d): %s; retrying in %.1fs, for up to %.0fs more",
+                bootstrap,
+                what,
+                attempt,
+                _one_line(exc),
+                wait,
+                left,
+            )
+            time.sleep(wait)
+            delay, attempt = min(delay * 2, max_delay_s), attempt + 1
+            if reset is not None:
+                try:
+                    reset()
+                except Exception as reset_error:  # noqa: BLE001 - the next attempt reports it
+                    log.debug("resetting the client after a failed %s: %s", what, reset_error)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
