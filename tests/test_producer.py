@@ -116,7 +116,7 @@ def test_reading_past_the_end_fails_with_where_it_stopped(
     producer.close()
     with pytest.raises(
         SeqstreamError,
-        match=rf"reading {topic}: no records for 1s, stuck at partition 0 at 5 of \[0, 9\)",
+        match=rf"reading {topic} from {bootstrap_servers}: no records for 1s, stuck at partition 0 at 5 of \[0, 9\)",
     ):
         list(read_range(bootstrap_servers, topic, {0: (0, 9)}, client=client, timeout_s=1))
 
