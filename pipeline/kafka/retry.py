@@ -47,6 +47,57 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+class Backoff:
+    """The failed attempts at one Kafka call: each is logged with the address and waited out
+    (exponential backoff) until ``timeout_s`` has passed since the start or the last
+    ``progress()``; then the call fails with a ``KafkaUnavailableError`` naming the address, what
+    was asked (``what``, which a caller may update as it goes) and the last error."""
+
+    def __init__(
+        self,
+        *,
+        what: str,
+        bootstrap: str,
+        timeout_s: float,
+        first_delay_s: float = 0.5,
+        max_delay_s: float = 8.0,
+    ) -> None:
+        self.what, self.bootstrap, self.timeout_s = what, bootstrap, timeout_s
+        self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
+        self.attempts = 0
+        self.progress()
+
+    def progress(self) -> None:
+        """The call got somewhere: the time allowed starts again."""
+        self.deadline = time.monotonic() + self.timeout_s
+        self.delay = self.first_delay_s
+
+    def failed(self, exc: BaseException) -> None:
+        """Wait before the next attempt; or raise ``exc`` itself when no retry can fix it, or a
+        ``KafkaUnavailableError`` once the time is up."""
+        if not is_transient(exc):
+            raise exc
+        self.attempts += 1
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise KafkaUnavailableError(
+                f"Kafka at {self.bootstrap} did not answer {self.what} for {self.timeout_s:g}s "
+                f"({self.attempts} attempts; kafka.retry_timeout_s): {_one_line(exc)}"
+            ) from None
+        wait = min(self.delay, left)
+        log.warning(
+            "Kafka at %s did not answer %s (attempt %d): %s; retrying in %.1fs, for up to %.0fs more",
+            self.bootstrap,
+            self.what,
+            self.attempts,
+            _one_line(exc),
+            wait,
+            left,
+        )
+        time.sleep(wait)
+        self.delay = min(self.delay * 2, self.max_delay_s)
+
+
 def retrying(
     call: Callable[[], T],
     *,
@@ -54,42 +105,20 @@ def retrying(
     bootstrap: str,
     timeout_s: float,
     reset: Callable[[], None] | None = None,
-    first_delay_s: float = 0.5,
-    max_delay_s: float = 8.0,
 ) -> T:
-    """``call()``, retried on transient errors with exponential backoff for up to ``timeout_s``;
-    ``reset`` runs before each retry (e.g. to reopen a client)."""
-    deadline = time.monotonic() + timeout_s
-    delay, attempt = first_delay_s, 1
+    """``call()``, its transient failures waited out by a ``Backoff``; ``reset`` runs before
+    each retry (e.g. to reopen a client)."""
+    backoff = Backoff(what=what, bootstrap=bootstrap, timeout_s=timeout_s)
     while True:
         try:
             return call()
-        except Exception as exc:  # noqa: BLE001 - sorted by is_transient below
-            if not is_transient(exc):
-                raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise KafkaUnavailableError(
-                    f"Kafka at {bootstrap} did not answer {what} for {timeout_s:g}s "
-                    f"({attempt} attempts; kafka.retry_timeout_s): {_one_line(exc)}"
-                ) from None
-            wait = min(delay, left)
-            log.warning(
-                "Kafka at %s did not answer %s (attempt %d): %s; retrying in %.1fs, for up to %.0fs more",
-                bootstrap,
-                what,
-                attempt,
-                _one_line(exc),
-                wait,
-                left,
-            )
-            time.sleep(wait)
-            delay, attempt = min(delay * 2, max_delay_s), attempt + 1
-            if reset is not None:
-                try:
-                    reset()
-                except Exception as reset_error:  # noqa: BLE001 - the next attempt reports it
-                    log.debug("resetting the client after a failed %s: %s", what, reset_error)
+        except Exception as exc:  # noqa: BLE001 - Backoff.failed re-raises what cannot be retried
+            backoff.failed(exc)
+        if reset is not None:
+            try:
+                reset()
+            except Exception as reset_error:  # noqa: BLE001 - the next attempt reports it
+                log.debug("resetting the client after a failed %s: %s", what, reset_error)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 
-from seqstream.pipeline.errors import KafkaUnavailableError, SeqstreamError
+from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.kafka.clients import Record, read_range
 from seqstream.pipeline.kafka.offsets import (
@@ -36,7 +36,7 @@ from seqstream.pipeline.kafka.offsets import (
     to_json_offsets,
 )
 from seqstream.pipeline.kafka.options import OffsetSpec, SourceOptions
-from seqstream.pipeline.kafka.retry import is_transient, retrying
+from seqstream.pipeline.kafka.retry import Backoff, retrying
 from seqstream.pipeline.kafka.schema import arrow_schema
 
 log = logging.getLogger(__name__)
@@ -237,47 +237,27 @@ def _read_resuming(options: SourceOptions, partition: PartitionRange) -> Iterato
     a new consumer, retrying for ``retry_timeout_s`` after the last record that came."""
     kafka = options.kafka
     position = partition.start
-    attempts: list[BaseException] = []
-
-    def records() -> Iterator[Record]:
-        return read_range(
-            kafka.bootstrap,
-            partition.topic,
-            {partition.partition: (position, partition.end)},
-            client=kafka.client,
-            options=kafka.properties,
-            timeout_s=kafka.timeout_s,
-        )
-
-    deadline = time.monotonic() + kafka.retry_timeout_s
+    backoff = Backoff(what="", bootstrap=kafka.bootstrap, timeout_s=kafka.retry_timeout_s)
     while position < partition.end:
         try:
-            for record in records():
-                yield record
-                position = record.offset + 1
-                deadline = time.monotonic() + kafka.retry_timeout_s
-            return
-        except Exception as exc:  # noqa: BLE001 - sorted by is_transient
-            if not is_transient(exc):
-                raise
-            attempts.append(exc)
-            if time.monotonic() >= deadline:
-                raise KafkaUnavailableError(
-                    f"Kafka at {kafka.bootstrap} did not answer reads of {partition.topic}-"
-                    f"{partition.partition} at offset {position} (of [{partition.start}, "
-                    f"{partition.end})) for {kafka.retry_timeout_s:g}s ({len(attempts)} attempts; "
-                    f"kafka.retry_timeout_s): {type(exc).__name__}: {exc}"
-                ) from None
-            log.warning(
-                "Kafka at %s did not answer a read of %s-%d at offset %d (attempt %d): %s; retrying",
+            for record in read_range(
                 kafka.bootstrap,
                 partition.topic,
-                partition.partition,
-                position,
-                len(attempts),
-                exc,
+                {partition.partition: (position, partition.end)},
+                client=kafka.client,
+                options=kafka.properties,
+                timeout_s=kafka.timeout_s,
+            ):
+                yield record
+                position = record.offset + 1
+                backoff.progress()
+            return
+        except Exception as exc:  # noqa: BLE001 - Backoff.failed re-raises what cannot be retried
+            backoff.what = (
+                f"reads of {partition.topic}-{partition.partition} at offset {position} "
+                f"(of [{partition.start}, {partition.end}))"
             )
-            time.sleep(min(2.0 ** min(len(attempts), 3) / 2, max(deadline - time.monotonic(), 0)))
+            backoff.failed(exc)
 
 
 class KafkaBatchReader(DataSourceReader):
