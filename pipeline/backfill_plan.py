@@ -134,7 +134,9 @@ def split_chunks(ranges: list[PartitionRange], chunk_events: int) -> list[list[P
 def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[str, Any]:
     """Resolve the request against the broker: ranges, chunks and each partition's first offset."""
     kafka = settings.kafka
-    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+    with TopicAdmin(
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
+    ) as admin:
         ranges = resolve_ranges(
             admin,
             request.topics,

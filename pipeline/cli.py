@@ -91,8 +91,9 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 def _cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
+    kafka = settings.kafka
     with TopicAdmin(
-        bootstrap, timeout_s=settings.kafka.connect_timeout_s, options=settings.kafka.options
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
     ) as admin:
         if args.action == "list":
             for name in sorted(admin.list_topics()):
@@ -140,7 +141,9 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         messages = csv_messages(paths, settings.events, time_column=args.time_column)
     bootstrap = resolve_bootstrap(settings, start_if_missing=True)
     kafka = settings.kafka
-    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+    with TopicAdmin(
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
+    ) as admin:
         admin.create_topic(settings.producer.topic, settings.producer.partitions, exist_ok=True)
     producer = open_producer(
         bootstrap, client=kafka.client, options=kafka.options, timeout_s=kafka.connect_timeout_s

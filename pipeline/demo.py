@@ -31,7 +31,9 @@ OUT = Path("out/demo")
 def _produce(settings: Settings, bootstrap: str, topic: str) -> int:
     kafka = settings.kafka
     messages = csv_messages(demo_series_files(), settings.events)
-    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+    with TopicAdmin(
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
+    ) as admin:
         admin.create_topic(topic, settings.producer.partitions)
     producer = open_producer(
         bootstrap, client=kafka.client, options=kafka.options, timeout_s=kafka.connect_timeout_s

@@ -131,7 +131,9 @@ def create_output_topics(settings: Settings, bootstrap: str) -> None:
     if not wanted:
         return
     kafka = settings.kafka
-    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+    with TopicAdmin(
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
+    ) as admin:
         existing = admin.list_topics()
         for topic in wanted:
             if topic not in existing:
@@ -145,7 +147,9 @@ def state_partitions(settings: Settings, bootstrap: str) -> int:
     if settings.stream.state_partitions:
         return settings.stream.state_partitions
     kafka = settings.kafka
-    with TopicAdmin(bootstrap, timeout_s=kafka.connect_timeout_s, options=kafka.options) as admin:
+    with TopicAdmin(
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
+    ) as admin:
         return sum(admin.describe_topic(t).partitions for t in settings.stream.topics)
 
 

@@ -24,7 +24,8 @@ Headers = Sequence[tuple[str, bytes]]
 _LIBRDKAFKA_LOG = logging.getLogger("seqstream.librdkafka")
 
 
-def _confluent_config(bootstrap: str, timeout_s: float, options: Mapping[str, str]) -> dict:
+def confluent_config(bootstrap: str, timeout_s: float, options: Mapping[str, str]) -> dict:
+    """librdkafka settings every seqstream client shares; ``options`` override them."""
     return {
         "bootstrap.servers": bootstrap,
         "socket.timeout.ms": int(timeout_s * 1000),
@@ -93,7 +94,8 @@ def resolve_client(client: str = "auto") -> ClientName:
     raise SeqstreamError(f"kafka.client must be auto, confluent or kafka-python, not {client!r}")
 
 
-def _unavailable(bootstrap: str, timeout_s: float, detail: object) -> KafkaUnavailableError:
+def no_broker(bootstrap: str, timeout_s: float, detail: object) -> KafkaUnavailableError:
+    """The error for a cluster that did not answer, naming the address and where it is set."""
     return KafkaUnavailableError(
         f"no Kafka broker answered at {bootstrap} within {timeout_s:g}s "
         f"(kafka.bootstrap_servers / SEQSTREAM_BOOTSTRAP_SERVERS): {detail}"
@@ -125,13 +127,13 @@ class _ConfluentProducer:
                 "partitioner": "murmur2_random",
                 "linger.ms": 20,
                 "message.timeout.ms": max(int(delivery_timeout_s * 1000), 5000),
-                **_confluent_config(bootstrap, timeout_s, options),
+                **confluent_config(bootstrap, timeout_s, options),
             }
         )
         try:
             self._producer.list_topics(timeout=timeout_s)
         except KafkaException as exc:
-            raise _unavailable(bootstrap, timeout_s, exc) from None
+            raise no_broker(bootstrap, timeout_s, exc) from None
 
     def _on_delivery(self, err: object, msg: object) -> None:
         if err is None:
@@ -195,14 +197,14 @@ def _confluent_read(
         {
             "group.id": "seqstream-reader",
             "enable.auto.commit": False,
-            **_confluent_config(bootstrap, timeout_s, options),
+            **confluent_config(bootstrap, timeout_s, options),
         }
     )
     try:
         try:
             consumer.list_topics(topic, timeout=timeout_s)
         except KafkaException as exc:
-            raise _unavailable(bootstrap, timeout_s, exc) from None
+            raise no_broker(bootstrap, timeout_s, exc) from None
         consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in ranges.items()])
 
         def poll() -> list[Record]:
@@ -254,7 +256,7 @@ class _KafkaPythonProducer:
                 **kafka_python_options(options),
             )
         except KafkaError as exc:
-            raise _unavailable(bootstrap, timeout_s, exc) from None
+            raise no_broker(bootstrap, timeout_s, exc) from None
 
     def _on_success(self, _metadata: object) -> None:
         self.report.acked += 1
@@ -323,7 +325,7 @@ def _kafka_python_read(
             **kafka_python_options(options),
         )
     except KafkaError as exc:
-        raise _unavailable(bootstrap, timeout_s, exc) from None
+        raise no_broker(bootstrap, timeout_s, exc) from None
     try:
         consumer.assign([TopicPartition(topic, p) for p in ranges])
         for p, (start, _) in ranges.items():

@@ -55,7 +55,10 @@ class _Planner:
         self.partitions_lost = 0
         kafka = options.kafka
         self.admin = TopicAdmin(
-            kafka.bootstrap, timeout_s=kafka.timeout_s, options=kafka.properties
+            kafka.bootstrap,
+            client=kafka.client,
+            timeout_s=kafka.timeout_s,
+            options=kafka.properties,
         )
 
     def partitions(self) -> list[TopicPartitionKey]:
