@@ -9,10 +9,14 @@ forecast head (seeded random weights), produced into a 4-partition topic of the 
 1. the model alone: ``WindowScorer`` on every scoreable window, model batches 64..4096 (the limit);
 2. the streaming job: sustained events/s draining the topic in micro-batches of 60,000 events
    (and of 15,000, over part of it), over the micro-batches after the first, and (unless
-   ``--skip-latency``) p50/p99 event-to-score latency at 50 % and 90 % of that rate, 1 s trigger;
+   ``--skip-latency``) p50/p99 event-to-score latency at 50 % and 90 % of that rate, open loop
+   for ``--latency-seconds``, with ``--latency-trigger`` (default "0 seconds"), from each
+   record's Kafka create time to the commit of the micro-batch that wrote its score; and the
+   fixed cost of a micro-batch (the median of batches of 1-10 events in a trickle);
 3. the backfill over the same offsets, measured on a second run (the first, also reported, starts
    the Python workers of its step: torch imported, the model loaded);
-4. peers on the same windows, as a Spark user would build them without seqstream: ``from_json``,
+4. peers: a plain confluent-kafka consumer loop with seqstream's parse, windows and model in one
+   process (no Spark); and, on the same windows, as a Spark user would build them: ``from_json``,
    a ``collect_list`` over a per-key row window, scored by ``pyspark.ml.functions.
    predict_batch_udf``, and by a naive row-at-a-time Python UDF (on a sample);
 5. a breakdown of the job's steps, timed as cumulative batch queries over the same offsets
@@ -106,6 +110,97 @@ def streaming(
         threading.Thread(target=feed, daemon=True).start()
     run_until_accounted(query, metrics, events, timeout_s=1800)
     return [p for p in query.recentProgress if p["numInputRows"] > 0], metrics.history
+
+
+def fixed_cost(spark: Any, settings: Settings, bootstrap: str, topic: str, messages: list) -> dict:
+    """Micro-batches of 1-10 events (a trickle of 4 events/s, trigger "0 seconds"): what a batch
+    costs beyond its events, the floor under latency."""
+    from seqstream.pipeline.kafka.clients import open_producer
+    from seqstream.pipeline.producer import produce_messages
+
+    producer = open_producer(bootstrap)
+    feed = partial(produce_messages, messages, producer, topic, rate=4.0)
+    progress, _ = streaming(spark, settings, bootstrap, len(messages), feed=feed)
+    producer.close()
+    small = [p for p in progress[1:] if 1 <= p["numInputRows"] <= 10]
+    seconds = sorted(p["durationMs"]["triggerExecution"] / 1000 for p in small)
+    phases = {
+        name: float(np.median([p["durationMs"].get(name, 0) / 1000 for p in small]))
+        for name in small[0]["durationMs"]
+    }
+    return {"median_s": float(np.median(seconds)), "batches": len(small), "phases_s": phases}
+
+
+def state_calls_per_batch(progress: list) -> float:
+    """Python-to-JVM state calls per micro-batch: each state row the batch updated was read
+    first (a get and an update; Spark's ``numRowsUpdated``, summed over state operators)."""
+    warm = progress[1:] or progress
+    updated = [sum(op["numRowsUpdated"] for op in p["stateOperators"]) for p in warm]
+    return 2 * float(np.mean(updated))
+
+
+def plain_loop(
+    bootstrap: str, topic: str, partitions: int, model_dir: Path, schema: EventSchema, events: int
+) -> float:
+    """What a user writes for one machine: a confluent-kafka consumer loop in one process with
+    seqstream's own parse + windows step and model, no Spark. Events per second."""
+    import pandas as pd
+    from confluent_kafka import Consumer, TopicPartition
+
+    from seqstream.pipeline.window_step import window_rows
+
+    loaded = load_artifact(model_dir)
+    scorer = WindowScorer(loaded, batch_size=1024, num_threads=os.cpu_count() or 1)
+    length, min_length = loaded.spec.window.length, loaded.spec.window.min_length
+    contexts: dict[str, np.ndarray] = {}
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "plain-loop", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen, started = 0, time.perf_counter()
+    while seen < events:
+        messages = consumer.consume(num_messages=20_000, timeout=0.5)
+        if not messages:
+            continue
+        rows = pd.DataFrame(
+            {
+                "kafka_key": [m.key() for m in messages],
+                "value": [m.value() for m in messages],
+                "topic": topic,
+                "partition": [m.partition() for m in messages],
+                "offset": [m.offset() for m in messages],
+                "kafka_timestamp": pd.to_datetime([m.timestamp()[1] for m in messages], unit="ms"),
+            }
+        )
+        for _, part in rows.groupby("partition"):
+            made = window_rows(part, contexts.get, length, schema, 65_536)
+            contexts.update(made.contexts)
+            lengths = made.rows["window_length"].to_numpy()
+            ready = (lengths >= min_length) & made.rows["reason"].isna().to_numpy()
+            scorer.score(made.windows[ready], lengths[ready])
+        seen += len(messages)
+    consumer.close()
+    return seen / (time.perf_counter() - started)
+
+
+def readable_latency_ms(out: Path) -> np.ndarray:
+    """Per scored event: from its Kafka record's create time to the moment its score is
+    readable, the commit of the micro-batch that wrote it (the file Spark writes in
+    ``checkpoint/commits`` once the batch's Parquet is in place)."""
+    import pandas as pd
+
+    table = pq.read_table(out / "scores", columns=["kafka_timestamp", "batch_id"]).to_pandas()
+    committed_ms = {
+        int(p.name): p.stat().st_mtime * 1000
+        for p in (out / "cp" / "commits").iterdir()
+        if p.name.isdigit()
+    }
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    created_ms = (
+        pd.to_datetime(table["kafka_timestamp"], utc=True) - epoch
+    ).to_numpy() / np.timedelta64(1, "ms")
+    readable_ms = table["batch_id"].astype(int).map(committed_ms).to_numpy()
+    return readable_ms - created_ms
 
 
 def sustained(progress: list) -> tuple[float, dict[str, float]]:
@@ -312,7 +407,15 @@ def main(argv: list[str] | None = None) -> int:
         default=60_000,
         help="micro-batch size of the sustained run (a quarter of it for the small-batch figure)",
     )
-    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--latency-trigger",
+        default="0 seconds",
+        help="stream.trigger_interval of the latency runs (0 seconds: the low-latency setting)",
+    )
+    parser.add_argument(
+        "--trickle-seconds", type=float, default=30.0, help="how long the fixed-cost run lasts"
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument(
         "--naive-sample", type=int, default=3_000, help="windows the naive UDF scores"
@@ -389,6 +492,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         progress, history = drain(args.max_per_trigger, len(messages), "drain")
         rate, phases = sustained(progress)
+        calls = state_calls_per_batch(progress)
+        plain_rate = plain_loop(bootstrap, topic, args.partitions, model_dir, schema, len(messages))
+
+        # 2a. the fixed cost of a micro-batch
+        trickle_topic = f"{topic}-trickle"
+        admin.create_topic(trickle_topic, args.partitions)
+        trickle = fixed_cost(
+            spark,
+            settings_for(
+                bootstrap,
+                trickle_topic,
+                model_dir,
+                features,
+                work / "trickle",
+                stream={**stream_section, "trigger_interval": "0 seconds"},
+            ),
+            bootstrap,
+            trickle_topic,
+            messages[: int(4 * args.trickle_seconds)],
+        )
         scoring_share = sum(m.scoring_s for m in history[1:]) / max(
             sum(m.duration_s for m in history[1:]), 1e-9
         )
@@ -411,16 +534,11 @@ def main(argv: list[str] | None = None) -> int:
                     model_dir,
                     features,
                     out,
-                    stream={**stream_section, "trigger_interval": "1 second"},
+                    stream={**stream_section, "trigger_interval": args.latency_trigger},
                 )
                 feed = partial(produce_messages, live, producer, lat_topic, rate=rate * share)
                 streaming(spark, lat_settings, bootstrap, len(live), feed=feed)
-                table = pq.read_table(
-                    out / "scores", columns=["kafka_timestamp", "processing_time"]
-                ).to_pandas()
-                millis = (
-                    table["processing_time"] - table["kafka_timestamp"]
-                ).dt.total_seconds().to_numpy() * 1000
+                millis = readable_latency_ms(out)
                 latency[f"{int(share * 100)}%"] = {
                     "rate_per_s": rate * share,
                     "p50_ms": float(np.percentile(millis, 50)),
@@ -526,6 +644,10 @@ def main(argv: list[str] | None = None) -> int:
                 "over_model": small_rate / best,
             },
             "micro_batch_phases_s": phases,
+            "fixed_cost_s": trickle["median_s"],
+            "fixed_cost": trickle,
+            "state_calls_per_batch": calls,
+            "over_plain_loop": rate / plain_rate,
             "model_share_of_batch_time": scoring_share,
             "latency": latency,
         },
@@ -538,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
         "peers": {
+            "plain_loop_events_per_s": plain_rate,
+            "plain_loop_over_model": plain_rate / best,
             "predict_batch_udf_windows_per_s": n_peer / peer_s,
             "naive_udf_windows_per_s": n_naive / naive_s,
             "naive_sample": n_naive,
@@ -562,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary_table(r: dict[str, Any]) -> str:
     lat = r["streaming"]["latency"].get("90%", {})
+    lat50 = r["streaming"]["latency"].get("50%", {})
     small = r["streaming"]["small_batches"]
     first = r["backfill"]["first_run"]
     rows = [
@@ -571,6 +696,13 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{r['streaming']['events_per_s']:,.0f} events/s",
         ),
         ("**streaming / model**", f"**{r['streaming']['over_model']:.2f}**"),
+        (
+            "plain confluent-kafka loop, no Spark (/ model)",
+            f"{r['peers']['plain_loop_events_per_s']:,.0f} events/s "
+            f"({r['peers']['plain_loop_over_model']:.2f})",
+        ),
+        ("**micro-batch fixed cost (1-10 events)**", f"**{r['streaming']['fixed_cost_s']:.2f} s**"),
+        ("state calls per micro-batch", f"{r['streaming']['state_calls_per_batch']:,.0f}"),
         (
             f"streaming, {small['max_offsets_per_trigger']:,}-event micro-batches (/ model)",
             f"{small['events_per_s']:,.0f} events/s ({small['over_model']:.2f})",
@@ -590,6 +722,10 @@ def summary_table(r: dict[str, Any]) -> str:
             f"**{r['peers']['backfill_over_predict_batch_udf']:.2f}**",
         ),
         ("naive row-at-a-time UDF", f"{r['peers']['naive_udf_windows_per_s']:,.0f} windows/s"),
+        (
+            "**p99 latency at 50 %**",
+            f"**{lat50['p99_ms'] / 1000:.1f} s**" if lat50 else "not measured",
+        ),
         ("**p99 latency at 90 %**", f"**{lat['p99_ms'] / 1000:.1f} s**" if lat else "not measured"),
         (
             "**largest step**",

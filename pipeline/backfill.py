@@ -174,6 +174,7 @@ def partition_windows(
             "reason",
             "model_version",
             "model_batch",
+            "state_keys",
             "kafka_timestamp",
             "key_mismatch",
         ):

@@ -356,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("seqstream.librdkafka").setLevel(logging.CRITICAL)
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        # py4j logs every gateway connection it opens and closes at INFO.
+        logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except (SeqstreamError, ModelError) as exc:  # ConfigError is a SeqstreamError

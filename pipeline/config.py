@@ -170,6 +170,9 @@ class StreamSettings(_Section):
     # that a huge record cannot make the dead letter too large for the broker.
     dead_letter_max_bytes: int = Field(262_144, ge=1)
     state_ttl_s: float | None = Field(7 * 24 * 3600.0, gt=0)  # idle keys' state expires
+    # Keys per Kafka partition share this many state values (state_buckets.py); fixed in the
+    # checkpoint at the first run.
+    state_buckets: int = Field(16, ge=1, le=65_536)
     max_event_bytes: int = Field(65_536, ge=16)
     state_partitions: int | None = Field(None, ge=1)  # None: the topics' partition count
     metrics_port: int | None = Field(

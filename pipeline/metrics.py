@@ -47,6 +47,9 @@ def observe_output(scored: DataFrame) -> DataFrame:
         F.coalesce(F.sum("scoring_s"), F.lit(0.0)).alias("scoring_s"),
         F.coalesce(F.sum(1.0 / F.col("model_batch")), F.lit(0.0)).alias("model_batches"),
         F.max("model_batch").alias("model_batch_max"),
+        F.collect_set(
+            F.when(F.col("state_keys").isNotNull(), F.struct("topic", "partition", "state_keys"))
+        ).alias("state_keys"),
         F.percentile_approx(
             F.when(F.col("score").isNotNull(), F.unix_millis("kafka_timestamp")),
             [0.01, 0.5],
@@ -67,7 +70,7 @@ class BatchMetrics:
     windows: int  # windows completed this batch
     scored: int
     not_yet_scoreable: int  # windows shorter than the model's min_length (a key's first events)
-    keys_in_state: int  # state rows held by the stateful step after the batch
+    keys_in_state: int  # keys held by the stateful step after the batch
     key_mismatches: int  # events.key_mismatch=warn: rows kept although JSON and Kafka keys differ
     scoring_s: float  # time in the model step, summed over workers
     model_batches: int
@@ -78,9 +81,17 @@ class BatchMetrics:
     duration_s: float
 
 
-def batch_metrics(progress: Any) -> BatchMetrics | None:
-    """The metrics of one progress report, or None for a batch that read and emitted nothing."""
+def batch_metrics(
+    progress: Any, held: dict[tuple[str, int], int] | None = None
+) -> BatchMetrics | None:
+    """The metrics of one progress report, or None for a batch that read and emitted nothing.
+    ``held``: the keys in each Kafka partition's window state as last reported, updated here
+    (a partition reports when a batch reads it)."""
     read, out = progress.observedMetrics.get(INPUT), progress.observedMetrics.get(OUTPUT)
+    held = {} if held is None else held
+    if out is not None:
+        reported = out.asDict().get("state_keys") or []
+        held.update({(r["topic"], r["partition"]): r["state_keys"] for r in reported})
     if read is None or out is None or not (read["events_in"] or out["windows"]):
         return None
     end_ms = _iso_epoch_ms(progress.timestamp) + progress.batchDuration
@@ -95,7 +106,7 @@ def batch_metrics(progress: Any) -> BatchMetrics | None:
         windows=out["windows"],
         scored=out["scored"],
         not_yet_scoreable=out["windows"] - out["scored"],
-        keys_in_state=sum(op.numRowsTotal for op in states),
+        keys_in_state=sum(held.values()) if held else sum(op.numRowsTotal for op in states),
         key_mismatches=out["key_mismatches"],
         scoring_s=round(out["scoring_s"], 6),
         model_batches=model_batches,
@@ -173,6 +184,7 @@ class MetricsListener(StreamingQueryListener):
         self.query_id: str | None = None
         self._by_query: dict[str, list[BatchMetrics]] = {}
         self._last_batch: dict[str, int] = {}  # per query: the last batch id heard of
+        self._held: dict[str, dict[tuple[str, int], int]] = {}  # per query: keys per partition
         self.prometheus = (
             _Prometheus(prometheus_port, prometheus_host) if prometheus_port is not None else None
         )
@@ -191,7 +203,7 @@ class MetricsListener(StreamingQueryListener):
         if progress.name != self.query_name:
             return
         self._last_batch[str(progress.id)] = progress.batchId
-        metrics = batch_metrics(progress)
+        metrics = batch_metrics(progress, self._held.setdefault(str(progress.id), {}))
         if metrics is None:
             return
         log.info(json.dumps({"event": "batch", **asdict(metrics)}))

@@ -80,6 +80,9 @@ SCORED_SCHEMA = StructType(
         # batch's scoring seconds, and the size of the model batch it was scored in.
         StructField("scoring_s", DoubleType()),
         StructField("model_batch", IntegerType()),
+        # Streaming per-event mode: the keys held in this row's Kafka partition's window state
+        # after the batch (the state holds buckets of keys, so Spark's row count is not it).
+        StructField("state_keys", LongType()),
     ]
 )
 SCORED_COLUMNS = [f.name for f in SCORED_SCHEMA.fields]

@@ -86,6 +86,7 @@ def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.
     batch["model_version"] = None
     batch["scoring_s"] = np.nan
     batch["model_batch"] = None
+    batch["state_keys"] = None
     ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch[
         "reason"
     ].isna().to_numpy()

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seqstream.pipeline.errors import SeqstreamError
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 MIN_JAVA = 17
+# Spark's JVM logging for seqstream jobs: warnings and errors, without per-key state chatter.
+LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 def java_version() -> int:
@@ -62,7 +65,7 @@ def local_spark(
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.executorEnv.OMP_NUM_THREADS", "1")
         .config("spark.executorEnv.MKL_NUM_THREADS", "1")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}")
     )
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)

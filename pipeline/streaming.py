@@ -33,6 +33,7 @@ from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef
 from seqstream.pipeline.spark import job_spark
+from seqstream.pipeline.state_buckets import STATE_LAYOUT
 from seqstream.pipeline.stateful_windows import WindowProcessor
 from seqstream.pipeline.time_windows import event_time_windows
 
@@ -86,20 +87,39 @@ def query_identity(settings: Settings, spec: ModelSpec) -> dict[str, Any]:
     }
     if stream.mode == "time":
         identity.update(time_window=stream.time_window, time_slide=stream.time_slide)
+    else:
+        identity.update(state_layout=STATE_LAYOUT, state_buckets=stream.state_buckets)
     return identity
 
 
 def check_checkpoint(settings: Settings, spec: ModelSpec) -> None:
     """Refuse a checkpoint made for other topics or another model shape (the query would go on
     mixing histories), else record this query's identity in it (``seqstream.json``). A checkpoint
-    made before identities were recorded is adopted. Not checked on non-local file systems."""
+    made by an earlier layout of the window state is refused with the offsets to go on from. Not
+    checked on non-local file systems."""
     checkpoint = settings.stream.checkpoint
     if checkpoint is None or "://" in str(checkpoint):
         return
     identity = query_identity(settings, spec)
     path = Path(checkpoint) / CHECKPOINT_IDENTITY
-    if path.is_file():
-        recorded = json.loads(path.read_text())
+    recorded = json.loads(path.read_text()) if path.is_file() else None
+    # Made before identities were recorded (no seqstream.json), or before the bucketed layout.
+    made_before = recorded is None and bool(_batches(Path(checkpoint), "offsets"))
+    per_key_layout = made_before or (
+        recorded is not None and recorded.get("mode") == "events" and "state_layout" not in recorded
+    )
+    if "state_layout" in identity and per_key_layout:
+        offsets = json.dumps(committed_offsets(Path(checkpoint)), separators=(",", ":"))
+        raise SeqstreamError(
+            f"stream.checkpoint {checkpoint} was made by an earlier seqstream, which kept one "
+            f"window state value per key; this one keeps keys in buckets ({STATE_LAYOUT}) and "
+            "cannot read it. Keep running it with the version that made it, or start a new "
+            "stream.checkpoint that goes on where this one stopped: "
+            f"--starting-offsets '{offsets}'. Each key's history then starts again from its "
+            "next event; `seqstream backfill` over the offsets from there scores that stretch "
+            "with whole histories"
+        )
+    if recorded is not None:
         differs = {k: (recorded.get(k), v) for k, v in identity.items() if recorded.get(k) != v}
         if differs:
             what = "; ".join(f"{k}: {was} there, {now} now" for k, (was, now) in differs.items())
@@ -188,7 +208,12 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
         windows = kafka_rows.groupBy("topic", "partition").transformWithStateInPandas(
             WindowProcessor(
-                spec.window.length, ttl_ms, ref, settings.events, stream.max_event_bytes
+                spec.window.length,
+                ttl_ms,
+                ref,
+                settings.events,
+                stream.max_event_bytes,
+                stream.state_buckets,
             ),
             SCORED_SCHEMA,
             "Append",
@@ -255,28 +280,35 @@ def describe_failure(error: str, checkpoint: Path | None) -> str:
     )
 
 
+def _batches(checkpoint: Path, folder: str) -> list[int]:
+    """The micro-batch numbers Spark recorded in ``folder`` (``offsets`` or ``commits``)."""
+    path = Path(checkpoint) / folder
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
+
+
+def _source_offsets(checkpoint: Path, batch: int) -> dict[str, dict[str, int]]:
+    """The Kafka offsets micro-batch ``batch`` ends at (the third line of Spark's offset log)."""
+    lines = (Path(checkpoint) / "offsets" / str(batch)).read_text().splitlines()
+    return json.loads(lines[2]) if len(lines) > 2 else {}
+
+
+def committed_offsets(checkpoint: Path) -> dict[str, dict[str, int]]:
+    """Where the query will go on from: the end offsets of its last committed micro-batch."""
+    committed = _batches(checkpoint, "commits")
+    return _source_offsets(checkpoint, committed[-1]) if committed else {}
+
+
 def _failed_batch(checkpoint: Path | None) -> str:
     if checkpoint is None or not (Path(checkpoint) / "offsets").is_dir():
         return ""
-
-    def batches(folder: str) -> list[int]:
-        path = Path(checkpoint) / folder
-        return (
-            sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
-        )
-
-    def source_offsets(batch: int) -> dict[str, dict[str, int]]:
-        lines = (Path(checkpoint) / "offsets" / str(batch)).read_text().splitlines()
-        return json.loads(lines[2]) if len(lines) > 2 else {}
-
-    committed = batches("commits")
+    committed = _batches(checkpoint, "commits")
     failed = committed[-1] + 1 if committed else 0
-    if failed not in batches("offsets"):
-        after = source_offsets(failed - 1) if failed else {}
+    if failed not in _batches(checkpoint, "offsets"):
+        after = _source_offsets(checkpoint, failed - 1) if failed else {}
         where = ", ".join(f"{t}-{p} at {o}" for t, ps in after.items() for p, o in ps.items())
         return f" planning micro-batch {failed}" + (f" (after {where})" if where else "")
-    ends = source_offsets(failed)
-    starts = source_offsets(failed - 1) if failed else {}
+    ends = _source_offsets(checkpoint, failed)
+    starts = _source_offsets(checkpoint, failed - 1) if failed else {}
     ranges = ", ".join(
         f"{t}-{p} [{starts.get(t, {}).get(p, '?')}, {end})"
         for t, ps in ends.items()

@@ -4,6 +4,7 @@ model shape is refused before anything is read; new weights for the same shape a
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,14 @@ import torch
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact, save_artifact
 from seqstream.model.network import SequenceModel
 from seqstream.model.spec import WindowSpec
+from seqstream.pipeline.cli import main as cli_main
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
 from seqstream.pipeline.streaming import build_query
 
-from helpers import run_until, settings_for
+from helpers import REPO, run_until, settings_for
+
+LEGACY_CHECKPOINT = REPO / "tests" / "data" / "legacy_checkpoint" / "cp"
 
 
 def _model(folder: Path, *, window: int, seed: int) -> str:
@@ -48,6 +52,8 @@ def test_a_checkpoint_made_for_another_query_is_refused(
         "model_kind": "window",
         "window": 32,
         "features": ["value"],
+        "state_layout": "buckets-v1",
+        "state_buckets": 16,
     }
     commits = sorted((tmp_path / "cp" / "commits").iterdir())
 
@@ -74,11 +80,44 @@ def test_a_checkpoint_made_for_another_query_is_refused(
     )
     query.stop()
     metrics.close()
-    # A checkpoint from before identities were recorded is adopted.
+    # A checkpoint from before identities were recorded has the per-key layout: refused.
     identity.unlink()
-    query, metrics = build_query(
-        spark, settings_for(tmp_path, topic, bootstrap_servers), bootstrap_servers
+    with pytest.raises(SeqstreamError, match="was made by an earlier seqstream"):
+        build_query(spark, settings_for(tmp_path, topic, bootstrap_servers), bootstrap_servers)
+    assert sorted((tmp_path / "cp" / "commits").iterdir()) == commits
+
+
+def test_a_checkpoint_of_the_per_key_state_layout_is_refused_with_the_offsets_to_go_on_from(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint made by seqstream 4e1d8e3 (one state value per key; see data/README.md)."""
+    checkpoint = tmp_path / "cp"
+    shutil.copytree(LEGACY_CHECKPOINT, checkpoint)
+    before = sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*"))
+    last = max(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
+    offsets = (checkpoint / "offsets" / str(last)).read_text().splitlines()[2]
+    assert json.loads(offsets) == {"legacy-events": {"0": 20, "1": 20}}
+    code = cli_main(
+        [
+            "stream",
+            "--bootstrap-servers",
+            "127.0.0.1:9",  # refused before any Kafka call
+            "--topics",
+            "legacy-events",
+            "--checkpoint",
+            str(checkpoint),
+            "--parquet-path",
+            str(tmp_path / "scores"),
+        ]
     )
-    query.stop()
-    metrics.close()
-    assert json.loads(identity.read_text())["topics"] == [topic]
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"seqstream stream: error: stream.checkpoint {checkpoint} was made by an earlier "
+        "seqstream, which kept one window state value per key; this one keeps keys in buckets "
+        "(buckets-v1) and cannot read it. Keep running it with the version that made it, or "
+        "start a new stream.checkpoint that goes on where this one stopped: --starting-offsets "
+        f"'{json.dumps(json.loads(offsets), separators=(',', ':'))}'. Each key's history then "
+        "starts again from its next event; `seqstream backfill` over the offsets from there "
+        "scores that stretch with whole histories\n"
+    )
+    assert sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*")) == before

@@ -100,3 +100,33 @@ def test_the_prometheus_endpoint_listens_on_loopback_unless_told_otherwise() -> 
             assert listener.prometheus.server.server_address[0] == expected
         finally:
             listener.close()
+
+
+def test_keys_in_state_adds_up_each_partitions_last_report() -> None:
+    def batch(state_keys: list[dict[str, Any]]) -> StreamingQueryProgress:
+        out = {
+            "dead_lettered": 0,
+            "windows": 5,
+            "scored": 5,
+            "key_mismatches": 0,
+            "scoring_s": 0.1,
+            "model_batches": 1.0,
+            "model_batch_max": 5,
+            "timestamp_ms_quantiles": None,
+            "state_keys": state_keys,
+        }
+        # Spark's state rows are buckets of keys here, not keys: not what is reported.
+        return progress({INPUT: {"events_in": 5}, OUTPUT: out}, state_rows=3)
+
+    held: dict[tuple[str, int], int] = {}
+    first = batch(
+        [
+            {"topic": "t", "partition": 0, "state_keys": 40},
+            {"topic": "t", "partition": 1, "state_keys": 25},
+        ]
+    )
+    assert batch_metrics(first, held).keys_in_state == 65  # type: ignore[union-attr]
+    # A batch that read partition 1 only: partition 0 holds what it last reported.
+    second = batch([{"topic": "t", "partition": 1, "state_keys": 30}])
+    assert batch_metrics(second, held).keys_in_state == 70  # type: ignore[union-attr]
+    assert held == {("t", 0): 40, ("t", 1): 30}

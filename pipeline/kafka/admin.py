@@ -13,7 +13,7 @@ append time, not record timestamps; a time past the last record maps to offset 0
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, cast
@@ -53,7 +53,7 @@ class _Backend(Protocol):
         """Delete ``name``; False if there was no such topic."""
         ...
 
-    def list_offsets(self, topic: str, partitions: list[int], spec: Spec) -> dict[int, tuple]:
+    def list_offsets(self, topic: str, partitions: Sequence[int], spec: Spec) -> dict[int, tuple]:
         """The broker's (offset, timestamp) answer to ListOffsets, per partition."""
         ...
 
@@ -82,11 +82,17 @@ class TopicAdmin:
         self.client = resolve_client(client)
         backend = _ConfluentBackend if self.client == "confluent" else _KafkaPythonBackend
         self._backend: _Backend = backend(bootstrap_servers, timeout_s, options or {})
+        # (topic, partition) -> (the broker's "latest" answer, the true end found for it).
+        self._ends: dict[tuple[str, int], tuple[int, int]] = {}
 
     # --- topics ------------------------------------------------------------------------------
 
+    def topic_partitions(self) -> dict[str, int]:
+        """Every topic but Kafka's internal ones, with its partition count: one request."""
+        return {t: n for t, n in self._backend.topics().items() if not t.startswith("__")}
+
     def list_topics(self) -> set[str]:
-        return {t for t in self._backend.topics() if not t.startswith("__")}
+        return set(self.topic_partitions())
 
     def create_topic(
         self, name: str, partitions: int, *, replication_factor: int = 1, exist_ok: bool = False
@@ -111,6 +117,7 @@ class TopicAdmin:
         return TopicInfo(name, partitions)
 
     def delete_topic(self, name: str) -> None:
+        self._ends = {k: v for k, v in self._ends.items() if k[0] != name}
         if not self._backend.delete(name):
             raise TopicError(f"cannot delete topic {name!r}: it does not exist")
 
@@ -119,18 +126,37 @@ class TopicAdmin:
 
     # --- offsets -----------------------------------------------------------------------------
 
-    def beginning_offsets(self, topic: str) -> dict[int, int]:
-        found = self._backend.list_offsets(topic, self._partitions(topic), "earliest")
+    def beginning_offsets(
+        self, topic: str, partitions: Sequence[int] | None = None
+    ) -> dict[int, int]:
+        """The first offset of each of ``partitions`` (default: all of the topic's)."""
+        chosen = list(partitions) if partitions is not None else self._partitions(topic)
+        found = self._backend.list_offsets(topic, chosen, "earliest")
         return {p: offset for p, (offset, _) in found.items()}
 
-    def end_offsets(self, topic: str) -> dict[int, int]:
-        """The offset after the last record of each partition (the true high watermark)."""
-        partitions = self._partitions(topic)
-        reported = self._backend.list_offsets(topic, partitions, "latest")
-        starts = self._backend.list_offsets(topic, partitions, "earliest")
-        return self._true_ends(
-            topic, {p: o for p, (o, _) in reported.items()}, {p: o for p, (o, _) in starts.items()}
-        )
+    def end_offsets(self, topic: str, partitions: Sequence[int] | None = None) -> dict[int, int]:
+        """The offset after the last record of each of ``partitions`` (default: all of the
+        topic's), the true high watermark.
+
+        One ListOffsets request; the log tail is fetched only for partitions whose answer
+        changed since this admin last looked (an unchanged answer means an unchanged last batch,
+        so an unchanged true end)."""
+        chosen = list(partitions) if partitions is not None else self._partitions(topic)
+        found = self._backend.list_offsets(topic, chosen, "latest")
+        reported = {p: offset for p, (offset, _) in found.items()}
+        ends: dict[int, int] = {}
+        changed: dict[int, int] = {}
+        for p, offset in reported.items():
+            known = self._ends.get((topic, p))
+            if known is not None and known[0] == offset:
+                ends[p] = known[1]
+            else:
+                changed[p] = offset
+        if changed:
+            starts = self.beginning_offsets(topic, list(changed))
+            ends.update(self._true_ends(topic, changed, starts))
+            self._ends.update({(topic, p): (changed[p], ends[p]) for p in changed})
+        return ends
 
     def offsets_for_times(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         """Per partition, the first offset whose record timestamp is >= ``timestamp_ms``, or the
@@ -263,7 +289,7 @@ class _ConfluentBackend:
             raise
         return True
 
-    def list_offsets(self, topic: str, partitions: list[int], spec: Spec) -> dict[int, tuple]:
+    def list_offsets(self, topic: str, partitions: Sequence[int], spec: Spec) -> dict[int, tuple]:
         from confluent_kafka import TopicPartition
         from confluent_kafka.admin import OffsetSpec
 
@@ -374,7 +400,7 @@ class _KafkaPythonBackend:
             return False
         return True
 
-    def list_offsets(self, topic: str, partitions: list[int], spec: Spec) -> dict[int, tuple]:
+    def list_offsets(self, topic: str, partitions: Sequence[int], spec: Spec) -> dict[int, tuple]:
         from kafka import TopicPartition
         from kafka.admin import OffsetSpec
 

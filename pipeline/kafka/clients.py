@@ -209,7 +209,9 @@ def _confluent_read(
 
         def poll() -> list[Record]:
             records = []
-            for msg in consumer.consume(num_messages=10_000, timeout=0.2):
+            # consume() waits out its whole timeout unless num_messages come: keep it short, or
+            # every read of a few records costs the timeout.
+            for msg in consumer.consume(num_messages=10_000, timeout=0.01):
                 if msg.error() is not None:
                     raise SeqstreamError(f"reading {topic}: {msg.error()}")
                 ts_type, ts = msg.timestamp()

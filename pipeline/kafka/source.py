@@ -36,7 +36,7 @@ from seqstream.pipeline.kafka.offsets import (
     to_json_offsets,
 )
 from seqstream.pipeline.kafka.options import OffsetSpec, SourceOptions
-from seqstream.pipeline.kafka.retry import Backoff, retrying
+from seqstream.pipeline.kafka.retry import Backoff, is_transient, retrying
 from seqstream.pipeline.kafka.schema import arrow_schema
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,18 @@ T = TypeVar("T")
 # --- planning on the driver --------------------------------------------------------------------
 
 
+# How long the driver trusts the topics and partition counts it looked up (Kafka clients'
+# metadata.max.age.ms is 5 minutes; a new partition is picked up within this).
+METADATA_MAX_AGE_S = 10.0
+
+
 class _Planner:
-    """Resolves topics, partitions and offsets against the cluster; lives on the driver only."""
+    """Resolves topics, partitions and offsets against the cluster; lives on the driver only.
+
+    Per micro-batch it asks the broker only what it must: the topics and partition counts are
+    kept for ``METADATA_MAX_AGE_S`` (and looked up again after an error), and the end offsets
+    cost one ListOffsets request, plus one tail fetch for the partitions that moved
+    (``TopicAdmin.end_offsets``)."""
 
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
@@ -60,33 +70,42 @@ class _Planner:
             timeout_s=kafka.timeout_s,
             options=kafka.properties,
         )
+        self._metadata: dict[str, int] = {}
+        self._metadata_at = -float("inf")
 
-    def partitions(self) -> list[TopicPartitionKey]:
+    def topics(self, *, fresh: bool = False) -> dict[str, int]:
+        """Topic -> partition count, from a lookup at most ``METADATA_MAX_AGE_S`` old."""
+        if fresh or time.monotonic() - self._metadata_at > METADATA_MAX_AGE_S:
+            self._metadata = self.admin.topic_partitions()
+            self._metadata_at = time.monotonic()
+        return self._metadata
+
+    def partitions(self, *, fresh: bool = False) -> list[TopicPartitionKey]:
         opts = self.options
         if opts.strategy == "assign":
             return sorted((t, p) for t, ps in opts.assigned.items() for p in ps)
+        sizes = self.topics(fresh=fresh)
         if opts.strategy == "subscribe":
-            existing = self.admin.list_topics()
-            topics = [t for t in opts.topics if t in existing]
+            topics = [t for t in opts.topics if t in sizes]
         else:
-            topics = sorted(t for t in self.admin.list_topics() if opts.matches(t))
-        return [(t, p) for t in topics for p in range(self.admin.describe_topic(t).partitions)]
+            topics = sorted(t for t in sizes if opts.matches(t))
+        return [(t, p) for t in topics for p in range(sizes[t])]
 
     def existing(self, keys: Sequence[TopicPartitionKey]) -> set[TopicPartitionKey]:
         """Those of ``keys`` whose topic and partition exist on the cluster now."""
-        topics = self.admin.list_topics()
-        sizes = {
-            t: self.admin.describe_topic(t).partitions for t in {t for t, _ in keys} if t in topics
-        }
+        sizes = self.topics(fresh=True)
         return {(t, p) for t, p in keys if p < sizes.get(t, 0)}
 
     def _per_topic(
-        self, keys: Sequence[TopicPartitionKey], lookup: Callable[[str], Mapping[int, int]]
+        self,
+        keys: Sequence[TopicPartitionKey],
+        lookup: Callable[[str, list[int]], Mapping[int, int]],
     ) -> Offsets:
         result: Offsets = {}
         for topic in sorted({t for t, _ in keys}):
-            found = lookup(topic)
-            result.update({(topic, p): found[p] for t, p in keys if t == topic})
+            partitions = sorted(p for t, p in keys if t == topic)
+            found = lookup(topic, partitions)
+            result.update({(topic, p): found[p] for p in partitions})
         return result
 
     def earliest(self, keys: Sequence[TopicPartitionKey]) -> Offsets:
@@ -94,6 +113,16 @@ class _Planner:
 
     def latest(self, keys: Sequence[TopicPartitionKey]) -> Offsets:
         return self._per_topic(keys, self.admin.end_offsets)
+
+    def latest_everywhere(self) -> Offsets:
+        """The end offsets of every partition read; a lookup that fails for a reason other than
+        an outage (a topic deleted since the metadata was read) is redone on fresh metadata."""
+        try:
+            return self.latest(self.partitions())
+        except Exception as exc:  # noqa: BLE001 - re-raised unless fresh metadata may fix it
+            if is_transient(exc):
+                raise
+            return self.latest(self.partitions(fresh=True))
 
     def resolve(self, spec: OffsetSpec, keys: Sequence[TopicPartitionKey], name: str) -> Offsets:
         """Concrete offsets for ``spec`` (an OffsetSpec) on ``keys``."""
@@ -105,7 +134,7 @@ class _Planner:
             at = spec.timestamp
             if at is None:
                 raise SeqstreamError(f"{name}: a timestamp position needs a timestamp")
-            return self._per_topic(keys, lambda t: self.admin.offsets_for_times(t, at))
+            return self._per_topic(keys, lambda t, ps: self.admin.offsets_for_times(t, at))
         given = {(t, p): v for t, parts in spec.offsets.items() for p, v in parts.items()}
         missing = sorted(set(keys) - set(given))
         unknown = sorted(set(given) - set(keys))
@@ -148,18 +177,24 @@ def split_ranges(
 
 
 def check_data_loss(
-    options: SourceOptions, planner: _Planner, starts: Offsets, ends: Offsets
+    options: SourceOptions,
+    planner: _Planner,
+    starts: Offsets,
+    ends: Offsets,
+    latest: Offsets | None = None,
 ) -> tuple[Offsets, Offsets]:
     """Ranges to read after checking that every start still exists.
 
     Lost: a partition that is gone (topic deleted), records deleted below a start (retention),
     or a log that restarted below a start (topic re-created). ``failOnDataLoss=true`` fails the
-    query naming each; ``false`` logs a warning with the count and reads what is still there."""
+    query naming each; ``false`` logs a warning with the count and reads what is still there.
+    ``latest``: end offsets just looked up (by ``latestOffset``), saving the lookup."""
     present = planner.existing(list(starts))
     gone = sorted(k for k in starts if k not in present)
     kept = [k for k in starts if k in present]
     earliest = planner.earliest(kept)
-    latest = planner.latest(kept)
+    if latest is None or any(k not in latest for k in kept):
+        latest = planner.latest(kept)
     deleted = {k: (starts[k], earliest[k]) for k in kept if starts[k] < earliest[k]}
     reset = {k: (starts[k], latest[k]) for k in kept if starts[k] > latest[k]}
     if not (gone or deleted or reset):
@@ -319,6 +354,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._planner: _Planner | None = None
         self._available_now: Offsets | None = None
         self._last_batch_at = time.monotonic()
+        # The end offsets found by this trigger's latestOffset, for reportLatestOffset (once)
+        # and for the data-loss check of the micro-batch it plans.
+        self._latest_seen: Offsets | None = None
+        self._latest_unreported = False
 
     def __getstate__(self) -> dict[str, Any]:  # executors get the options only
         return {
@@ -326,6 +365,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             "_planner": None,
             "_available_now": None,
             "_last_batch_at": 0.0,
+            "_latest_seen": None,
+            "_latest_unreported": False,
         }
 
     @property
@@ -361,9 +402,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:
-        self._available_now = self._retrying(
-            "the latest offsets", lambda: self.planner.latest(self.planner.partitions())
-        )
+        self._available_now = self._retrying("the latest offsets", self.planner.latest_everywhere)
 
     def _starts(self, start: Offsets, keys: Sequence[TopicPartitionKey]) -> Offsets:
         """Known partitions continue; new ones (a topic grew) start at their earliest offset."""
@@ -377,7 +416,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if self._available_now is not None:
             latest = dict(self._available_now)
         else:
-            latest = self.planner.latest(self.planner.partitions())
+            latest = self.planner.latest_everywhere()
+            self._latest_seen, self._latest_unreported = latest, True
         begin = self._starts(from_json_offsets(start), list(latest))
         if any(k not in latest for k in begin) or any(latest[k] < begin[k] for k in latest):
             # A partition vanished or its log went backwards: fail now (failOnDataLoss=true) or
@@ -400,9 +440,12 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return to_json_offsets(latest)
 
     def reportLatestOffset(self) -> dict | None:
+        """Spark asks right after ``latestOffset``: the answer that one found, not a new lookup."""
+        if self._latest_unreported and self._latest_seen is not None:
+            self._latest_unreported = False
+            return to_json_offsets(self._latest_seen)
         return self._retrying(
-            "the latest offsets",
-            lambda: to_json_offsets(self.planner.latest(self.planner.partitions())),
+            "the latest offsets", lambda: to_json_offsets(self.planner.latest_everywhere())
         )
 
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
@@ -411,7 +454,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def _partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
         ends = from_json_offsets(end)
         starts = self._starts(from_json_offsets(start), list(ends))
-        starts, ends = check_data_loss(self.options, self.planner, starts, ends)
+        latest, self._latest_seen = self._latest_seen, None
+        starts, ends = check_data_loss(self.options, self.planner, starts, ends, latest)
         return split_ranges({k: (starts[k], ends[k]) for k in ends}, self.options.min_partitions)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
