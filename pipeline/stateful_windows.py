@@ -63,11 +63,8 @@ class WindowProcessor(StatefulProcessor):
         if stored:
             sizes[:] = np.frombuffer(stored[0], np.int32)
             written[:] = np.frombuffer(stored[1], np.int64)
-        for bucket, entries in loaded.items():
-            if entries:
-                self.state.updateValue((bucket,), (encode_bucket(entries),))
-            else:
-                self.state.removeKey((bucket,))
+        for bucket, entries in loaded.items():  # each read for a key of this batch: never empty
+            self.state.updateValue((bucket,), (encode_bucket(entries),))
             sizes[bucket], written[bucket] = len(entries), now_ms
         self.index.update((sizes.tobytes(), written.tobytes()))
         live = slice(None) if self.ttl_ms is None else now_ms - written < self.ttl_ms

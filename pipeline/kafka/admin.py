@@ -41,8 +41,8 @@ class TopicInfo:
 class _Backend(Protocol):
     """What TopicAdmin needs from a client. Errors are the client's own, except where noted."""
 
-    def topics(self) -> dict[str, int]:
-        """Every topic on the cluster with its partition count."""
+    def topics(self, only: str | None = None) -> dict[str, int]:
+        """Every topic on the cluster (or just ``only``, if it exists) with its partition count."""
         ...
 
     def create(self, name: str, partitions: int, replication_factor: int) -> bool:
@@ -111,7 +111,7 @@ class TopicAdmin:
         return existing
 
     def describe_topic(self, name: str) -> TopicInfo:
-        partitions = self._backend.topics().get(name)
+        partitions = self._backend.topics(only=name).get(name)
         if not partitions:
             raise TopicError(f"topic {name!r} does not exist on {self.bootstrap_servers}")
         return TopicInfo(name, partitions)
@@ -166,8 +166,9 @@ class TopicAdmin:
         append time, which is never earlier than a record's create time, so its answer is at or
         before the true one. Reading forward from it to the first record at or after the time is
         exact there and costs one fetch on Kafka."""
-        found = self._backend.list_offsets(topic, self._partitions(topic), timestamp_ms)
-        ends = self.end_offsets(topic)
+        partitions = self._partitions(topic)
+        found = self._backend.list_offsets(topic, partitions, timestamp_ms)
+        ends = self.end_offsets(topic, partitions)
         result = {p: ends[p] for p in found}
         # Kafka answers -1 when no record is that late; Tansu answers offset 0, timestamp -1.
         starts = {p: o for p, (o, ts) in found.items() if o >= 0 and ts >= 0 and o < ends[p]}
@@ -232,6 +233,20 @@ class TopicAdmin:
 # --- confluent-kafka ---------------------------------------------------------------------------
 
 
+def _succeeded(future: Any, *, unless: int) -> bool:
+    """Wait for an admin request: True when done, False when it failed with the error code
+    ``unless`` (the topic already there, or already gone); any other error is raised."""
+    from confluent_kafka import KafkaException
+
+    try:
+        future.result()
+    except KafkaException as exc:
+        if exc.args[0].code() == unless:
+            return False
+        raise
+    return True
+
+
 class _ConfluentBackend:
     def __init__(self, bootstrap: str, timeout_s: float, options: Mapping[str, str]) -> None:
         from confluent_kafka import KafkaException
@@ -245,7 +260,9 @@ class _ConfluentBackend:
         except KafkaException as exc:
             raise no_broker(bootstrap, timeout_s, exc.args[0].str()) from None
 
-    def topics(self) -> dict[str, int]:
+    def topics(self, only: str | None = None) -> dict[str, int]:
+        # Always the whole cluster's metadata, one request: asking for one topic by name makes
+        # Tansu create it.
         metadata = self._admin.list_topics(timeout=self._timeout_s)
         return {
             name: len(topic.partitions)
@@ -254,18 +271,14 @@ class _ConfluentBackend:
         }
 
     def create(self, name: str, partitions: int, replication_factor: int) -> bool:
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaError
         from confluent_kafka.admin import NewTopic
 
         futures = self._admin.create_topics(
             [NewTopic(name, partitions, replication_factor)], request_timeout=self._timeout_s
         )
-        try:
-            futures[name].result()
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                return False
-            raise
+        if not _succeeded(futures[name], unless=KafkaError.TOPIC_ALREADY_EXISTS):
+            return False
         deadline = time.monotonic() + self._timeout_s
         while time.monotonic() < deadline:
             topic = self._admin.list_topics(timeout=self._timeout_s).topics.get(name)
@@ -278,16 +291,10 @@ class _ConfluentBackend:
         )
 
     def delete(self, name: str) -> bool:
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaError
 
         futures = self._admin.delete_topics([name], request_timeout=self._timeout_s)
-        try:
-            futures[name].result()
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                return False
-            raise
-        return True
+        return _succeeded(futures[name], unless=KafkaError.UNKNOWN_TOPIC_OR_PART)
 
     def list_offsets(self, topic: str, partitions: Sequence[int], spec: Spec) -> dict[int, tuple]:
         from confluent_kafka import TopicPartition
@@ -368,8 +375,10 @@ class _KafkaPythonBackend:
             raise no_broker(bootstrap, timeout_s, exc) from None
         self._consumer: Any = None
 
-    def topics(self) -> dict[str, int]:
+    def topics(self, only: str | None = None) -> dict[str, int]:
         names = self._admin.list_topics()
+        if only is not None:
+            names = [only] if only in names else []
         if not names:
             return {}
         return {

@@ -354,10 +354,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._planner: _Planner | None = None
         self._available_now: Offsets | None = None
         self._last_batch_at = time.monotonic()
-        # The end offsets found by this trigger's latestOffset, for reportLatestOffset (once)
-        # and for the data-loss check of the micro-batch it plans.
+        # The end offsets found by this trigger's latestOffset, for reportLatestOffset and for
+        # the data-loss check of the micro-batch it plans.
         self._latest_seen: Offsets | None = None
-        self._latest_unreported = False
 
     def __getstate__(self) -> dict[str, Any]:  # executors get the options only
         return {
@@ -366,7 +365,6 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             "_available_now": None,
             "_last_batch_at": 0.0,
             "_latest_seen": None,
-            "_latest_unreported": False,
         }
 
     @property
@@ -417,7 +415,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             latest = dict(self._available_now)
         else:
             latest = self.planner.latest_everywhere()
-            self._latest_seen, self._latest_unreported = latest, True
+            self._latest_seen = latest
         begin = self._starts(from_json_offsets(start), list(latest))
         if any(k not in latest for k in begin) or any(latest[k] < begin[k] for k in latest):
             # A partition vanished or its log went backwards: fail now (failOnDataLoss=true) or
@@ -441,8 +439,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def reportLatestOffset(self) -> dict | None:
         """Spark asks right after ``latestOffset``: the answer that one found, not a new lookup."""
-        if self._latest_unreported and self._latest_seen is not None:
-            self._latest_unreported = False
+        if self._latest_seen is not None:
             return to_json_offsets(self._latest_seen)
         return self._retrying(
             "the latest offsets", lambda: to_json_offsets(self.planner.latest_everywhere())
