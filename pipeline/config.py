@@ -174,7 +174,8 @@ class StreamSettings(_Section):
     # checkpoint at the first run.
     state_buckets: int = Field(16, ge=1, le=65_536)
     max_event_bytes: int = Field(65_536, ge=16)
-    state_partitions: int | None = Field(None, ge=1)  # None: the topics' partition count
+    # None: the executors' cores, at most the Kafka partitions (a checkpoint keeps its own)
+    state_partitions: int | None = Field(None, ge=1)
     metrics_port: int | None = Field(
         None, ge=0, le=65_535
     )  # Prometheus endpoint; 0 picks a free port

@@ -20,8 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-# Recorded with the checkpoint: a checkpoint made with another layout is refused at start.
-STATE_LAYOUT = "buckets-v1"
+# Recorded with the checkpoint. v2 groups the state by (topic, partition, state_slot)
+# (``state_placement``); v1 by (topic, partition), still run as it was made. Per-key state
+# (before v1) is refused at start.
+STATE_LAYOUT = "buckets-v2"
+LEGACY_LAYOUT = "buckets-v1"
+READABLE_LAYOUTS = (STATE_LAYOUT, LEGACY_LAYOUT)
 
 
 @dataclass(frozen=True)

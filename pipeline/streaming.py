@@ -33,7 +33,8 @@ from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef
 from seqstream.pipeline.spark import job_spark
-from seqstream.pipeline.state_buckets import STATE_LAYOUT
+from seqstream.pipeline.state_buckets import LEGACY_LAYOUT, READABLE_LAYOUTS, STATE_LAYOUT
+from seqstream.pipeline.state_placement import SLOT_COLUMN, slot_column
 from seqstream.pipeline.stateful_windows import WindowProcessor
 from seqstream.pipeline.time_windows import event_time_windows
 
@@ -42,6 +43,12 @@ log = logging.getLogger("seqstream.stream")
 QUERY_NAME = "seqstream"
 AVAILABLE_NOW = "available-now"  # stream.trigger_interval: catch up, then stop (scheduled runs)
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+# Spark's default checkpoint writer (FileContext) took 35-40 ms per small file on a local disk,
+# this one 10 ms: each micro-batch writes an offset log entry, a commit and a changelog per
+# state partition. Both write a temporary file and rename it; a local rename is atomic.
+LOCAL_CHECKPOINT_FILES = (
+    "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+)
 CHECKPOINT_IDENTITY = "seqstream.json"  # beside Spark's own files in stream.checkpoint
 
 
@@ -74,7 +81,9 @@ def check_outputs(settings: Settings) -> None:
             check_folder(path, f"stream.{name}")
 
 
-def query_identity(settings: Settings, spec: ModelSpec) -> dict[str, Any]:
+def query_identity(
+    settings: Settings, spec: ModelSpec, layout: str = STATE_LAYOUT
+) -> dict[str, Any]:
     """What a checkpoint's offsets and state are only valid for. New weights for the same shape
     are not part of it: a model can be retrained without losing the stream's place."""
     stream = settings.stream
@@ -88,21 +97,25 @@ def query_identity(settings: Settings, spec: ModelSpec) -> dict[str, Any]:
     if stream.mode == "time":
         identity.update(time_window=stream.time_window, time_slide=stream.time_slide)
     else:
-        identity.update(state_layout=STATE_LAYOUT, state_buckets=stream.state_buckets)
+        identity.update(state_layout=layout, state_buckets=stream.state_buckets)
     return identity
 
 
-def check_checkpoint(settings: Settings, spec: ModelSpec) -> None:
+def check_checkpoint(settings: Settings, spec: ModelSpec) -> str:
     """Refuse a checkpoint made for other topics or another model shape (the query would go on
-    mixing histories), else record this query's identity in it (``seqstream.json``). A checkpoint
-    made by an earlier layout of the window state is refused with the offsets to go on from. Not
-    checked on non-local file systems."""
+    mixing histories), else record this query's identity in it (``seqstream.json``). Returns the
+    window state layout to run with: the checkpoint's own when it is one this version reads
+    (``READABLE_LAYOUTS``); a checkpoint made with per-key state is refused with the offsets to
+    go on from. Not checked on non-local file systems (they run ``STATE_LAYOUT``)."""
     checkpoint = settings.stream.checkpoint
     if checkpoint is None or "://" in str(checkpoint):
-        return
-    identity = query_identity(settings, spec)
+        return STATE_LAYOUT
     path = Path(checkpoint) / CHECKPOINT_IDENTITY
     recorded = json.loads(path.read_text()) if path.is_file() else None
+    layout = (recorded or {}).get("state_layout", STATE_LAYOUT)
+    identity = query_identity(
+        settings, spec, layout if layout in READABLE_LAYOUTS else STATE_LAYOUT
+    )
     # Made before identities were recorded (no seqstream.json), or before the bucketed layout.
     made_before = recorded is None and bool(_batches(Path(checkpoint), "offsets"))
     per_key_layout = made_before or (
@@ -129,9 +142,10 @@ def check_checkpoint(settings: Settings, spec: ModelSpec) -> None:
                 "stream.checkpoint (the query then starts at stream.starting_offsets), or run "
                 "with the settings it was made for"
             )
-        return
+        return str(identity.get("state_layout", STATE_LAYOUT))
     Path(checkpoint).mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(identity, indent=1) + "\n")
+    return STATE_LAYOUT
 
 
 def connector_options(settings: Settings, bootstrap: str, fmt: str) -> dict[str, str]:
@@ -160,17 +174,52 @@ def create_output_topics(settings: Settings, bootstrap: str) -> None:
                 admin.create_topic(topic, settings.producer.partitions)
 
 
-def state_partitions(settings: Settings, bootstrap: str) -> int:
-    """``stream.state_partitions``, or the subscribed topics' partition count: the windows are
-    grouped by Kafka partition, so more shuffle partitions would only be empty state-store
-    tasks (Spark's default is 200, each a RocksDB store opened every micro-batch)."""
-    if settings.stream.state_partitions:
-        return settings.stream.state_partitions
+def topic_partitions(settings: Settings, bootstrap: str) -> dict[str, int]:
+    """Each subscribed topic's partition count."""
     kafka = settings.kafka
     with TopicAdmin(
         bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
     ) as admin:
-        return sum(admin.describe_topic(t).partitions for t in settings.stream.topics)
+        return {t: admin.describe_topic(t).partitions for t in settings.stream.topics}
+
+
+def state_partitions(spark: Any, settings: Settings, kafka_partitions: int) -> int:
+    """The Spark partitions of the window state: the checkpoint's (Spark fixes them at its first
+    run), else ``stream.state_partitions``, else one per executor core up to one per Kafka
+    partition. Each is a task that opens its state store every micro-batch, so more than the
+    cores only adds fixed cost (Spark's default is 200)."""
+    recorded = recorded_state_partitions(spark, settings.stream.checkpoint)
+    if recorded:
+        return recorded
+    if settings.stream.state_partitions:
+        return settings.stream.state_partitions
+    return max(1, min(kafka_partitions, spark.sparkContext.defaultParallelism))
+
+
+def recorded_state_partitions(spark: Any, checkpoint: Path | str | None) -> int | None:
+    """``spark.sql.shuffle.partitions`` in the checkpoint's last offset log entry, on any file
+    system Spark reads (the slots of the window state depend on it)."""
+    if checkpoint is None:
+        return None
+    jvm = spark._jvm
+    folder = jvm.org.apache.hadoop.fs.Path(str(checkpoint), "offsets")
+    fs = folder.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(folder):
+        return None
+    batches = [
+        int(s.getPath().getName()) for s in fs.listStatus(folder) if s.getPath().getName().isdigit()
+    ]
+    if not batches:
+        return None
+    stream = fs.open(jvm.org.apache.hadoop.fs.Path(folder, str(max(batches))))
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    lines = text.splitlines()
+    conf = json.loads(lines[1]).get("conf", {}) if len(lines) > 1 else {}
+    value = conf.get("spark.sql.shuffle.partitions")
+    return int(value) if value else None
 
 
 def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, MetricsListener]:
@@ -178,14 +227,17 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     check_outputs(settings)
     ref, spec = check_model(settings)
     stream = settings.stream
-    check_checkpoint(settings, spec)
+    layout = check_checkpoint(settings, spec)
     create_output_topics(settings, bootstrap)
     spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
     # Each micro-batch commits a small changelog instead of uploading a snapshot of the state
     # store (snapshots move to the maintenance thread); works on checkpoints made without it.
     spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-    # Fixed in the checkpoint at the first run; a restarted query keeps its own.
-    spark.conf.set("spark.sql.shuffle.partitions", str(state_partitions(settings, bootstrap)))
+    if _on_local_disk(stream.checkpoint):
+        spark.conf.set("spark.sql.streaming.checkpointFileManagerClass", LOCAL_CHECKPOINT_FILES)
+    counts = topic_partitions(settings, bootstrap)
+    partitions = state_partitions(spark, settings, sum(counts.values()))
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     fmt = kafka_format(spark, settings.kafka.connector)
     options = connector_options(settings, bootstrap, fmt)
     reader = (
@@ -209,7 +261,11 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         )
     else:
         ttl_ms = int(stream.state_ttl_s * 1000) if stream.state_ttl_s else None
-        windows = kafka_rows.groupBy("topic", "partition").transformWithStateInPandas(
+        grouping = ["topic", "partition"]
+        if layout != LEGACY_LAYOUT:  # Kafka partitions placed evenly over the state partitions
+            kafka_rows = kafka_rows.withColumn(SLOT_COLUMN, slot_column(spark, counts, partitions))
+            grouping.append(SLOT_COLUMN)
+        windows = kafka_rows.groupBy(*grouping).transformWithStateInPandas(
             WindowProcessor(
                 spec.window.length,
                 ttl_ms,
@@ -244,6 +300,11 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         raise
     metrics.query_id = str(query.id)
     return query, metrics
+
+
+def _on_local_disk(path: Path | str | None) -> bool:
+    text = str(path)
+    return text.startswith("file:") or not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)
 
 
 def run_until_stopped(

@@ -52,7 +52,7 @@ def test_a_checkpoint_made_for_another_query_is_refused(
         "model_kind": "window",
         "window": 32,
         "features": ["value"],
-        "state_layout": "buckets-v1",
+        "state_layout": "buckets-v2",
         "state_buckets": 16,
     }
     commits = sorted((tmp_path / "cp" / "commits").iterdir())
@@ -114,7 +114,7 @@ def test_a_checkpoint_of_the_per_key_state_layout_is_refused_with_the_offsets_to
     assert capsys.readouterr().err == (
         f"seqstream stream: error: stream.checkpoint {checkpoint} was made by an earlier "
         "seqstream, which kept one window state value per key; this one keeps keys in buckets "
-        "(buckets-v1) and cannot read it. Keep running it with the version that made it, or "
+        "(buckets-v2) and cannot read it. Keep running it with the version that made it, or "
         "start a new stream.checkpoint that goes on where this one stopped: --starting-offsets "
         f"'{json.dumps(json.loads(offsets), separators=(',', ':'))}'. Each key's history then "
         "starts again from its next event; `seqstream backfill` over the offsets from there "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -176,6 +177,33 @@ def split_ranges(
     return result
 
 
+# A read task costs about as much as reading a few thousand records (a Python worker call, a
+# consumer, a shuffle file): a small micro-batch reads its ranges in fewer tasks.
+RECORDS_PER_READ_TASK = 4096
+
+
+@dataclass(frozen=True)
+class RangeGroup(InputPartition):
+    """Several ranges read one after the other by one Spark task (streaming micro-batches only:
+    the backfill keeps one task per range)."""
+
+    ranges: tuple[PartitionRange, ...]
+
+
+def group_ranges(
+    ranges: Sequence[PartitionRange], per_task: int = RECORDS_PER_READ_TASK
+) -> list[InputPartition]:
+    """At most one task per ``per_task`` records, ranges dealt largest first to the task that
+    has least to read; a range is never cut."""
+    tasks = min(len(ranges), max(1, -(-sum(r.events for r in ranges) // per_task)))
+    if tasks == len(ranges):
+        return list(ranges)
+    groups: list[list[PartitionRange]] = [[] for _ in range(tasks)]
+    for r in sorted(ranges, key=lambda r: -r.events):
+        min(groups, key=lambda g: sum(x.events for x in g)).append(r)
+    return [RangeGroup(tuple(sorted(g, key=lambda r: (r.topic, r.partition)))) for g in groups]
+
+
 def check_data_loss(
     options: SourceOptions,
     planner: _Planner,
@@ -265,35 +293,51 @@ def _batches(
 
 
 def read_partition(options: SourceOptions, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-    if not isinstance(partition, PartitionRange):  # Spark's placeholder when nothing to read
+    if isinstance(partition, PartitionRange):
+        parts = [partition]
+    elif isinstance(partition, RangeGroup):
+        parts = list(partition.ranges)
+    else:  # Spark's placeholder when nothing to read
         return iter(())
-    return _batches(_read_resuming(options, partition), options.include_headers)
+    by_topic: dict[str, dict[int, tuple[int, int]]] = {}
+    for r in parts:
+        by_topic.setdefault(r.topic, {})[r.partition] = (r.start, r.end)
+    records = (
+        record
+        for topic, ranges in by_topic.items()
+        for record in _read_resuming(options, topic, ranges)
+    )
+    return _batches(records, options.include_headers)
 
 
-def _read_resuming(options: SourceOptions, partition: PartitionRange) -> Iterator[Record]:
-    """The range's records; when the broker stops answering, read on from the next offset with
-    a new consumer, retrying for ``retry_timeout_s`` after the last record that came."""
+def _read_resuming(
+    options: SourceOptions, topic: str, ranges: Mapping[int, tuple[int, int]]
+) -> Iterator[Record]:
+    """The ranges' records, with one consumer for all of a topic's ranges; when the broker stops
+    answering, read on from each partition's next offset with a new consumer, retrying for
+    ``retry_timeout_s`` after the last record that came."""
     kafka = options.kafka
-    position = partition.start
+    position = {p: start for p, (start, _) in ranges.items()}
     backoff = Backoff(what="", bootstrap=kafka.bootstrap, timeout_s=kafka.retry_timeout_s)
-    while position < partition.end:
+    while left := {p: (position[p], end) for p, (_, end) in ranges.items() if position[p] < end}:
         try:
             for record in read_range(
                 kafka.bootstrap,
-                partition.topic,
-                {partition.partition: (position, partition.end)},
+                topic,
+                left,
                 client=kafka.client,
                 options=kafka.properties,
                 timeout_s=kafka.timeout_s,
             ):
                 yield record
-                position = record.offset + 1
+                position[record.partition] = record.offset + 1
                 backoff.progress()
             return
         except Exception as exc:  # noqa: BLE001 - Backoff.failed re-raises what cannot be retried
-            backoff.what = (
-                f"reads of {partition.topic}-{partition.partition} at offset {position} "
-                f"(of [{partition.start}, {partition.end}))"
+            backoff.what = "reads of " + ", ".join(
+                f"{topic}-{p} at offset {position[p]} (of [{start}, {end}))"
+                for p, (start, end) in ranges.items()
+                if position[p] < end
             )
             backoff.failed(exc)
 
@@ -453,7 +497,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         starts = self._starts(from_json_offsets(start), list(ends))
         latest, self._latest_seen = self._latest_seen, None
         starts, ends = check_data_loss(self.options, self.planner, starts, ends, latest)
-        return split_ranges({k: (starts[k], ends[k]) for k in ends}, self.options.min_partitions)
+        ranges = split_ranges({k: (starts[k], ends[k]) for k in ends}, self.options.min_partitions)
+        return ranges if self.options.min_partitions else group_ranges(ranges)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         return read_partition(self.options, partition)
