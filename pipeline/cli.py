@@ -42,6 +42,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers", help="Kafka to use instead of the embedded broker")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (0 partitions is not a topic)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     """Config file < environment < --set < named flags."""
     overrides = parse_assignments(args.set)
@@ -89,6 +100,10 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.topic:
+        args.parser.error(
+            f"topics {args.action} needs a topic name: seqstream topics {args.action} NAME"
+        )
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
     kafka = settings.kafka
@@ -248,9 +263,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("seqstream")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqstream", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"seqstream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("broker", help="start, stop or query the embedded Kafka-compatible broker")
@@ -261,10 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="list, create, describe or delete topics")
     p.add_argument("action", choices=["list", "create", "describe", "delete"])
-    p.add_argument("topic", nargs="?", default=None)
-    p.add_argument("--partitions", type=int)
+    p.add_argument("topic", nargs="?", default=None, help="the topic (all but list need one)")
+    p.add_argument(
+        "--partitions", type=_positive_int, help="create: partitions (default producer.partitions)"
+    )
     _common(p)
-    p.set_defaults(func=_cmd_topics)
+    p.set_defaults(func=_cmd_topics, parser=p)
 
     p = sub.add_parser("produce", help="replay CSV series or synthetic events into a topic")
     source = p.add_mutually_exclusive_group()
@@ -277,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--synthetic", action="store_true", help="generated keys and features")
     p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
     p.add_argument("--topic")
-    p.add_argument("--partitions", type=int)
+    p.add_argument("--partitions", type=_positive_int, help="partitions if the topic is created")
     p.add_argument("--rate", type=float, help="events/s (default: as fast as possible)")
     p.add_argument("--keys", type=int, default=10, help="synthetic: number of keys")
     p.add_argument("--events-per-key", type=int, default=1000, help="synthetic: events per key")

@@ -103,3 +103,42 @@ def test_the_spark_submit_scripts_take_the_same_flags() -> None:
         assert done.stdout.startswith(f"usage: seqstream {job}")
         for flag in flags:
             assert flag.name in done.stdout
+
+
+def _refused(capsys, *argv: str) -> str:  # type: ignore[no-untyped-def]
+    """Runs the CLI, which must stop with argparse's usage error (exit 2) before any Kafka call."""
+    import pytest
+
+    from seqstream.pipeline.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--bootstrap-servers", "127.0.0.1:1"])  # nothing listens there
+    assert stopped.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_topic_commands_without_a_name_say_so(capsys) -> None:  # type: ignore[no-untyped-def]
+    for action in ("create", "describe", "delete"):
+        error = _refused(capsys, "topics", action)
+        assert f"topics {action} needs a topic name: seqstream topics {action} NAME" in error
+        assert "Traceback" not in error
+
+
+def test_zero_partitions_are_refused_not_replaced(capsys) -> None:  # type: ignore[no-untyped-def]
+    error = _refused(capsys, "topics", "create", "t", "--partitions", "0")
+    assert "argument --partitions: must be at least 1, got 0" in error
+    error = _refused(capsys, "produce", "--synthetic", "--partitions", "-3")
+    assert "argument --partitions: must be at least 1, got -3" in error
+
+
+def test_version_flag() -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run(
+        [sys.executable, "-m", "seqstream.pipeline.cli", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"seqstream {version('seqstream')}"
