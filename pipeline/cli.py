@@ -79,6 +79,12 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         started_info, started = broker.start_detached(
             state_dir, port=settings.broker.port, start_timeout_s=settings.broker.start_timeout_s
         )
+        if not started and args.port is not None and started_info.port != args.port:
+            raise SeqstreamError(
+                f"an embedded broker already runs at {started_info.bootstrap_servers} (pid "
+                f"{started_info.pid}), not on port {args.port}: use that address, or `seqstream "
+                f"broker stop` first and start again with --port {args.port}"
+            )
         verb = "started" if started else "already running"
         print(
             f"embedded broker {verb}: {started_info.bootstrap_servers} "

@@ -61,6 +61,16 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
         assert again.stdout.startswith(
             f"embedded broker already running: 127.0.0.1:{state['port']}"
         )
+        same_port = seqstream("broker", "start", "--port", str(state["port"]), cwd=tmp_path)
+        assert same_port.returncode == 0 and "already running" in same_port.stdout
+        other = state["port"] + 1 if state["port"] < 65_535 else state["port"] - 1
+        elsewhere = seqstream("broker", "start", "--port", str(other), cwd=tmp_path)
+        assert elsewhere.returncode == 2 and elsewhere.stdout == ""
+        assert elsewhere.stderr.strip() == (
+            f"seqstream broker: error: an embedded broker already runs at "
+            f"127.0.0.1:{state['port']} (pid {state['pid']}), not on port {other}: use that "
+            f"address, or `seqstream broker stop` first and start again with --port {other}"
+        )
         status = seqstream("broker", "status", cwd=tmp_path)
         assert status.returncode == 0
         assert f"127.0.0.1:{state['port']} (pid {state['pid']})" in status.stdout
