@@ -96,3 +96,35 @@ def stream_topic(bootstrap_servers, admin: TopicAdmin):  # type: ignore[no-untyp
     producer.close()
     yield topic, log_of(bootstrap_servers, topic, admin, messages)
     admin.delete_topic(topic)
+
+
+class TopicInHalves:
+    """A synthetic topic filled in two steps, so that a test can stop a query exactly at the end of
+    the first half (no race with the query's pace) and go on with the second."""
+
+    def __init__(self, bootstrap: str, admin: TopicAdmin, topic: str, messages: list) -> None:  # type: ignore[type-arg]
+        self.bootstrap, self.admin, self.topic, self.messages = bootstrap, admin, topic, messages
+        self.first = len(messages) // 2
+        self._send(messages[: self.first])
+
+    def _send(self, messages: list) -> None:  # type: ignore[type-arg]
+        producer = open_producer(self.bootstrap)
+        produce_messages(messages, producer, self.topic)
+        producer.close()
+
+    def produce_rest(self) -> dict[tuple[int, int], object]:
+        """Send the second half; return the whole topic's log ((partition, offset) -> Message)."""
+        self._send(self.messages[self.first :])
+        return log_of(self.bootstrap, self.topic, self.admin, self.messages)
+
+
+@pytest.fixture
+def topic_in_halves(bootstrap_servers, admin: TopicAdmin):  # type: ignore[no-untyped-def]
+    """``stream_topic``'s events, of which only the first half is in the topic at first."""
+    topic = f"halves-{int(time.time() * 1000)}"
+    admin.create_topic(topic, 3)
+    spec = SyntheticSpec(keys=6, events_per_key=120, late_rate=0.05, malformed_rate=0.03, seed=5)
+    yield TopicInHalves(
+        bootstrap_servers, admin, topic, synthetic_stream(spec, EventSchema()).messages
+    )
+    admin.delete_topic(topic)

@@ -46,21 +46,22 @@ def check_output(tmp_path: Path, log, expected) -> None:  # type: ignore[no-unty
 
 
 def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
-    spark, bootstrap_servers, stream_topic, reference_scorer, tmp_path
+    spark, bootstrap_servers, topic_in_halves, reference_scorer, tmp_path
 ) -> None:
-    topic, log = stream_topic
-    expected = expected_scores(log, reference_scorer)
+    topic = topic_in_halves.topic
     settings = settings_for(tmp_path, topic, bootstrap_servers, output_topic=f"{topic}-scores")
-    first = run_until(spark, settings, bootstrap_servers, len(log), stop_after=len(log) // 2)
-    assert 0 < sum(c.events_in for c in first) < len(log)  # stopped halfway: state must carry over
+    # The first run sees half the topic; the second, after a graceful stop, the rest: state must
+    # carry over.
+    first = run_until(spark, settings, bootstrap_servers, topic_in_halves.first)
+    assert sum(c.events_in for c in first) == topic_in_halves.first
+    log = topic_in_halves.produce_rest()
+    expected = expected_scores(log, reference_scorer)
     # The checkpoint keeps its state partitions (and so where each key's state is) whatever the
     # setting says on restart.
     restarted = settings.model_copy(
         update={"stream": settings.stream.model_copy(update={"state_partitions": 3})}
     )
-    second = run_until(
-        spark, restarted, bootstrap_servers, len(log) - sum(c.events_in for c in first)
-    )
+    second = run_until(spark, restarted, bootstrap_servers, len(log) - topic_in_halves.first)
     history = first + second
     assert len(history) >= 4 and max(c.events_in for c in history) <= 150
     assert sum(c.events_in for c in history) == len(log)
@@ -73,32 +74,25 @@ def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
 
 
 def test_a_checkpoint_of_the_previous_bucket_layout_keeps_working(
-    spark, bootstrap_servers, stream_topic, reference_scorer, tmp_path, monkeypatch
+    spark, bootstrap_servers, topic_in_halves, reference_scorer, tmp_path, monkeypatch
 ) -> None:
     """A checkpoint made by the version before state slots (state grouped by topic and partition
     only, ``buckets-v1``) goes on with its own grouping and its state: scores stay exact."""
     import seqstream.pipeline.streaming as streaming
     from seqstream.pipeline.state_buckets import LEGACY_LAYOUT, STATE_LAYOUT
 
-    topic, log = stream_topic
-    expected = expected_scores(log, reference_scorer)
-    settings = settings_for(tmp_path, topic, bootstrap_servers)
-    # Batches a second apart, so that the stop halfway lands before the end of the topic.
-    paced = settings.model_copy(
-        update={"stream": settings.stream.model_copy(update={"trigger_interval": "1 second"})}
-    )
+    settings = settings_for(tmp_path, topic_in_halves.topic, bootstrap_servers)
     with monkeypatch.context() as patched:  # the previous version, as far as the state goes
         patched.setattr(streaming, "STATE_LAYOUT", LEGACY_LAYOUT)
-        first = run_until(spark, paced, bootstrap_servers, len(log), stop_after=len(log) // 2)
+        first = run_until(spark, settings, bootstrap_servers, topic_in_halves.first)
     identity = tmp_path / "cp" / "seqstream.json"
     assert json.loads(identity.read_text())["state_layout"] == LEGACY_LAYOUT != STATE_LAYOUT
-    assert 0 < sum(c.events_in for c in first) < len(log)
-    second = run_until(
-        spark, settings, bootstrap_servers, len(log) - sum(c.events_in for c in first)
-    )
+    assert sum(c.events_in for c in first) == topic_in_halves.first
+    log = topic_in_halves.produce_rest()
+    second = run_until(spark, settings, bootstrap_servers, len(log) - topic_in_halves.first)
     assert json.loads(identity.read_text())["state_layout"] == LEGACY_LAYOUT
     assert sum(c.events_in for c in first + second) == len(log)
-    check_output(tmp_path, log, expected)
+    check_output(tmp_path, log, expected_scores(log, reference_scorer))
 
 
 def check_batch_metrics(history, keys: int) -> None:  # type: ignore[no-untyped-def]
