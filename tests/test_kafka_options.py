@@ -65,9 +65,9 @@ def test_batch_defaults_and_durations() -> None:
         ({**BOOT, "assign": "[0]"}, True, "option 'assign' must be JSON like"),
         ({**BOOT, "subscribe": "t", "bogus": "1"}, True, "unknown option(s) ['bogus']"),
         (
-            {**BOOT, "subscribe": "t", "kafka.group.id": "g"},
+            {**BOOT, "subscribe": "t", "kafka.enable.auto.commit": "true"},
             True,
-            "['kafka.group.id'] are set by seqstream-kafka itself",
+            "['kafka.enable.auto.commit'] are set by seqstream-kafka itself",
         ),
         (
             {**BOOT, "subscribe": "t", "endingOffsets": "latest"},
@@ -140,6 +140,51 @@ def test_bad_options_are_refused_naming_them(
     assert message in str(raised.value)
 
 
+def test_the_options_of_sparks_kafka_guide() -> None:
+    o = parse_source_options(
+        {
+            **BOOT,
+            "subscribe": "t",
+            "kafka.group.id": "authorized",
+            "groupIdPrefix": "ignored-when-a-group-id-is-given",
+            "kafkaConsumer.pollTimeoutMs": "5000",
+            "fetchOffset.numRetries": "0",
+            "fetchOffset.retryIntervalMs": "250",
+            "startingOffsetsByTimestampStrategy": "LATEST",
+        },
+        streaming=True,
+    )
+    assert o.group_id == "authorized" and o.kafka.properties == {}  # not a client property
+    assert (o.read_timeout_s, o.offset_retries, o.offset_retry_interval_s) == (5.0, 0, 0.25)
+    assert o.timestamp_strategy == "latest"
+    default = parse_source_options({**BOOT, "subscribe": "t"}, streaming=True)
+    assert (default.group_id, default.read_timeout_s, default.offset_retries) == (None, 30.0, None)
+    assert default.timestamp_strategy == "error"
+    # groupIdPrefix: a unique group per query, as Spark makes them
+    prefixed = [
+        parse_source_options({**BOOT, "subscribe": "t", "groupIdPrefix": "app"}, streaming=True)
+        for _ in range(2)
+    ]
+    assert all(p.group_id and p.group_id.startswith("app-") for p in prefixed)
+    assert prefixed[0].group_id != prefixed[1].group_id
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("startingOffsetsByTimestampStrategy", "newest", "must be error or latest, got 'newest'"),
+        ("kafkaConsumer.pollTimeoutMs", "0", "'kafkaconsumer.polltimeoutms' must be > 0"),
+        ("fetchOffset.numRetries", "-1", "'fetchoffset.numretries' must be an integer >= 0"),
+        ("fetchOffset.retryIntervalMs", "soon", "must be an integer >= 0, got 'soon'"),
+        ("kafka.group.id", " ", "option 'kafka.group.id' is empty"),
+    ],
+)
+def test_bad_values_of_sparks_options_are_refused(name: str, value: str, message: str) -> None:
+    with pytest.raises(OptionError) as raised:
+        parse_source_options({**BOOT, "subscribe": "t", name: value}, streaming=True)
+    assert message in str(raised.value)
+
+
 def test_sink_options() -> None:
     sink = parse_sink_options(
         {**BOOT, "topic": "out", "includeHeaders": "true", "checkpointLocation": "/x"}
@@ -149,5 +194,7 @@ def test_sink_options() -> None:
         True,
         "127.0.0.1:9092",
     )
+    # A writer has no consumer group: Spark's kafka.group.id is accepted and means nothing there.
+    assert parse_sink_options({**BOOT, "kafka.group.id": "g"}).kafka.properties == {}
     with pytest.raises(OptionError, match=r"unknown option\(s\) \['subscribe'\]"):
         parse_sink_options({**BOOT, "subscribe": "t"})

@@ -107,6 +107,75 @@ def test_timestamps_resolve_to_the_right_offsets(kspark, bootstrap_servers, new_
     assert_exact(df.collect(), topic, {0: (20, 51), 1: (10, 50)})
 
 
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize(
+    "group", [{"kafka.group.id": "authorized-readers"}, {"groupIdPrefix": "app"}]
+)
+def test_the_consumer_options_of_sparks_kafka_guide_are_honoured(
+    kspark, bootstrap_servers, new_topic, client, group
+) -> None:
+    """Code written for Spark's connector runs unchanged: a group id (the consumers still assign
+    and commit nothing), a poll timeout and the offset-lookup retries."""
+    topic = new_topic(partitions=2)
+    fill(bootstrap_servers, topic, {0: 40, 1: 25})
+    spark_options = {
+        "kafkaConsumer.pollTimeoutMs": "20000",
+        "fetchOffset.numRetries": "5",
+        "fetchOffset.retryIntervalMs": "100",
+    }
+    options = {"subscribe": topic, "seqstream.client": client, **spark_options, **group}
+    assert_exact(
+        reader(kspark, bootstrap_servers, **options).collect(), topic, {0: (0, 40), 1: (0, 25)}
+    )
+
+
+def test_a_start_timestamp_no_record_reaches_fails_unless_the_strategy_is_latest(
+    kspark, bootstrap_servers, new_topic
+) -> None:
+    topic = new_topic(partitions=2)
+    base = 1_700_000_000_000
+    fill(
+        bootstrap_servers,
+        topic,
+        {0: 100, 1: 100},
+        {0: [base + 10 * i for i in range(100)], 1: [base + 20 * i for i in range(100)]},
+    )
+    at = base + 1000  # after all of partition 0 (up to base + 990), halfway through partition 1
+    with pytest.raises(Exception) as excinfo:
+        reader(kspark, bootstrap_servers, subscribe=topic, startingTimestamp=str(at)).collect()
+    assert (
+        f"startingTimestamp: no record at or after the timestamp in {topic}-0 ({at}); set "
+        "startingOffsetsByTimestampStrategy=latest" in str(excinfo.value)
+    )
+    by_partition = json.dumps({topic: {"0": at, "1": at}})
+    rows = reader(
+        kspark,
+        bootstrap_servers,
+        subscribe=topic,
+        startingOffsetsByTimestamp=by_partition,
+        startingOffsetsByTimestampStrategy="latest",
+    ).collect()
+    assert_exact(rows, topic, {1: (50, 100)})
+
+
+def test_offset_lookups_give_up_after_fetch_offset_num_retries(kspark) -> None:
+    from seqstream.pipeline.kafka.broker import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    options = {
+        "seqstream.timeoutSeconds": "1",
+        "seqstream.retryTimeoutSeconds": "600",
+        "fetchOffset.numRetries": "2",
+        "fetchOffset.retryIntervalMs": "10",
+    }
+    with pytest.raises(Exception) as excinfo:
+        reader(kspark, address, subscribe="t", **options).collect()
+    assert (
+        f"Kafka at {address} did not answer planning a read (3 attempts; "
+        "fetchOffset.numRetries=2): " in str(excinfo.value)
+    )
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -114,8 +183,8 @@ def test_timestamps_resolve_to_the_right_offsets(kspark, bootstrap_servers, new_
         ({"subscribe": "a", "subscribePattern": "a.*"}, "got ['subscribe', 'subscribepattern']"),
         ({"subscribe": "a", "colour": "red"}, "unknown option(s) ['colour']"),
         (
-            {"subscribe": "a", "kafka.group.id": "g"},
-            "option(s) ['kafka.group.id'] are set by seqstream-kafka itself",
+            {"subscribe": "a", "kafka.auto.offset.reset": "earliest"},
+            "option(s) ['kafka.auto.offset.reset'] are set by seqstream-kafka itself",
         ),
         (
             {"subscribe": "a", "startingOffsets": "latest"},

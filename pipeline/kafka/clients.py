@@ -190,14 +190,16 @@ def _confluent_read(
     ranges: Mapping[int, tuple[int, int]],
     options: Mapping[str, str],
     timeout_s: float,
+    group_id: str | None,
 ) -> Iterator[Record]:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(
         {
-            "group.id": "seqstream-reader",
+            "group.id": "seqstream-reader",  # librdkafka wants one, even to assign
             "enable.auto.commit": False,
             **confluent_config(bootstrap, timeout_s, options),
+            **({"group.id": group_id} if group_id else {}),
         }
     )
     try:
@@ -312,6 +314,7 @@ def _kafka_python_read(
     ranges: Mapping[int, tuple[int, int]],
     options: Mapping[str, str],
     timeout_s: float,
+    group_id: str | None,
 ) -> Iterator[Record]:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
@@ -319,6 +322,7 @@ def _kafka_python_read(
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=bootstrap.split(","),
+            group_id=group_id,
             enable_auto_commit=False,
             bootstrap_timeout_ms=int(timeout_s * 1000),
             request_timeout_ms=int(timeout_s * 1000),
@@ -426,10 +430,13 @@ def read_range(
     client: str = "auto",
     options: Mapping[str, str] | None = None,
     timeout_s: float = 10.0,
+    group_id: str | None = None,
 ) -> Iterator[Record]:
-    """Records with ``start <= offset < end`` for each ``partition: (start, end)``, per-partition in order."""
+    """Records with ``start <= offset < end`` for each ``partition: (start, end)``, per-partition
+    in order. The consumer assigns the partitions and commits nothing; ``group_id`` only names it
+    to the broker."""
     reader = _confluent_read if resolve_client(client) == "confluent" else _kafka_python_read
-    return reader(bootstrap, topic, ranges, options or {}, timeout_s)
+    return reader(bootstrap, topic, ranges, options or {}, timeout_s, group_id)
 
 
 def raise_for_failures(report: DeliveryReport, topic: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +38,11 @@ _READ_OPTIONS = {
     "minpartitions",
     "failondataloss",
     "includeheaders",
+    "kafkaconsumer.polltimeoutms",
+    "fetchoffset.numretries",
+    "fetchoffset.retryintervalms",
+    "groupidprefix",
+    "startingoffsetsbytimestampstrategy",
     "seqstream.client",
     "seqstream.timeoutseconds",
     "seqstream.retrytimeoutseconds",
@@ -51,9 +57,9 @@ _WRITE_OPTIONS = {
 }
 # Options Spark itself passes to every source or sink; accepted and left to Spark.
 _SPARK_GENERIC = {"checkpointlocation", "path"}
-# Consumer/producer properties that seqstream sets itself; Spark rejects them too.
+# Consumer/producer properties that seqstream sets itself; Spark rejects them too. (Spark's
+# ``kafka.group.id`` is an option of its own: the readers' group id, nothing for a writer.)
 _RESERVED_KAFKA = {
-    "kafka.group.id",
     "kafka.auto.offset.reset",
     "kafka.enable.auto.commit",
     "kafka.key.deserializer",
@@ -101,6 +107,24 @@ class SourceOptions:
     min_partitions: int | None = None
     fail_on_data_loss: bool = True
     include_headers: bool = False
+    # The consumers' group id (kafka.group.id, else groupIdPrefix plus a unique suffix). The
+    # readers assign partitions and never commit, so it only names them to the broker (for
+    # group-based authorization or quotas).
+    group_id: str | None = None
+    poll_timeout_s: float | None = (
+        None  # kafkaConsumer.pollTimeoutMs: one read's poll, else timeout_s
+    )
+    offset_retries: int | None = (
+        None  # fetchOffset.numRetries: offset lookups retried at most this often
+    )
+    offset_retry_interval_s: float | None = None  # fetchOffset.retryIntervalMs
+    # startingOffsetsByTimestampStrategy: a start timestamp with no record at or after it in a
+    # partition fails the query ("error", Spark's default) or starts that partition at its end.
+    timestamp_strategy: Literal["error", "latest"] = "error"
+
+    @property
+    def read_timeout_s(self) -> float:
+        return self.poll_timeout_s or self.kafka.timeout_s
 
     def matches(self, topic: str) -> bool:
         if self.strategy == "subscribe":
@@ -138,7 +162,7 @@ def _client(opts: dict[str, str], allowed: set[str]) -> ClientSettings:
     properties = {
         k[len("kafka.") :]: v
         for k, v in opts.items()
-        if k.startswith("kafka.") and k != "kafka.bootstrap.servers"
+        if k.startswith("kafka.") and k not in ("kafka.bootstrap.servers", "kafka.group.id")
     }
     client = opts.get("seqstream.client", "auto")
     if client not in ("auto", "confluent", "kafka-python"):
@@ -167,6 +191,15 @@ def _positive_int(opts: dict[str, str], name: str) -> int | None:
         return None
     if not raw.strip().isdigit() or int(raw) < 1:
         raise OptionError(f"option '{name}' must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _non_negative_int(opts: dict[str, str], name: str) -> int | None:
+    raw = opts.get(name)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise OptionError(f"option '{name}' must be an integer >= 0, got {raw!r}")
     return int(raw)
 
 
@@ -315,7 +348,39 @@ def parse_source_options(options: Mapping[str, str], *, streaming: bool) -> Sour
         min_partitions=_positive_int(opts, "minpartitions"),
         fail_on_data_loss=_bool(opts, "failondataloss", True),
         include_headers=_bool(opts, "includeheaders", False),
+        group_id=_group_id(opts),
+        poll_timeout_s=_milliseconds(opts, "kafkaconsumer.polltimeoutms", positive=True),
+        offset_retries=_non_negative_int(opts, "fetchoffset.numretries"),
+        offset_retry_interval_s=_milliseconds(opts, "fetchoffset.retryintervalms"),
+        timestamp_strategy=_timestamp_strategy(opts),
     )
+
+
+def _group_id(opts: dict[str, str]) -> str | None:
+    """Spark's rule: ``kafka.group.id`` if given, else ``groupIdPrefix`` plus a unique suffix."""
+    if opts.get("kafka.group.id", "").strip():
+        return opts["kafka.group.id"].strip()
+    if "kafka.group.id" in opts:
+        raise OptionError("option 'kafka.group.id' is empty")
+    prefix = opts.get("groupidprefix")
+    return None if prefix is None else f"{prefix}-{uuid.uuid4()}"
+
+
+def _milliseconds(opts: dict[str, str], name: str, *, positive: bool = False) -> float | None:
+    value = _non_negative_int(opts, name)
+    if positive and value == 0:
+        raise OptionError(f"option '{name}' must be > 0, got {opts[name]!r}")
+    return None if value is None else value / 1000
+
+
+def _timestamp_strategy(opts: dict[str, str]) -> Literal["error", "latest"]:
+    raw = opts.get("startingoffsetsbytimestampstrategy", "error").strip().lower()
+    if raw not in ("error", "latest"):
+        raise OptionError(
+            "option 'startingOffsetsByTimestampStrategy' must be error or latest, got "
+            f"{opts['startingoffsetsbytimestampstrategy']!r}"
+        )
+    return "latest" if raw == "latest" else "error"
 
 
 def _values(spec: OffsetSpec) -> set[int]:

@@ -61,9 +61,11 @@ class Backoff:
         timeout_s: float,
         first_delay_s: float = 0.5,
         max_delay_s: float = 8.0,
+        max_retries: int | None = None,
     ) -> None:
         self.what, self.bootstrap, self.timeout_s = what, bootstrap, timeout_s
         self.first_delay_s, self.max_delay_s = first_delay_s, max_delay_s
+        self.max_retries = max_retries
         self.attempts = 0
         self.progress()
 
@@ -78,6 +80,12 @@ class Backoff:
         if not is_transient(exc):
             raise exc
         self.attempts += 1
+        if self.max_retries is not None and self.attempts > self.max_retries:
+            raise KafkaUnavailableError(
+                f"Kafka at {self.bootstrap} did not answer {self.what} "
+                f"({self.attempts} attempts; fetchOffset.numRetries={self.max_retries}): "
+                f"{_one_line(exc)}"
+            ) from None
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise KafkaUnavailableError(
@@ -105,10 +113,16 @@ def retrying(
     bootstrap: str,
     timeout_s: float,
     reset: Callable[[], None] | None = None,
+    max_retries: int | None = None,
+    interval_s: float | None = None,
 ) -> T:
     """``call()``, its transient failures waited out by a ``Backoff``; ``reset`` runs before
-    each retry (e.g. to reopen a client)."""
-    backoff = Backoff(what=what, bootstrap=bootstrap, timeout_s=timeout_s)
+    each retry (e.g. to reopen a client). ``max_retries`` caps the retries within ``timeout_s``;
+    ``interval_s`` waits that long between them instead of backing off exponentially."""
+    delays = {} if interval_s is None else {"first_delay_s": interval_s, "max_delay_s": interval_s}
+    backoff = Backoff(
+        what=what, bootstrap=bootstrap, timeout_s=timeout_s, max_retries=max_retries, **delays
+    )
     while True:
         try:
             return call()

@@ -126,7 +126,36 @@ class _Planner:
             return self.latest(self.partitions(fresh=True))
 
     def resolve(self, spec: OffsetSpec, keys: Sequence[TopicPartitionKey], name: str) -> Offsets:
-        """Concrete offsets for ``spec`` (an OffsetSpec) on ``keys``."""
+        """Concrete offsets for ``spec`` (an OffsetSpec) on ``keys``. A start timestamp that no
+        record in a partition reaches fails, unless startingOffsetsByTimestampStrategy=latest
+        (then that partition starts at its end, where an end timestamp always does)."""
+        found = self._resolve(spec, keys, name)
+        if (
+            name == "startingOffsets"
+            and spec.kind in ("timestamp", "timestamps")
+            and self.options.timestamp_strategy == "error"
+        ):
+            ends = self.latest(list(found))
+            unmatched = sorted(k for k in found if found[k] >= ends[k])
+            if unmatched:
+                option = (
+                    "startingTimestamp"
+                    if spec.kind == "timestamp"
+                    else "startingOffsetsByTimestamp"
+                )
+                at = {
+                    (t, p): spec.timestamp if spec.kind == "timestamp" else spec.offsets[t][p]
+                    for t, p in unmatched
+                }
+                raise SeqstreamError(
+                    f"{option}: no record at or after the timestamp in "
+                    + ", ".join(f"{t}-{p} ({at[(t, p)]})" for t, p in unmatched)
+                    + "; set startingOffsetsByTimestampStrategy=latest to start such partitions "
+                    "at their latest offset"
+                )
+        return found
+
+    def _resolve(self, spec: OffsetSpec, keys: Sequence[TopicPartitionKey], name: str) -> Offsets:
         if spec.kind == "earliest":
             return self.earliest(keys)
         if spec.kind == "latest":
@@ -327,7 +356,8 @@ def _read_resuming(
                 left,
                 client=kafka.client,
                 options=kafka.properties,
-                timeout_s=kafka.timeout_s,
+                timeout_s=options.read_timeout_s,
+                group_id=options.group_id,
             ):
                 yield record
                 position[record.partition] = record.offset + 1
@@ -353,6 +383,8 @@ class KafkaBatchReader(DataSourceReader):
             what="planning a read",
             bootstrap=kafka.bootstrap,
             timeout_s=kafka.retry_timeout_s,
+            max_retries=self.options.offset_retries,
+            interval_s=self.options.offset_retry_interval_s,
         )
 
     def _partitions(self) -> Sequence[InputPartition]:
@@ -427,6 +459,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             bootstrap=kafka.bootstrap,
             timeout_s=kafka.retry_timeout_s,
             reset=self.stop,
+            max_retries=self.options.offset_retries,
+            interval_s=self.options.offset_retry_interval_s,
         )
 
     def initialOffset(self) -> dict:
