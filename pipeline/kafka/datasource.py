@@ -10,7 +10,11 @@ from __future__ import annotations
 from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader
 from pyspark.sql.types import StructType
 
-from seqstream.pipeline.kafka.options import parse_sink_options, parse_source_options
+from seqstream.pipeline.kafka.options import (
+    OptionError,
+    parse_sink_options,
+    parse_source_options,
+)
 from seqstream.pipeline.kafka.schema import kafka_schema
 from seqstream.pipeline.kafka.sink import KafkaBatchWriter, KafkaStreamWriter
 from seqstream.pipeline.kafka.source import KafkaBatchReader, KafkaStreamReader
@@ -38,6 +42,14 @@ class KafkaDataSource(DataSource):
         return KafkaStreamReader(parse_source_options(self.options, streaming=True))
 
     def writer(self, schema: StructType, overwrite: bool) -> KafkaBatchWriter:
+        """Append only, as Spark's Kafka sink. (Spark itself refuses its default ErrorIfExists
+        mode for every Python data source before this runs: batch writes need
+        ``.mode("append")``.)"""
+        if overwrite:
+            raise OptionError(
+                "save mode Overwrite is not allowed for Kafka: records can only be appended; "
+                'use .mode("append")'
+            )
         return KafkaBatchWriter(parse_sink_options(self.options), schema)
 
     def streamWriter(self, schema: StructType, overwrite: bool) -> KafkaStreamWriter:
