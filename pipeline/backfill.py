@@ -20,8 +20,10 @@ chunk; a chunk that was cut short is written again and replaces its own Parquet 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -37,7 +39,13 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
-from seqstream.pipeline.backfill_plan import Request, check_sinks, plan_backfill
+from seqstream.pipeline.backfill_plan import (
+    DEFAULT_PROGRESS_ROOT,
+    Request,
+    check_sinks,
+    describe_request,
+    plan_backfill,
+)
 from seqstream.pipeline.config import EventSchema, Settings, StreamSettings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import (
@@ -46,7 +54,7 @@ from seqstream.pipeline.kafka import (
     kafka_format,
     offsets_json,
 )
-from seqstream.pipeline.outputs import BatchWriter
+from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef, score_windows
@@ -438,24 +446,39 @@ class Progress:
 # --- the job -----------------------------------------------------------------------------------
 
 
-def run_backfill(
-    spark: Any, settings: Settings, bootstrap: str, request: Request, *, restart: bool = False
-) -> list[ChunkCounts]:
-    """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included."""
+@dataclass(frozen=True)
+class Prepared:
+    """A backfill checked and planned: ``plan`` is the stored one to resume (``fresh`` False)
+    or a new one, not yet stored."""
+
+    plan: dict[str, Any]
+    fresh: bool
+    progress: Progress
+    model: ModelRef
+    version: str
+
+
+def prepare_backfill(
+    settings: Settings, bootstrap: str, request: Request, *, restart: bool = False
+) -> Prepared:
+    """Every check a backfill makes before it reads a record (outputs, model, the progress
+    folder, the ranges against the broker), without Spark and creating nothing: ``--dry-run``
+    runs exactly this."""
     check_sinks(settings)
-    progress = Progress(Path(settings.backfill.progress_dir))
-    job = Backfill(spark, settings, bootstrap)
+    ref, spec = check_model(settings)
+    progress = Progress(progress_folder(settings, request))
     outputs = backfill_outputs(settings)
     plan = progress.plan()
     if plan is not None and not restart:
         # The outputs are part of the request: finished chunks were written to the recorded ones.
         # (A plan from before outputs were recorded is taken to have written to these.)
         recorded = plan.get("outputs", outputs)
-        if plan["request"] != asdict(request) or plan.get("model") != job.ref.sha256:
+        if plan["request"] != asdict(request) or plan.get("model") != ref.sha256:
             raise SeqstreamError(
-                f"{progress.folder} holds the progress of another backfill ({plan['request']}, "
-                f"model {plan.get('model')}): pass --restart to discard it, or set "
-                "backfill.progress_dir"
+                f"{progress.folder} holds the progress of another backfill "
+                f"({describe_request(plan['request'])}, model sha256 "
+                f"{str(plan.get('model'))[:12]}): pass --restart to discard it, or give this one "
+                "its own --progress-dir (backfill.progress_dir)"
             )
         if recorded != outputs:
             changed = {
@@ -466,14 +489,33 @@ def run_backfill(
                 f"outputs ({changed}): resume it with the outputs it had, or pass --restart to "
                 "score the whole range into the new ones"
             )
+        return Prepared(plan, False, progress, ref, spec.version)
+    plan = {**plan_backfill(settings, bootstrap, request), "model": ref.sha256, "outputs": outputs}
+    return Prepared(plan, True, progress, ref, spec.version)
+
+
+def progress_folder(settings: Settings, request: Request) -> Path:
+    """``backfill.progress_dir``; by default a folder of the request's own under
+    ``.seqstream/backfill``, so that different backfills do not share one."""
+    if settings.backfill.progress_dir is not None:
+        return Path(settings.backfill.progress_dir)
+    digest = hashlib.sha256(json.dumps(asdict(request), sort_keys=True).encode()).hexdigest()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", "+".join(request.topics))[:60]
+    return DEFAULT_PROGRESS_ROOT / f"{name}-{digest[:12]}"
+
+
+def run_backfill(
+    spark: Any, settings: Settings, bootstrap: str, request: Request, *, restart: bool = False
+) -> list[ChunkCounts]:
+    """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included."""
+    prepared = prepare_backfill(settings, bootstrap, request, restart=restart)
+    progress, plan = prepared.progress, prepared.plan
+    if not (settings.backfill.dead_letter_path or settings.backfill.dead_letter_topic):
+        log.warning(NO_DEAD_LETTER_OUTPUT.format(section="backfill"))
+    job = Backfill(spark, settings, bootstrap)
     create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
-    if plan is None or restart:
+    if prepared.fresh:
         progress.clear()
-        plan = {
-            **plan_backfill(settings, bootstrap, request),
-            "model": job.ref.sha256,
-            "outputs": outputs,
-        }
         progress.start(plan)
     chunks = [[PartitionRange(**r) for r in chunk] for chunk in plan["chunks"]]
     done = progress.finished()

@@ -19,7 +19,11 @@ from typing import Any
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
-from seqstream.pipeline.outputs import check_folder
+from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, check_folder
+
+# Where a backfill keeps its progress unless backfill.progress_dir names a folder: one folder
+# per request under it.
+DEFAULT_PROGRESS_ROOT = Path(".seqstream/backfill")
 
 
 @dataclass(frozen=True)
@@ -159,9 +163,35 @@ def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[
     }
 
 
-def describe_plan(plan: dict[str, Any], settings: Settings) -> str:
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def describe_request(request: dict[str, Any]) -> str:
+    """One line for a request as recorded in a plan (``asdict(Request)``)."""
+    start = (
+        f"record time {_time(request['start_time_ms'])}"
+        if request.get("start_time_ms") is not None
+        else f"offsets {request.get('starting_offsets', 'earliest')}"
+    )
+    end = (
+        f"record time {_time(request['end_time_ms'])}"
+        if request.get("end_time_ms") is not None
+        else f"offsets {request.get('ending_offsets', 'latest')}"
+    )
+    return f"topics {', '.join(request.get('topics', []))} from {start} to {end}"
+
+
+def describe_plan(
+    plan: dict[str, Any], settings: Settings, *, progress: Path, model: str, resumed: int = 0
+) -> str:
+    """What ``--dry-run`` prints: the request with its times resolved, every range, the model,
+    the outputs and the progress folder."""
     b = settings.backfill
-    lines = [f"{'topic':<24} {'partition':>9} {'start':>12} {'end':>12} {'events':>12}"]
+    lines = [
+        describe_request(plan["request"]),
+        f"{'topic':<24} {'partition':>9} {'start':>12} {'end':>12} {'events':>12}",
+    ]
     for r in plan["ranges"]:
         lines.append(
             f"{r['topic']:<24} {r['partition']:>9} {r['start']:>12} {r['end']:>12} {r['end'] - r['start']:>12,}"
@@ -172,8 +202,12 @@ def describe_plan(plan: dict[str, Any], settings: Settings) -> str:
         "window length - 1 earlier events per key read as context",
         f"scores      -> parquet: {b.parquet_path or '-'}   kafka: {b.output_topic or '-'}",
         f"dead letters -> parquet: {b.dead_letter_path or '-'}   kafka: {b.dead_letter_topic or '-'}",
-        f"progress    -> {b.progress_dir}",
+        f"model       -> {model}",
+        f"progress    -> {progress}"
+        + (f" (resumes after chunk {resumed} of {len(plan['chunks'])})" if resumed else ""),
     ]
+    if not (b.dead_letter_path or b.dead_letter_topic):
+        lines.append(NO_DEAD_LETTER_OUTPUT.format(section="backfill"))
     return "\n".join(lines)
 
 

@@ -244,19 +244,34 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         end_time_ms=backfill_plan.parse_time(args.end_time),
     )
     bootstrap = resolve_bootstrap(settings)
+    # Every check of the real run, before Spark starts or anything is created.
+    prepared = backfill.prepare_backfill(settings, bootstrap, request, restart=args.restart)
     if args.dry_run:
-        plan = backfill_plan.plan_backfill(settings, bootstrap, request)
-        print(backfill_plan.describe_plan(plan, settings))
+        resumed = 0 if prepared.fresh else len(prepared.progress.finished())
+        model = f"{prepared.model.path} (version {prepared.version}, sha256 {prepared.model.sha256[:12]})"
+        print(
+            backfill_plan.describe_plan(
+                prepared.plan,
+                settings,
+                progress=prepared.progress.folder,
+                model=model,
+                resumed=resumed,
+            )
+        )
         return 0
-    backfill_plan.check_sinks(settings)
-    streaming.check_model(settings)
     spark = job_spark("seqstream-backfill")
     counts = backfill.run_backfill(spark, settings, bootstrap, request, restart=args.restart)
+    b = settings.backfill
+    nowhere = (
+        ""
+        if b.dead_letter_path or b.dead_letter_topic
+        else " (counted only: no dead-letter output)"
+    )
     print(
         f"backfill: {sum(c.events_in for c in counts):,} events in {len(counts)} chunk(s): "
         f"{sum(c.scored for c in counts):,} scored, "
         f"{sum(c.not_yet_scoreable for c in counts):,} not yet scoreable, "
-        f"{sum(c.dead_lettered for c in counts):,} dead-lettered"
+        f"{sum(c.dead_lettered for c in counts):,} dead-lettered{nowhere}"
     )
     return 0
 

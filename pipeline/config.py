@@ -219,7 +219,8 @@ class BackfillSettings(_Section):
     dead_letter_path: Path | None = None
     dead_letter_topic: str | None = None
     chunk_events: int = Field(1_000_000, ge=1)  # offsets per chunk, over all partitions
-    progress_dir: Path = Path(".seqstream/backfill")  # plan, finished chunks, carried windows
+    # Plan, finished chunks, carried windows. None: a folder per request under .seqstream/backfill
+    progress_dir: Path | None = None
 
 
 _yaml_file: ContextVar[Path | None] = ContextVar("_yaml_file", default=None)

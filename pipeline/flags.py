@@ -84,8 +84,13 @@ BACKFILL_FLAGS = (
     Flag("--parquet-path", "write scores as Parquet here", "backfill.parquet_path"),
     Flag("--output-topic", "write scores as JSON to this topic", "backfill.output_topic"),
     Flag("--dead-letter-path", "write dead letters as Parquet here", "backfill.dead_letter_path"),
+    Flag("--dead-letter-topic", "write dead letters to this topic", "backfill.dead_letter_topic"),
     Flag("--chunk-events", "offsets per chunk", "backfill.chunk_events", int),
-    Flag("--progress-dir", "plan and progress, for resuming", "backfill.progress_dir"),
+    Flag(
+        "--progress-dir",
+        "plan and progress, for resuming (default: a folder per request under .seqstream/backfill)",
+        "backfill.progress_dir",
+    ),
     Flag("--dry-run", "print the resolved ranges and outputs, read nothing", switch=True),
     Flag("--restart", "discard the progress of an earlier backfill", switch=True),
 )

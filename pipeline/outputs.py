@@ -21,6 +21,13 @@ from seqstream.pipeline.config import StreamSettings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.rows import DEAD_LETTER_COLUMNS, SCORE_COLUMNS
 
+# Said at the start of a job without a dead-letter output, and by the backfill's --dry-run.
+NO_DEAD_LETTER_OUTPUT = (
+    "no dead-letter output ({section}.dead_letter_path / {section}.dead_letter_topic): events "
+    "that cannot be scored (malformed, wrong types, missing key) are only counted "
+    "(dead_lettered), not written anywhere"
+)
+
 
 def check_folder(path: str | Path, name: str) -> None:
     """Fail before Spark starts when ``path`` cannot be (or become) a folder this process writes

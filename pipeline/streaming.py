@@ -28,7 +28,7 @@ from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import SHORT_NAME, TopicAdmin, kafka_format, kafka_options
 from seqstream.pipeline.metrics import MetricsListener, observe_input, observe_output
-from seqstream.pipeline.outputs import BatchWriter, check_folder
+from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter, check_folder
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef
@@ -227,6 +227,8 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     check_outputs(settings)
     ref, spec = check_model(settings)
     stream = settings.stream
+    if not (stream.dead_letter_path or stream.dead_letter_topic):
+        log.warning(NO_DEAD_LETTER_OUTPUT.format(section="stream"))
     layout = check_checkpoint(settings, spec)
     create_output_topics(settings, bootstrap)
     spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)

@@ -197,6 +197,95 @@ def test_dry_run_prints_the_resolved_ranges_and_outputs_and_reads_nothing(
     assert not (tmp_path / "progress").exists()
 
 
+def backfill_cli(bootstrap: str, topic: str, *flags: str) -> list[str]:
+    return ["backfill", "--bootstrap-servers", bootstrap, "--topics", topic, *flags]
+
+
+OUTPUTS = ["--parquet-path", "{tmp}/scores", "--output-topic", "{out}"]
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([*OUTPUTS, "--model", "{tmp}/no-model"], "{tmp}/no-model"),
+        ([], "no output: set backfill.parquet_path and/or backfill.output_topic"),
+        (
+            [*OUTPUTS, "--set", "stream.parquet_path={tmp}/scores"],
+            "backfill.parquet_path is stream.parquet_path",
+        ),
+        (
+            [*OUTPUTS, "--start-time", "2000", "--end-time", "1000"],
+            "the end time (1000) is before the start time (2000)",
+        ),
+    ],
+)
+def test_the_dry_run_makes_every_check_of_the_real_run_and_neither_creates_anything(
+    bootstrap_servers, admin, stream_topic, tmp_path, capsys, flags, message, dry_run
+) -> None:  # type: ignore[no-untyped-def]
+    topic, _ = stream_topic
+    out_topic = f"{topic}-refused-{int(dry_run)}"
+    flags = [f.replace("{tmp}", str(tmp_path)).replace("{out}", out_topic) for f in flags]
+    progress = ["--progress-dir", str(tmp_path / "progress")]
+    argv = backfill_cli(bootstrap_servers, topic, *flags, *progress, *["--dry-run"][:dry_run])
+    assert cli_main(argv) == 2
+    assert message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+    assert not (tmp_path / "progress").exists() and not (tmp_path / "scores").exists()
+    assert out_topic not in admin.list_topics()  # no output topic created before the checks
+
+
+def test_the_dry_run_prints_the_resolved_times_the_model_and_the_resume_point(
+    bootstrap_servers, stream_topic, tmp_path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    topic, _ = stream_topic
+    argv = backfill_cli(
+        bootstrap_servers,
+        topic,
+        "--start-time",
+        "2023-11-14T22:13:20Z",
+        "--end-time",
+        "1700000100000",
+        "--parquet-path",
+        str(tmp_path / "scores"),
+        "--dry-run",
+    )
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"topics {topic} from record time 2023-11-14T22:13:20Z to record time "
+        "2023-11-14T22:15:00Z" in out
+    )
+    spec = load_artifact(DEMO_MODEL_DIR).spec
+    assert f"model       -> {DEMO_MODEL_DIR.resolve()} (version {spec.version}, sha256 " in out
+    # No dead-letter output: said, not silent.
+    assert "no dead-letter output (backfill.dead_letter_path / backfill.dead_letter_topic)" in out
+    # The default progress folder is the request's own: another request gets another one.
+    assert "progress    -> .seqstream/backfill/" in out
+    other = cli_main(backfill_cli(bootstrap_servers, topic, "--parquet-path", "x", "--dry-run"))
+    assert other == 0
+    folders = [line for line in capsys.readouterr().out.splitlines() if "progress    ->" in line]
+    assert folders and folders[0] not in out
+
+
+def test_without_a_dead_letter_output_the_backfill_says_they_are_counted_only(
+    spark, bootstrap_servers, stream_topic, tmp_path, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    topic, log = stream_topic
+    settings = backfill_settings(tmp_path, topic, bootstrap_servers, 100_000)
+    settings = settings.model_copy(
+        update={"backfill": settings.backfill.model_copy(update={"dead_letter_path": None})}
+    )
+    with caplog.at_level("WARNING", logger="seqstream.backfill"):
+        counts = run_backfill(spark, settings, bootstrap_servers, Request([topic]))
+    assert sum(c.dead_lettered for c in counts) == sum(1 for m in log.values() if m.event is None)
+    assert any(
+        "no dead-letter output (backfill.dead_letter_path / backfill.dead_letter_topic)"
+        in r.message
+        and "only counted" in r.message
+        for r in caplog.records
+    )
+
+
 def test_times_resolve_to_the_first_record_at_or_after_them(
     bootstrap_servers, admin, stream_topic
 ) -> None:  # type: ignore[no-untyped-def]
@@ -292,10 +381,13 @@ def test_a_different_request_does_not_resume_another_backfills_progress(
     (tmp_path / "progress" / "plan.json").write_text(
         json.dumps({"request": {"topics": ["other"]}, "model": "x", "chunks": []})
     )
-    with pytest.raises(
-        SeqstreamError, match="holds the progress of another backfill .* pass --restart"
-    ):
+    with pytest.raises(SeqstreamError) as raised:
         run_backfill(spark, settings, bootstrap_servers, Request([topic]))
+    assert str(raised.value) == (
+        f"{tmp_path / 'progress'} holds the progress of another backfill (topics other from "
+        "offsets earliest to offsets latest, model sha256 x): pass --restart to discard it, or "
+        "give this one its own --progress-dir (backfill.progress_dir)"
+    )
 
 
 def test_a_backfill_resumed_with_other_outputs_is_refused(

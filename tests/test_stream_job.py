@@ -218,3 +218,19 @@ def test_model_that_does_not_fit_the_events_fails_before_reading(
             load_settings(None, {"stream": {"parquet_path": str(tmp_path / "s")}}),
             bootstrap_servers,
         )
+
+
+def test_without_a_dead_letter_output_the_stream_says_they_are_counted_only(
+    spark, bootstrap_servers, stream_topic, tmp_path, caplog
+) -> None:
+    topic, log = stream_topic
+    settings = settings_for(tmp_path, topic, bootstrap_servers, dead_letter_path=None)
+    with caplog.at_level("WARNING", logger="seqstream.stream"):
+        history = run_until(spark, settings, bootstrap_servers, len(log))
+    assert sum(c.dead_lettered for c in history) == sum(1 for m in log.values() if m.event is None)
+    assert [r.message for r in caplog.records if "dead-letter" in r.message] == [
+        "no dead-letter output (stream.dead_letter_path / stream.dead_letter_topic): events that "
+        "cannot be scored (malformed, wrong types, missing key) are only counted (dead_lettered), "
+        "not written anywhere"
+    ]
+    assert not (tmp_path / "dead").exists()
