@@ -185,6 +185,8 @@ def partition_windows(
             "state_keys",
             "kafka_timestamp",
             "key_mismatch",
+            "kafka_key",
+            "headers",
         ):
             state[column] = None  # absent, not NaN: list and string columns cannot take a float
         yield state.assign(is_state=True)
@@ -210,6 +212,7 @@ class Backfill:
             .option("assign", assign_json(ranges))
             .option("startingOffsets", offsets_json(ranges, "start"))
             .option("endingOffsets", offsets_json(ranges, "end"))
+            .option("includeHeaders", "true")  # a dead letter keeps its record's headers
             .load()
         )
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from seqstream.pipeline.config import StreamSettings
 from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka.schema import HEADERS_TYPE
 from seqstream.pipeline.rows import DEAD_LETTER_COLUMNS, SCORE_COLUMNS
 
 # Said at the start of a job without a dead-letter output, and by the backfill's --dry-run.
@@ -60,19 +60,41 @@ def _write_parquet(frame: DataFrame, path: str, batch_id: int, partition_by: lis
     )
 
 
-def dead_letter_envelope(dead: DataFrame, max_bytes: int) -> DataFrame:
-    """Dead letters as their Kafka JSON carries them: the original value (base64 in the JSON, as
-    Spark writes binary) cut to ``max_bytes``, so that no value can make the record too large for
-    the broker, with ``value_length`` always and, when cut, ``truncated`` and the whole value's
-    ``value_sha256``."""
-    length = F.length("value")
-    cut = F.coalesce(length > max_bytes, F.lit(False))
+def dead_letter_records(dead: DataFrame, max_bytes: int) -> DataFrame:
+    """Dead letters as Kafka records: the original key, value bytes and headers, then
+    ``seqstream.error.*`` headers saying where the record came from and why it is dead (UTF-8
+    text, as Kafka Connect's dead-letter queue writes its ``__connect.errors.*``). A value over
+    ``max_bytes`` is cut to it, so that no value can make the record too large for the broker,
+    and flagged with ``seqstream.error.value.truncated`` and the whole value's sha256."""
+    cut = F.coalesce(F.length("value") > max_bytes, F.lit(False))
+    ours = {
+        "seqstream.error.reason": F.col("reason"),
+        "seqstream.error.topic": F.col("topic"),
+        "seqstream.error.partition": F.col("partition"),
+        "seqstream.error.offset": F.col("offset"),
+        "seqstream.error.timestamp": F.unix_millis("kafka_timestamp"),  # the record's, epoch ms
+        "seqstream.error.value.length": F.length("value"),  # bytes; absent for a null value
+        "seqstream.error.processing.time": F.date_format(
+            "processing_time", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
+        ),
+        "seqstream.error.value.truncated": F.when(cut, F.lit("true")),
+        "seqstream.error.value.sha256": F.when(cut, F.sha2("value", 256)),
+    }
+    added = F.filter(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value")
+                )
+                for name, value in ours.items()
+            ]
+        ),
+        lambda header: header["value"].isNotNull(),
+    )
     return dead.select(
+        F.col("kafka_key").alias("key"),
         F.when(cut, F.substring("value", 1, max_bytes)).otherwise(F.col("value")).alias("value"),
-        length.alias("value_length"),
-        cut.alias("truncated"),
-        F.when(cut, F.sha2("value", 256)).alias("value_sha256"),
-        *[c for c in dead.columns if c != "value"],
+        F.concat(F.coalesce("headers", F.array().cast(HEADERS_TYPE)), added).alias("headers"),
     )
 
 
@@ -86,10 +108,10 @@ class BatchWriter:
         self.kafka_format = kafka_format
         self.kafka_options = kafka_options
 
-    def _to_kafka(self, frame: DataFrame, topic: str, key: Any) -> None:
+    def _to_kafka(self, records: DataFrame, topic: str) -> None:
+        """``records`` (columns of Spark's Kafka sink) to ``topic``."""
         (
-            frame.select(key.alias("key"), F.to_json(F.struct(*frame.columns)).alias("value"))
-            .write.format(self.kafka_format)
+            records.write.format(self.kafka_format)
             .options(**self.kafka_options)
             .option("topic", topic)
             .mode("append")
@@ -121,14 +143,13 @@ class BatchWriter:
                     ["date"],
                 )
             if s.output_topic:
-                self._to_kafka(scores, s.output_topic, F.col("key"))
+                scores_json = F.to_json(F.struct(*scores.columns))
+                self._to_kafka(scores.select("key", scores_json.alias("value")), s.output_topic)
             if s.dead_letter_path:
                 _write_parquet(dead, str(s.dead_letter_path), batch_id, [])
             if s.dead_letter_topic:
                 self._to_kafka(
-                    dead_letter_envelope(dead, s.dead_letter_max_bytes),
-                    s.dead_letter_topic,
-                    F.lit(None).cast("string"),
+                    dead_letter_records(dead, s.dead_letter_max_bytes), s.dead_letter_topic
                 )
         finally:
             if outputs > 1:

@@ -37,18 +37,21 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-KAFKA_COLUMNS = ["kafka_key", "value", "topic", "partition", "offset", "timestamp"]
+from seqstream.pipeline.kafka.schema import HEADERS_TYPE
+
+KAFKA_COLUMNS = ["kafka_key", "value", "topic", "partition", "offset", "timestamp", "headers"]
 
 PARSED_DDL = (
     "kafka_key binary, value binary, topic string, partition int, offset long, "
-    "timestamp timestamp, key string, event_time_ms long, features array<float>, reason string, "
-    "key_mismatch boolean"
+    "timestamp timestamp, headers array<struct<key: string, value: binary>>, key string, "
+    "event_time_ms long, features array<float>, reason string, key_mismatch boolean"
 )
 
 
 def kafka_columns(kafka: DataFrame) -> DataFrame:
     """The Kafka source's rows as the Python step reads them (``KAFKA_COLUMNS``; the message key
-    renamed ``kafka_key``, as ``key`` names the event key from here on)."""
+    renamed ``kafka_key``, as ``key`` names the event key from here on). The source must be read
+    with ``includeHeaders``: a dead letter keeps its record's headers."""
     return kafka.select(F.col("key").alias("kafka_key"), *KAFKA_COLUMNS[1:])
 
 
@@ -66,6 +69,9 @@ WINDOW_SCHEMA = StructType(
         StructField("reason", StringType()),
         # events.key_mismatch=warn: the event's JSON and Kafka keys differ (counted, not written)
         StructField("key_mismatch", BooleanType()),
+        # A dead letter's Kafka key and headers, as they were (null for events, like ``value``)
+        StructField("kafka_key", BinaryType()),
+        StructField("headers", HEADERS_TYPE),
     ]
 )
 WINDOW_COLUMNS = [f.name for f in WINDOW_SCHEMA.fields]
@@ -101,7 +107,9 @@ SCORE_COLUMNS = [
     "processing_time",
 ]
 DEAD_LETTER_COLUMNS = [
+    "kafka_key",
     "value",
+    "headers",
     "topic",
     "partition",
     "offset",

@@ -247,6 +247,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         .options(**options)
         .option("subscribe", ",".join(stream.topics))
         .option("startingOffsets", stream.starting_offsets)
+        .option("includeHeaders", "true")  # a dead letter keeps its record's headers
     )
     if stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)

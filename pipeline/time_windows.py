@@ -54,6 +54,8 @@ def last_events(
                     None,
                     None,
                     any(bool(e["key_mismatch"]) for e in ordered),
+                    None,
+                    None,
                 )
             )
         yield score_windows(pd.DataFrame(rows, columns=WINDOW_COLUMNS), windows, ref)
@@ -94,7 +96,17 @@ def event_time_windows(
     ).mapInPandas(partial(last_events, length=length, features=features, ref=ref), SCORED_SCHEMA)
     kept = {
         c: F.col(c)
-        for c in ("key", "event_time_ms", "topic", "partition", "offset", "value", "reason")
+        for c in (
+            "key",
+            "event_time_ms",
+            "topic",
+            "partition",
+            "offset",
+            "value",
+            "reason",
+            "kafka_key",
+            "headers",
+        )
     }
     kept.update(kafka_timestamp=F.col("timestamp"), window_length=F.lit(0))
     dead = parsed.where(F.col("reason").isNotNull()).select(

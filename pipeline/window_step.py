@@ -41,8 +41,9 @@ def window_rows(
     max_bytes: int,
 ) -> WindowedRows:
     """Parse the Kafka rows of one partition (columns ``kafka_key, value, topic, partition,
-    offset, kafka_timestamp``, any order) and window each valid event. ``context_of(key)`` is the key's
-    carried events, if any. Shared by the streaming processor and the backfill."""
+    offset, kafka_timestamp`` and optionally ``headers``, any order) and window each valid
+    event. ``context_of(key)`` is the key's carried events, if any. Shared by the streaming
+    processor and the backfill."""
     width = len(schema.features)
     parsed = parse_values(
         kafka_rows["value"].tolist(), schema, max_bytes, kafka_rows["kafka_key"].tolist()
@@ -67,7 +68,10 @@ def window_rows(
     rows["window_length"] = np.concatenate([made.lengths, np.zeros(len(dead), np.int64)]).astype(
         np.int32
     )
-    rows["value"] = rows["value"].where(is_dead, None)  # events' bytes are not sent back
+    if "headers" not in rows:  # a source read without includeHeaders
+        rows["headers"] = None
+    for column in ("value", "kafka_key", "headers"):  # kept for dead letters only
+        rows[column] = rows[column].where(is_dead, None)
     rows["reason"] = parsed.reason[ordered]
     rows["key_mismatch"] = parsed.key_mismatch[ordered]
     windows = np.concatenate([made.windows, np.zeros((len(dead), length, width), np.float32)])

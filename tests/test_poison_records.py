@@ -4,9 +4,9 @@ a value too large for its dead letter to fit in a Kafka record whole."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -32,8 +32,8 @@ def test_poison_records_become_dead_letters_and_the_stream_goes_on(
         for i in range(20)
     ]
     producer = open_producer(bootstrap_servers)
-    for value in good[:10] + POISON + good[10:]:
-        producer.send(topic, value, key=b"k")
+    for i, value in enumerate(good[:10] + POISON + good[10:]):
+        producer.send(topic, value, key=b"k", headers=[("trace", f"t-{i}".encode())])
     raise_for_failures(producer.flush(30), topic)
     producer.close()
     settings = settings_for(tmp_path, topic, bootstrap_servers, dead_letter_topic=dead_topic)
@@ -46,23 +46,41 @@ def test_poison_records_become_dead_letters_and_the_stream_goes_on(
     assert [r["offset"] for r in parquet] == [10, 11, 12] and [
         r["value"] for r in parquet
     ] == POISON
+    assert [(r["kafka_key"], r["headers"]) for r in parquet] == [
+        (b"k", [{"key": "trace", "value": f"t-{o}".encode()}]) for o in (10, 11, 12)
+    ]
     assert parquet[0]["reason"] == "not JSON: nested too deeply"
     assert parquet[1]["reason"].startswith("field 'key' is not valid UTF-8 text (a lone surrogate)")
     assert parquet[2]["reason"] == f"oversize: {len(HUGE)} bytes > 65536"
 
+    # On Kafka: the original key, value bytes and headers, then where it came from and why.
     end = admin.end_offsets(dead_topic)[0]
-    records = sorted(
+    letters = sorted(
         read_range(bootstrap_servers, dead_topic, {0: (0, end)}), key=lambda r: r.offset
     )
     assert end == 3  # each dead letter once (one micro-batch held them all)
-    letters = [json.loads(r.value) for r in records]
-    for raw, letter, original in zip(records, letters, POISON, strict=True):
-        assert (
-            b"\r" not in raw.value and b"\n" not in raw.value
-        )  # plain base64, no MIME line breaks
-        assert letter["value_length"] == len(original)
-        assert (letter["topic"], letter["partition"]) == (topic, 0)
-    assert [base64.b64decode(letter["value"]) for letter in letters[:2]] == POISON[:2]
-    assert [letter["truncated"] for letter in letters] == [False, False, True]
-    assert letters[2]["value_sha256"] == hashlib.sha256(HUGE).hexdigest()
-    assert base64.b64decode(letters[2]["value"]) == HUGE[:262_144]
+    originals = {r.offset: r for r in read_range(bootstrap_servers, topic, {0: (10, 13)})}
+    for letter, row, value in zip(letters, parquet, POISON, strict=True):
+        source = originals[row["offset"]]
+        assert letter.key == b"k"
+        assert letter.headers[0] == ("trace", f"t-{row['offset']}".encode())
+        headers = {k: v.decode() for k, v in letter.headers[1:]}
+        assert headers == {
+            "seqstream.error.reason": row["reason"],
+            "seqstream.error.topic": topic,
+            "seqstream.error.partition": "0",
+            "seqstream.error.offset": str(row["offset"]),
+            "seqstream.error.timestamp": str(source.timestamp_ms),
+            "seqstream.error.value.length": str(len(value)),
+            "seqstream.error.processing.time": headers["seqstream.error.processing.time"],
+            **(
+                {
+                    "seqstream.error.value.truncated": "true",
+                    "seqstream.error.value.sha256": hashlib.sha256(HUGE).hexdigest(),
+                }
+                if value is HUGE
+                else {}
+            ),
+        }
+        assert datetime.fromisoformat(headers["seqstream.error.processing.time"]).tzinfo
+    assert [letter.value for letter in letters] == [*POISON[:2], HUGE[:262_144]]

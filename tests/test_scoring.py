@@ -55,6 +55,8 @@ def test_windows_are_scored_in_model_batches_of_the_configured_size() -> None:
             + [spec.window.min_length - 1],  # the last is too short
             "reason": [None] * n,
             "key_mismatch": False,
+            "kafka_key": None,
+            "headers": None,
         }
     )
     ref = ModelRef(str(DEMO_MODEL_DIR), spec.weights_sha256 or "", batch_size=4)

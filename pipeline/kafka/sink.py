@@ -50,7 +50,10 @@ def check_sink_schema(options: SinkOptions, schema: StructType) -> None:
             f"writing to Kafka needs a 'value' column; the columns are {list(fields)}"
         )
     for name, data_type in fields.items():
-        if name in _ALLOWED and data_type not in _ALLOWED[name]:
+        # Compared without nullability: a computed headers array is as good as a read one.
+        if name in _ALLOWED and data_type.simpleString() not in {
+            t.simpleString() for t in _ALLOWED[name]
+        }:
             allowed = " or ".join(t.simpleString() for t in _ALLOWED[name])
             raise OptionError(f"column '{name}' must be {allowed}, not {data_type.simpleString()}")
     if options.topic is None and "topic" not in fields:
