@@ -30,7 +30,8 @@ log = logging.getLogger("seqstream")
 JOB_FLAGS = {"stream": STREAM_FLAGS, "backfill": BACKFILL_FLAGS}
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, *, kafka: bool = True) -> None:
+    """The flags every command takes; ``--bootstrap-servers`` only where Kafka is used."""
     parser.add_argument("--config", metavar="FILE", help="YAML config file (or $SEQSTREAM_CONFIG)")
     parser.add_argument(
         "--set",
@@ -39,7 +40,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="override any config field, e.g. --set kafka.client=kafka-python",
     )
-    parser.add_argument("--bootstrap-servers", help="Kafka to use instead of the embedded broker")
+    if kafka:
+        parser.add_argument(
+            "--bootstrap-servers",
+            help="Kafka to use instead of the embedded broker (kafka.bootstrap_servers)",
+        )
 
 
 def _positive_int(text: str) -> int:
@@ -56,7 +61,7 @@ def _positive_int(text: str) -> int:
 def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     """Config file < environment < --set < named flags."""
     overrides = parse_assignments(args.set)
-    named = {"kafka": {"bootstrap_servers": args.bootstrap_servers}, **flags}
+    named = {"kafka": {"bootstrap_servers": getattr(args, "bootstrap_servers", None)}, **flags}
     for section, values in named.items():
         for key, value in values.items():
             if value is not None:
@@ -293,6 +298,21 @@ def _version() -> str:
         return "(not installed)"
 
 
+TRAIN_HELP = {
+    "window": "events per window (the LSTM's sequence length)",
+    "min_length": "fewest events a window is scored with",
+    "hidden_size": "LSTM hidden size",
+    "num_layers": "LSTM layers",
+    "proj_size": "LSTM projection size (0: none)",
+    "epochs": "training epochs",
+    "batch_size": "windows per training batch",
+    "seed": "random seed",
+    "dropout": "dropout between LSTM layers",
+    "learning_rate": "Adam learning rate",
+    "validation_fraction": "share of each series held out for validation",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqstream", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -302,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("broker", help="start, stop or query the embedded Kafka-compatible broker")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--port", type=int, help="loopback port (default: a free one)")
-    _common(p)
+    _common(p, kafka=False)
     p.set_defaults(func=_cmd_broker)
 
     p = sub.add_parser("topics", help="list, create, describe or delete topics")
@@ -324,11 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--synthetic", action="store_true", help="generated keys and features")
     p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
-    p.add_argument("--topic")
-    p.add_argument("--partitions", type=_positive_int, help="partitions if the topic is created")
+    p.add_argument("--topic", help="the topic to write to (default: producer.topic, events)")
+    p.add_argument(
+        "--partitions",
+        type=_positive_int,
+        help="partitions if the topic is created (default: producer.partitions, 4)",
+    )
     p.add_argument("--rate", type=float, help="events/s (default: as fast as possible)")
-    p.add_argument("--keys", type=int, default=10, help="synthetic: number of keys")
-    p.add_argument("--events-per-key", type=int, default=1000, help="synthetic: events per key")
+    p.add_argument("--keys", type=int, default=10, help="synthetic: number of keys (default: 10)")
+    p.add_argument(
+        "--events-per-key", type=int, default=1000, help="synthetic: events per key (default: 1000)"
+    )
     p.add_argument("--num-features", type=int, help="synthetic: features f0..fN-1")
     p.add_argument("--anomaly-rate", type=float, default=0.0, help="synthetic: share of spikes")
     p.add_argument("--late-rate", type=float, default=0.0, help="synthetic: share sent late")
@@ -338,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="synthetic: extra malformed messages per valid event",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: random seed (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(func=_cmd_produce)
 
@@ -364,15 +390,27 @@ def build_parser() -> argparse.ArgumentParser:
         "batch_size",
         "seed",
     ):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, name),
+            help=f"{TRAIN_HELP[name]} (default: {getattr(defaults, name)})",
+        )
     for name in ("dropout", "learning_rate", "validation_fraction"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
-    p.add_argument("--bidirectional", action="store_true")
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=getattr(defaults, name),
+            help=f"{TRAIN_HELP[name]} (default: {getattr(defaults, name)})",
+        )
+    p.add_argument("--bidirectional", action="store_true", help="a bidirectional LSTM")
     p.add_argument(
-        "--version", default=defaults.version, help="version string stored in the artifact"
+        "--version",
+        default=defaults.version,
+        help=f"version string stored in the artifact (default: {defaults.version})",
     )
-    p.add_argument("--no-progress", action="store_true")
-    _common(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p, kafka=False)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("stream", help="run the streaming job (same as spark-submit jobs/stream.py)")

@@ -222,9 +222,12 @@ class MetricsListener(StreamingQueryListener):
         return self._by_query.get(str(self.query_id), [])
 
     def drain(self, query: Any, timeout_s: float = 30.0) -> None:
-        """Wait until every progress report ``query`` has made has reached the listener: Spark
-        delivers them asynchronously, so the last batch's may arrive after the query stopped."""
-        last = query.lastProgress
+        """Wait until the progress report of every batch ``query`` ran has reached the listener:
+        Spark delivers them asynchronously, so the last batch's may arrive after the query
+        stopped. (A trigger that found nothing to do makes an idle report, which Spark sends to
+        ``onQueryIdle``, not here: it is not waited for.)"""
+        ran = [p for p in query.recentProgress if "addBatch" in p["durationMs"]]
+        last = ran[-1] if ran else None
         deadline = time.monotonic() + timeout_s
         while last is not None and self._last_batch.get(str(query.id), -1) < last["batchId"]:
             if time.monotonic() > deadline:

@@ -46,7 +46,7 @@ def read_series_csv(
     path: Path, schema: EventSchema, *, time_column: str = "timestamp"
 ) -> list[Event]:
     """One key's events from a CSV with a time column and one column per schema feature."""
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, keep_default_na=False)  # "n/a" is not a number, not a gap
     missing = [c for c in (time_column, *schema.features) if c not in frame.columns]
     if missing:
         raise SeqstreamError(
@@ -60,10 +60,25 @@ def read_series_csv(
             f"{path}: unparseable time {frame[time_column].iloc[row]!r} in row {row + 2}"
         )
     ts_ms = (times.astype("int64") // 1_000_000).to_numpy()  # ns -> ms, whatever the unit
-    values = frame[list(schema.features)].to_numpy(dtype=np.float64)
+    values = _numbers(frame, list(schema.features), path)
     order = np.argsort(ts_ms, kind="stable")
     key = path.stem
     return [Event(key, int(ts_ms[i]), tuple(float(v) for v in values[i])) for i in order]
+
+
+def _numbers(frame: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
+    """The feature columns as float64, or an error naming the first cell that is not a number."""
+    numbers = frame[columns].apply(pd.to_numeric, errors="coerce")
+    bad = numbers.isna().to_numpy()
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        cell = frame[columns[column]].iloc[row]
+        empty = pd.isna(cell) or not str(cell).strip()
+        what = "an empty cell" if empty else f"{cell!r}, not a number,"
+        raise SeqstreamError(
+            f"{path}: {what} in column {columns[column]!r}, row {row + 2} (the header is row 1)"
+        )
+    return numbers.to_numpy(dtype=np.float64)
 
 
 def _is_parquet(path: Path) -> bool:

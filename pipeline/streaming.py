@@ -287,9 +287,15 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     trigger: dict[str, Any] = {"processingTime": stream.trigger_interval}
     if stream.trigger_interval == AVAILABLE_NOW:
         trigger = {"availableNow": True}
-        # State expiry by processing time asks for a batch without data after every batch, so
-        # an available-now query would never end: run data batches only (expiry happens in them).
-        spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+    # Per-event state expiry by processing time asks for a batch without data after every batch,
+    # so an available-now query would never end: it runs data batches only (expiry happens in
+    # them). Event-time windows need the batch without data that follows the watermark's last
+    # advance: it closes the windows the watermark passed. (Set either way: the session may
+    # have run another query.)
+    data_batches_only = stream.trigger_interval == AVAILABLE_NOW and stream.mode == "events"
+    spark.conf.set(
+        "spark.sql.streaming.noDataMicroBatches.enabled", str(not data_batches_only).lower()
+    )
     try:
         query = (
             scored.writeStream.foreachBatch(BatchWriter(stream, fmt, options))

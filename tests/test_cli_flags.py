@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from seqstream.pipeline.cli import build_parser, job_settings
 from seqstream.pipeline.flags import BACKFILL_FLAGS, STREAM_FLAGS
 
@@ -142,3 +144,31 @@ def test_version_flag() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.strip() == f"seqstream {version('seqstream')}"
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    undocumented = [
+        f"{name} {action.option_strings[0]}"
+        for name, sub in commands.items()
+        for action in sub._actions
+        if action.option_strings and not action.help
+    ]
+    assert undocumented == []
+
+
+def test_bootstrap_servers_is_offered_only_where_kafka_is_used(capsys) -> None:  # type: ignore[no-untyped-def]
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    offered = {
+        name
+        for name, sub in commands.items()
+        if any("--bootstrap-servers" in a.option_strings for a in sub._actions)
+    }
+    assert offered == {"topics", "produce", "stream", "backfill", "demo"}
+    for argv in (["broker", "status"], ["train", "--out", "m"]):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*argv, "--bootstrap-servers", "kafka:9092"])
+        assert exited.value.code == 2
+        assert "unrecognized arguments: --bootstrap-servers kafka:9092" in capsys.readouterr().err

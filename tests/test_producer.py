@@ -28,6 +28,8 @@ from seqstream.pipeline.replay import (
 )
 from seqstream.pipeline.series import demo_series_files
 
+from helpers import REPO
+
 CLIENTS = ["confluent", "kafka-python"]
 
 
@@ -167,6 +169,32 @@ def test_csv_errors_name_the_file_and_columns(tmp_path: Path) -> None:
     bad.write_text("timestamp,value\n2020-01-01,1\nyesterday,2\n")
     with pytest.raises(SeqstreamError, match=r"series.csv: unparseable time 'yesterday' in row 3"):
         csv_messages([bad], EventSchema())
+    bad.write_text("timestamp,value\n2020-01-01,1\n2020-01-02,n/a\n")
+    with pytest.raises(SeqstreamError) as raised:
+        csv_messages([bad], EventSchema())
+    assert str(raised.value) == (
+        f"{bad}: 'n/a', not a number, in column 'value', row 3 (the header is row 1)"
+    )
+    bad.write_text("timestamp,value\n2020-01-01,\n")
+    with pytest.raises(SeqstreamError, match=r"series.csv: an empty cell in column 'value', row 2"):
+        csv_messages([bad], EventSchema())
+
+
+def test_produce_with_a_non_numeric_csv_cell_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "series.csv"
+    bad.write_text("timestamp,value\n2020-01-01,1\n2020-01-02,high\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "seqstream.pipeline.cli", "produce", "--csv", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"seqstream produce: error: {bad}: 'high', not a number, in column 'value', row 3 (the "
+        "header is row 1)"
+    ]
 
 
 def test_synthetic_stream_is_seeded_labelled_and_disordered() -> None:

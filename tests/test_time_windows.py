@@ -102,3 +102,47 @@ def test_event_time_windows_score_each_closed_window_once_like_the_reference(
     assert sum(m.events_in for m in again) == 1 and sum(m.late for m in again) == 1
     assert sum(m.windows for m in again) == 0
     admin.delete_topic(topic)
+
+
+def test_an_available_now_run_scores_the_windows_the_watermark_closed_and_keeps_the_open_ones(
+    spark, bootstrap_servers, admin, reference_scorer, tmp_path, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    topic = f"time-now-{int(time.time() * 1000)}"
+    admin.create_topic(topic, 3)
+    spec = SyntheticSpec(keys=4, events_per_key=80, step_ms=45_000, malformed_rate=0.03, seed=11)
+    messages = synthetic_stream(spec, EventSchema()).messages
+    producer = open_producer(bootstrap_servers)
+    produce_messages(messages, producer, topic)
+    producer.close()
+    log = log_of(bootstrap_servers, topic, admin, messages)
+    expected = expected_windows(log, reference_scorer)
+    settings = settings_for(
+        tmp_path,
+        topic,
+        bootstrap_servers,
+        mode="time",
+        time_window="10 minutes",
+        watermark="1 minute",
+        max_offsets_per_trigger=100_000,
+        trigger_interval="available-now",
+    )
+
+    def run():  # type: ignore[no-untyped-def]
+        query, metrics = build_query(spark, settings, bootstrap_servers)
+        run_until_stopped(query, threading.Event(), metrics)  # the run ends by itself
+        assert not query.isActive
+        return metrics.history
+
+    history = run()
+    assert sum(m.events_in for m in history) == len(log)
+    assert sum(m.windows for m in history) == len(expected)
+    rows = pq.read_table(tmp_path / "scores").to_pylist()
+    got = {(r["key"], int(r["event_time"].timestamp() * 1000)): r["score"] for r in rows}
+    assert set(got) == {w for w, s in expected.items() if s is not None}
+    assert max(abs(score - expected[w]) for w, score in got.items()) < 1e-5
+    assert history[-1].keys_in_state > 0  # the windows still open wait in state
+    # A run with nothing new ends at once, scores nothing and has no batch to wait for.
+    with caplog.at_level("WARNING", logger="seqstream"):
+        assert run() == []
+    assert not [r.message for r in caplog.records if "never reached" in r.message]
+    admin.delete_topic(topic)
