@@ -8,14 +8,16 @@ flags), finds Kafka (``bootstrap``) and hands over to the library; every deliber
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from seqstream.model.artifact import load_artifact
 from seqstream.model.errors import ModelError
 from seqstream.model.train import TrainOptions, train_and_save
-from seqstream.pipeline import backfill, backfill_plan, demo, streaming
+from seqstream.pipeline import backfill, backfill_plan, demo, streaming, tail
 from seqstream.pipeline.bootstrap import resolve_bootstrap
 from seqstream.pipeline.config import Settings, load_settings, parse_assignments
 from seqstream.pipeline.errors import SeqstreamError
@@ -140,6 +142,31 @@ def _cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tail(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    bootstrap = resolve_bootstrap(settings)
+    kafka = settings.kafka
+    render = tail.as_json if args.json else tail.as_text
+    with TopicAdmin(
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
+    ) as admin:
+        records = tail.follow(
+            admin,
+            bootstrap,
+            args.topic,
+            from_beginning=args.from_beginning,
+            client=kafka.client,
+            options=kafka.options,
+            timeout_s=kafka.connect_timeout_s,
+            idle_timeout_s=args.idle_timeout,
+        )
+        for count, record in enumerate(records, 1):
+            print(render(record), flush=True)
+            if args.max is not None and count >= args.max:
+                break
+    return 0
+
+
 # --- produce -----------------------------------------------------------------------------------
 
 
@@ -190,6 +217,31 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         f"to {result.topic} on {bootstrap} with {producer.client}: {result.acked} acknowledged, "
         f"{result.failed} failed, {result.elapsed_s:.1f}s ({result.rate:,.0f} events/s)"
     )
+    return 0
+
+
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    """Load and validate an artifact (config, sha256, every tensor), then describe it."""
+    loaded = load_artifact(args.path)
+    spec = loaded.spec
+    files = {p.name: p.stat().st_size for p in sorted(loaded.path.iterdir()) if p.is_file()}
+    parameters = sum(t.numel() for t in loaded.network.state_dict().values())
+    if args.json:
+        described = {"path": str(loaded.path.resolve()), "files": files, "parameters": parameters}
+        print(json.dumps({**described, "config": spec.model_dump(mode="json")}, indent=1))
+        return 0
+    lstm = spec.lstm.model_dump()
+    print(f"model {spec.version} at {loaded.path.resolve()}: valid (format {spec.format_version})")
+    print(f"  task        {spec.task.type}")
+    print(f"  features    {', '.join(spec.features)}")
+    print(f"  window      {spec.window.length} events, scored from {spec.window.min_length}")
+    print(f"  lstm        {', '.join(f'{k}={v}' for k, v in lstm.items())}")
+    print(
+        f"  head        {spec.head.type}, {spec.head.output_size} output(s), activation {spec.head.activation}"
+    )
+    print(f"  parameters  {parameters:,}")
+    print(f"  sha256      {spec.weights_sha256}")
+    print("  files       " + ", ".join(f"{name} ({size:,} bytes)" for name, size in files.items()))
     return 0
 
 
@@ -334,6 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_cmd_topics, parser=p)
 
+    p = sub.add_parser("tail", help="print a topic's records, decoded (scores, dead letters, any)")
+    p.add_argument("topic", help="the topic to read")
+    p.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record, not at the end"
+    )
+    p.add_argument("--max", type=_positive_int, help="stop after this many records")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long without a new record (default: follow until Ctrl-C)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per record")
+    _common(p)
+    p.set_defaults(func=_cmd_tail)
+
     p = sub.add_parser("produce", help="replay CSV series or synthetic events into a topic")
     source = p.add_mutually_exclusive_group()
     source.add_argument(
@@ -412,6 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p, kafka=False)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("model", help="describe and validate a model artifact")
+    actions = p.add_subparsers(dest="action", required=True)
+    info = actions.add_parser("info", help="validate an artifact and print what it holds")
+    info.add_argument("path", help="the artifact folder (config.json, weights.safetensors)")
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+    info.set_defaults(func=_cmd_model_info)
 
     p = sub.add_parser("stream", help="run the streaming job (same as spark-submit jobs/stream.py)")
     add_flags(p, STREAM_FLAGS)

@@ -27,7 +27,12 @@ from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import SHORT_NAME, TopicAdmin, kafka_format, kafka_options
-from seqstream.pipeline.metrics import MetricsListener, observe_input, observe_output
+from seqstream.pipeline.metrics import (
+    BatchMetrics,
+    MetricsListener,
+    observe_input,
+    observe_output,
+)
 from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter, check_folder
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_SCHEMA, kafka_columns
@@ -308,7 +313,50 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         metrics.close()
         raise
     metrics.query_id = str(query.id)
+    log.info(start_line(settings, spec, str(ref.path)))
     return query, metrics
+
+
+def start_line(settings: Settings, spec: ModelSpec, model_path: str) -> str:
+    """What the job is about to do, in one line: topics and where it starts, model, outputs."""
+    stream = settings.stream
+    checkpoint = Path(str(stream.checkpoint))
+    committed = _batches(checkpoint, "commits") if _on_local_disk(checkpoint) else []
+    if committed:
+        offsets = committed_offsets(checkpoint)
+        where = ", ".join(f"{t}-{p} at {o}" for t, ps in offsets.items() for p, o in ps.items())
+        position = f"going on after micro-batch {committed[-1]} ({where})"
+    else:
+        position = f"from {stream.starting_offsets}"
+    outputs = [
+        f"{name} -> {value}"
+        for name, value in (
+            ("scores", stream.parquet_path),
+            ("scores", stream.output_topic),
+            ("dead letters", stream.dead_letter_path),
+            ("dead letters", stream.dead_letter_topic),
+        )
+        if value
+    ]
+    return (
+        f"streaming {', '.join(stream.topics)} {position}, {stream.mode} mode, trigger "
+        f"{stream.trigger_interval}; model {spec.version} ({model_path}) on {stream.device}; "
+        f"{'; '.join(outputs)}; checkpoint {checkpoint}"
+    )
+
+
+def summary_line(history: list[BatchMetrics], seconds: float) -> str:
+    """What a run did, in one line, for its end."""
+    total = {
+        name: sum(getattr(m, name) for m in history)
+        for name in ("events_in", "scored", "not_yet_scoreable", "dead_lettered", "late")
+    }
+    return (
+        f"stream stopped after {len(history)} micro-batch(es) with data in {seconds:.0f}s: "
+        f"{total['events_in']:,} events in, {total['scored']:,} scored, "
+        f"{total['not_yet_scoreable']:,} not yet scoreable, {total['dead_lettered']:,} "
+        f"dead-lettered, {total['late']:,} late"
+    )
 
 
 def _on_local_disk(path: Path | str | None) -> bool:
@@ -449,8 +497,12 @@ def run_stream(settings: Settings, bootstrap: str) -> None:
     first), run until SIGTERM or Ctrl-C, or with ``stream.trigger_interval: available-now``
     until it has caught up."""
     spark = job_spark("seqstream-stream")
+    started = time.monotonic()
     query, metrics = build_query(spark, settings, bootstrap)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_until_stopped(query, stop, metrics, checkpoint=settings.stream.checkpoint)
+    try:
+        run_until_stopped(query, stop, metrics, checkpoint=settings.stream.checkpoint)
+    finally:
+        log.info(summary_line(metrics.history, time.monotonic() - started))

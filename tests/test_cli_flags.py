@@ -166,7 +166,7 @@ def test_bootstrap_servers_is_offered_only_where_kafka_is_used(capsys) -> None: 
         for name, sub in commands.items()
         if any("--bootstrap-servers" in a.option_strings for a in sub._actions)
     }
-    assert offered == {"topics", "produce", "stream", "backfill", "demo"}
+    assert offered == {"topics", "tail", "produce", "stream", "backfill", "demo"}
     for argv in (["broker", "status"], ["train", "--out", "m"]):
         with pytest.raises(SystemExit) as exited:
             parser.parse_args([*argv, "--bootstrap-servers", "kafka:9092"])

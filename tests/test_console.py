@@ -1,11 +1,16 @@
-"""What a user sees on the console while the streaming job runs: its own log lines, and none of
-Spark's per-key state warnings or py4j's connection chatter."""
+"""What a user sees on the console while the streaming job runs: its own log lines (a start-up
+line, a line per micro-batch, a summary at the end), none of Spark's per-key state warnings or
+py4j's connection chatter, and no Python or Java stack trace, also when stopped by SIGTERM."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
@@ -56,3 +61,95 @@ def test_a_stream_run_prints_no_per_key_warnings_and_no_py4j_chatter(
     assert [line for line in console if "doesn't contain key" in line] == []
     assert [line for line in console if "py4j" in line] == []
     assert [line for line in console if " INFO " in line and "seqstream" not in line] == []
+
+
+def stream_command(bootstrap: str, topic: str, folder: Path, *flags: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "seqstream.pipeline.cli",
+        "stream",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topics",
+        topic,
+        "--checkpoint",
+        str(folder / "cp"),
+        "--parquet-path",
+        str(folder / "scores"),
+        "--dead-letter-path",
+        str(folder / "dead"),
+        *flags,
+    ]
+
+
+def environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SEQSTREAM_")}
+
+
+def no_stack_traces(lines: list[str]) -> bool:
+    return not any(
+        "Traceback" in line or line.lstrip().startswith(("at ", "Caused by:")) for line in lines
+    )
+
+
+def test_an_available_now_run_prints_a_start_line_its_batches_and_a_summary(
+    bootstrap_servers, stream_topic, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    topic, log = stream_topic
+    per_batch = math.ceil(len(log) / 10)
+    done = subprocess.run(
+        stream_command(
+            bootstrap_servers,
+            topic,
+            tmp_path,
+            "--trigger-interval",
+            "available-now",
+            "--max-offsets-per-trigger",
+            str(per_batch),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=environment(),
+    )
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 0, "\n".join(lines[-40:])
+    batches = [line for line in lines if '"event": "batch"' in line]
+    assert len(batches) == 10
+    assert sum(f"streaming {topic} from earliest, events mode" in line for line in lines) == 1
+    dead = sum(1 for m in log.values() if m.event is None)
+    summary = [line for line in lines if "stream stopped after" in line]
+    assert len(summary) == 1 and "stream stopped after 10 micro-batch(es) with data" in summary[0]
+    assert f"{len(log):,} events in" in summary[0] and f"{dead:,} dead-lettered" in summary[0]
+    assert no_stack_traces(lines), "\n".join(lines)
+    assert len(lines) < 30, "\n".join(lines)
+
+
+def test_sigterm_stops_the_stream_with_a_summary_and_no_stack_trace(
+    bootstrap_servers, stream_topic, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    topic, log = stream_topic
+    output = tmp_path / "console.txt"
+    with output.open("w") as console:
+        running = subprocess.Popen(
+            stream_command(bootstrap_servers, topic, tmp_path, "--trigger-interval", "1 second"),
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=environment(),
+            text=True,
+        )
+        deadline = time.monotonic() + 300
+        while '"event": "batch"' not in output.read_text():
+            assert running.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no micro-batch in 300 s"
+            time.sleep(0.2)
+        time.sleep(2)  # a trigger or two with nothing new: the query waits between them
+        running.send_signal(signal.SIGTERM)
+        assert running.wait(timeout=300) == 0
+    lines = [line for line in output.read_text().splitlines() if line.strip()]
+    assert sum("stream stopped after" in line for line in lines) == 1
+    assert f"{len(log):,} events in" in next(s for s in lines if "stream stopped after" in s)
+    assert no_stack_traces(lines), "\n".join(lines)
