@@ -316,7 +316,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    spark = job_spark("seqstream-backfill")
+    spark = job_spark("seqstream-backfill", settings.spark)
     counts = backfill.run_backfill(spark, settings, bootstrap, request, restart=args.restart)
     b = settings.backfill
     nowhere = (

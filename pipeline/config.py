@@ -210,6 +210,15 @@ class StreamSettings(_Section):
         return _starting_offsets(value, info.data.get("topics", []))
 
 
+class SparkSettings(_Section):
+    """Where the jobs' Spark runs when started by ``seqstream`` (under spark-submit, its own
+    ``--master`` and ``--conf`` decide; ``conf`` is applied to the session too)."""
+
+    master: str = "local[2]"
+    conf: dict[str, str] = Field(default_factory=dict)  # any Spark property
+    ui: bool = False  # Spark's web UI (off: a streaming job's UI costs memory and a port)
+
+
 class BackfillSettings(_Section):
     """The backfill job (jobs/backfill.py). Model, device, model batch size, topics and event
     limits are the ``stream`` section's, so a backfill scores exactly as the stream does."""
@@ -248,6 +257,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     backfill: BackfillSettings = Field(default_factory=BackfillSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def conf_pair(text: str) -> tuple[str, str]:
+    """``key=value`` -> ``("key", "value")``, as spark-submit's ``--conf``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
 def comma_list(text: str) -> list[str]:
     """``a,b`` -> ``["a", "b"]`` (blanks dropped)."""
     return [item.strip() for item in text.split(",") if item.strip()]
@@ -28,11 +36,25 @@ class Flag:
     type: Callable[[str], Any] = str
     default: Any = None
     switch: bool = False  # a store_true flag
+    repeated: bool = False  # may be given many times; ``type`` gives (key, value) pairs
 
     @property
     def dest(self) -> str:
         return self.name.lstrip("-").replace("-", "_")
 
+
+# Where a job's Spark runs (both jobs; under spark-submit, its own --master and --conf win).
+SPARK_FLAGS = (
+    Flag("--master", "Spark master, e.g. local[4] or spark://host:7077", "spark.master"),
+    Flag(
+        "--conf",
+        "a Spark property KEY=VALUE, as spark-submit's --conf (may be repeated)",
+        "spark.conf",
+        conf_pair,
+        repeated=True,
+    ),
+    Flag("--spark-ui", "turn Spark's web UI on (its address is logged)", "spark.ui", switch=True),
+)
 
 STREAM_FLAGS = (
     Flag("--topics", "topics to read, comma-separated", "stream.topics", comma_list),
@@ -62,6 +84,7 @@ STREAM_FLAGS = (
         int,
     ),
     Flag("--device", "where the model runs: cpu, cuda or cuda:N", "stream.device"),
+    *SPARK_FLAGS,
 )
 
 BACKFILL_FLAGS = (
@@ -93,6 +116,7 @@ BACKFILL_FLAGS = (
     ),
     Flag("--dry-run", "print the resolved ranges and outputs, read nothing", switch=True),
     Flag("--restart", "discard the progress of an earlier backfill", switch=True),
+    *SPARK_FLAGS,
 )
 
 
@@ -100,8 +124,10 @@ def add_flags(parser: argparse.ArgumentParser, flags: Iterable[Flag]) -> None:
     """Declare ``flags`` on ``parser``; each help names the config field it sets."""
     for flag in flags:
         text = flag.help + (f" ({flag.field})" if flag.field else "")
-        if flag.switch:
-            parser.add_argument(flag.name, action="store_true", help=text)
+        if flag.switch:  # None when not given: it does not override the config file
+            parser.add_argument(flag.name, action="store_true", default=None, help=text)
+        elif flag.repeated:
+            parser.add_argument(flag.name, type=flag.type, action="append", help=text)
         else:
             if flag.default is not None:
                 text += f" (default: {flag.default})"
@@ -114,6 +140,8 @@ def config_overrides(args: argparse.Namespace, flags: Iterable[Flag]) -> dict[st
     for flag in flags:
         value = getattr(args, flag.dest)
         if flag.field is not None and value is not None:
+            if flag.repeated:
+                value = dict(value)
             section, name = flag.field.split(".")
             overrides.setdefault(section, {})[name] = value
     return overrides

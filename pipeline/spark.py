@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqstream.pipeline.config import SparkSettings
 from seqstream.pipeline.errors import SeqstreamError
 
 if TYPE_CHECKING:
@@ -72,10 +73,16 @@ def local_spark(
     return builder.getOrCreate()
 
 
-def job_spark(app_name: str) -> SparkSession:
-    """Under spark-submit, the session it configured (master, resources); else local[2]."""
+def job_spark(app_name: str, spark: SparkSettings | None = None) -> SparkSession:
+    """Under spark-submit, the session it configured (master, resources) with ``spark.conf``
+    applied; else a local session on ``spark.master`` (default local[2])."""
+    spark = spark or SparkSettings()
+    conf = {"spark.ui.enabled": str(spark.ui).lower(), **spark.conf}
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # set by spark-submit for Python applications
         from pyspark.sql import SparkSession
 
-        return SparkSession.builder.appName(app_name).getOrCreate()
-    return local_spark(app_name)
+        builder = SparkSession.builder.appName(app_name)
+        for key, value in spark.conf.items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
+    return local_spark(app_name, master=spark.master, extra_conf=conf)

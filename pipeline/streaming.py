@@ -313,12 +313,15 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         metrics.close()
         raise
     metrics.query_id = str(query.id)
-    log.info(start_line(settings, spec, str(ref.path)))
+    context = spark.sparkContext
+    where = f"Spark {context.master}" + (f", UI {context.uiWebUrl}" if context.uiWebUrl else "")
+    log.info(start_line(settings, spec, str(ref.path), where))
     return query, metrics
 
 
-def start_line(settings: Settings, spec: ModelSpec, model_path: str) -> str:
-    """What the job is about to do, in one line: topics and where it starts, model, outputs."""
+def start_line(settings: Settings, spec: ModelSpec, model_path: str, spark_at: str) -> str:
+    """What the job is about to do, in one line: topics and where it starts, model, outputs,
+    where Spark runs."""
     stream = settings.stream
     checkpoint = Path(str(stream.checkpoint))
     committed = _batches(checkpoint, "commits") if _on_local_disk(checkpoint) else []
@@ -341,7 +344,7 @@ def start_line(settings: Settings, spec: ModelSpec, model_path: str) -> str:
     return (
         f"streaming {', '.join(stream.topics)} {position}, {stream.mode} mode, trigger "
         f"{stream.trigger_interval}; model {spec.version} ({model_path}) on {stream.device}; "
-        f"{'; '.join(outputs)}; checkpoint {checkpoint}"
+        f"{'; '.join(outputs)}; checkpoint {checkpoint}; {spark_at}"
     )
 
 
@@ -496,7 +499,7 @@ def run_stream(settings: Settings, bootstrap: str) -> None:
     """The streaming job: start the query (``build_query`` checks the outputs and the model
     first), run until SIGTERM or Ctrl-C, or with ``stream.trigger_interval: available-now``
     until it has caught up."""
-    spark = job_spark("seqstream-stream")
+    spark = job_spark("seqstream-stream", settings.spark)
     started = time.monotonic()
     query, metrics = build_query(spark, settings, bootstrap)
     stop = threading.Event()

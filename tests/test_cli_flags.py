@@ -172,3 +172,23 @@ def test_bootstrap_servers_is_offered_only_where_kafka_is_used(capsys) -> None: 
             parser.parse_args([*argv, "--bootstrap-servers", "kafka:9092"])
         assert exited.value.code == 2
         assert "unrecognized arguments: --bootstrap-servers kafka:9092" in capsys.readouterr().err
+
+
+def test_spark_flags_set_the_spark_section_without_overriding_the_file_when_absent(
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "seqstream.yaml"
+    config.write_text("spark:\n  ui: true\n  conf:\n    spark.sql.session.timeZone: UTC\n")
+    parser = build_parser()
+    base = ["--config", str(config), "--checkpoint", "cp"]
+    from_file = job_settings(parser.parse_args(["stream", *base]))
+    assert from_file.spark.ui is True and from_file.spark.master == "local[2]"
+    flagged = job_settings(
+        parser.parse_args(
+            ["backfill", *base[:2], "--master", "local[3]", "--conf", "a.b=1", "--conf", "c=x=y"]
+        )
+    )
+    assert flagged.spark.master == "local[3]"  # --conf adds to the file's properties
+    assert flagged.spark.conf == {"spark.sql.session.timeZone": "UTC", "a.b": "1", "c": "x=y"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["stream", "--conf", "no-equals-sign"])

@@ -107,6 +107,11 @@ def test_an_available_now_run_prints_a_start_line_its_batches_and_a_summary(
             "available-now",
             "--max-offsets-per-trigger",
             str(per_batch),
+            "--master",
+            "local[1]",
+            "--spark-ui",
+            "--conf",
+            "spark.ui.port=0",
         ),
         capture_output=True,
         text=True,
@@ -118,7 +123,8 @@ def test_an_available_now_run_prints_a_start_line_its_batches_and_a_summary(
     assert done.returncode == 0, "\n".join(lines[-40:])
     batches = [line for line in lines if '"event": "batch"' in line]
     assert len(batches) == 10
-    assert sum(f"streaming {topic} from earliest, events mode" in line for line in lines) == 1
+    start = [line for line in lines if f"streaming {topic} from earliest, events mode" in line]
+    assert len(start) == 1 and "; Spark local[1], UI http://" in start[0]  # --master, --spark-ui
     dead = sum(1 for m in log.values() if m.event is None)
     summary = [line for line in lines if "stream stopped after" in line]
     assert len(summary) == 1 and "stream stopped after 10 micro-batch(es) with data" in summary[0]
