@@ -191,7 +191,9 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         messages = synthetic_stream(spec, settings.events).messages
     else:
         paths = args.csv or demo_series_files()
-        messages = csv_messages(paths, settings.events, time_column=args.time_column)
+        messages = csv_messages(
+            paths, settings.events, time_column=args.time_column, key_column=args.key_column
+        )
     bootstrap = resolve_bootstrap(settings, start_if_missing=True)
     kafka = settings.kafka
     with TopicAdmin(
@@ -263,7 +265,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         version=args.version,
     )
     series = load_series(
-        args.data or demo_series_files(), settings.events, time_column=args.time_column
+        args.data or demo_series_files(),
+        settings.events,
+        time_column=args.time_column,
+        key_column=args.key_column,
     )
     spec, report = train_and_save(
         series,
@@ -412,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--synthetic", action="store_true", help="generated keys and features")
     p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
+    p.add_argument(
+        "--key-column",
+        help="long-format CSV: the column with each row's key, many keys per file "
+        "(default: one key per file, named after it)",
+    )
     p.add_argument("--topic", help="the topic to write to (default: producer.topic, events)")
     p.add_argument(
         "--partitions",
@@ -447,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--time-column", default="timestamp", help="CSV column with the event time")
+    p.add_argument(
+        "--key-column",
+        help="long-format CSV: the column with each row's key (default: one key per file)",
+    )
     defaults = TrainOptions()
     for name in (
         "window",

@@ -139,6 +139,6 @@ def run_demo(settings: Settings) -> None:
         scores = _stream(settings, bootstrap, topic, events, run_dir)
     png = _report(scores, run_dir)
     print(
-        f"\nscores: {run_dir / 'scores'} (Parquet, by date); dead letters: {run_dir / 'dead_letters'}"
+        f"\nscores: {run_dir / 'scores'} (Parquet, by date and batch_id); dead letters: {run_dir / 'dead_letters'}"
     )
     print(f"plot: {png}")

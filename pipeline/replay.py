@@ -1,7 +1,8 @@
 """Event streams to produce: CSV time series replayed by time, and a synthetic generator.
 
-CSV replay: each file is one key (the file name without extension), rows are observations;
-the files are merged into one stream ordered by (event time, key), so per-key order is kept.
+CSV replay: each file is one key (the file name without extension), or with a key column many
+keys (long format); rows are observations; the keys are merged into one stream ordered by
+(event time, key), so per-key order is kept.
 Synthetic: K keys x F features of seeded noisy sines, with optional labelled anomalies,
 late (out-of-order) events and malformed messages, for tests and benchmarks.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.events import Event, Message, event_message
-from seqstream.pipeline.series import expand_csv_paths, read_series_csv
+from seqstream.pipeline.series import expand_csv_paths, read_csv_events
 
 
 def interleave(series: Iterable[Sequence[Event]]) -> Iterator[Event]:
@@ -30,12 +31,22 @@ def interleave(series: Iterable[Sequence[Event]]) -> Iterator[Event]:
 
 
 def csv_messages(
-    paths: Iterable[str | Path], schema: EventSchema, *, time_column: str = "timestamp"
+    paths: Iterable[str | Path],
+    schema: EventSchema,
+    *,
+    time_column: str = "timestamp",
+    key_column: str | None = None,
 ) -> list[Message]:
-    series = [read_series_csv(p, schema, time_column=time_column) for p in expand_csv_paths(paths)]
+    """The files' events as one stream ordered by (event time, key); a key comes from one file."""
+    series = [
+        events
+        for p in expand_csv_paths(paths)
+        for events in read_csv_events(p, schema, time_column=time_column, key_column=key_column)
+    ]
     keys = [s[0].key for s in series if s]
     if len(set(keys)) != len(keys):
-        raise SeqstreamError(f"two CSV files give the same key (file name): {sorted(keys)}")
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        raise SeqstreamError(f"key(s) {repeated} come from more than one CSV file")
     return [event_message(e, schema) for e in interleave(series)]
 
 

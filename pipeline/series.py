@@ -45,13 +45,28 @@ def expand_csv_paths(paths: Iterable[str | Path]) -> list[Path]:
 def read_series_csv(
     path: Path, schema: EventSchema, *, time_column: str = "timestamp"
 ) -> list[Event]:
-    """One key's events from a CSV with a time column and one column per schema feature."""
+    """One key's events (the file name is the key) from a CSV with a time column and one column
+    per schema feature, in time order."""
+    return read_csv_events(path, schema, time_column=time_column)[0]
+
+
+def read_csv_events(
+    path: Path,
+    schema: EventSchema,
+    *,
+    time_column: str = "timestamp",
+    key_column: str | None = None,
+) -> list[list[Event]]:
+    """Each key's events in time order: one key per file (named after it), or with
+    ``key_column`` (long format) the keys that column names, many per file."""
     frame = pd.read_csv(path, keep_default_na=False)  # "n/a" is not a number, not a gap
-    missing = [c for c in (time_column, *schema.features) if c not in frame.columns]
+    needed = [time_column, *schema.features, *([key_column] if key_column else [])]
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise SeqstreamError(
             f"{path}: missing column(s) {missing}; it has {list(frame.columns)} "
-            f"(events.features names the feature columns, --time-column the time column)"
+            "(events.features names the feature columns, --time-column the time column, "
+            "--key-column the key column)"
         )
     times = pd.to_datetime(frame[time_column], utc=True, errors="coerce")
     if times.isna().any():
@@ -61,9 +76,23 @@ def read_series_csv(
         )
     ts_ms = (times.astype("int64") // 1_000_000).to_numpy()  # ns -> ms, whatever the unit
     values = _numbers(frame, list(schema.features), path)
-    order = np.argsort(ts_ms, kind="stable")
-    key = path.stem
-    return [Event(key, int(ts_ms[i]), tuple(float(v) for v in values[i])) for i in order]
+    if key_column is None:
+        keys = np.full(len(frame), path.stem, dtype=object)
+    else:
+        keys = frame[key_column].astype(str).str.strip().to_numpy()
+        empty = np.flatnonzero(keys == "")
+        if len(empty):
+            raise SeqstreamError(
+                f"{path}: an empty key in column {key_column!r}, row {int(empty[0]) + 2}"
+            )
+    series = []
+    for key in sorted(set(keys.tolist())) if len(keys) else [path.stem]:
+        rows = np.flatnonzero(keys == key)
+        order = rows[np.argsort(ts_ms[rows], kind="stable")]
+        series.append(
+            [Event(key, int(ts_ms[i]), tuple(float(v) for v in values[i])) for i in order]
+        )
+    return series
 
 
 def _numbers(frame: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
@@ -98,16 +127,24 @@ def _read_parquet_events(path: Path, schema: EventSchema) -> dict[str, np.ndarra
 
 
 def load_series(
-    paths: Iterable[str | Path], schema: EventSchema, *, time_column: str = "timestamp"
+    paths: Iterable[str | Path],
+    schema: EventSchema,
+    *,
+    time_column: str = "timestamp",
+    key_column: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per key, the feature rows in time order, from CSV files (one key each, folders searched)
-    or Parquet event tables (columns: the schema's key, time and feature fields)."""
+    """Per key, the feature rows in time order, from CSV files (one key each, or many with
+    ``key_column``; folders searched) or Parquet event tables (columns: the schema's key, time
+    and feature fields)."""
     series: dict[str, np.ndarray] = {}
     for path in map(Path, paths):
         if _is_parquet(path):
             series.update(_read_parquet_events(path, schema))
             continue
         for csv_file in expand_csv_paths([path]):
-            events = read_series_csv(csv_file, schema, time_column=time_column)
-            series[csv_file.stem] = np.asarray([e.features for e in events], np.float32)
+            for events in read_csv_events(
+                csv_file, schema, time_column=time_column, key_column=key_column
+            ):
+                if events:
+                    series[events[0].key] = np.asarray([e.features for e in events], np.float32)
     return series

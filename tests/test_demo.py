@@ -43,4 +43,18 @@ def test_demo_streams_every_bundled_event_and_draws_the_plot(tmp_path: Path) -> 
         assert int(scored) == count - (MIN_LENGTH - 1)
         assert 0.5 < float(window_auc) <= 1.0
     png = Path(tmp_path, re.search(r"plot: (\S+)", out).group(1))
+    # README shows what the demo prints: each of its lines matches one printed, numbers, names
+    # and times aside.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = readme.split("<!-- demo-output -->", 1)[1].split("```\n", 2)[1].splitlines()
+    shown = [
+        s
+        for s in shown
+        if s.strip() and not (env.get("SEQSTREAM_BOOTSTRAP_SERVERS") and "embedded broker" in s)
+    ]
+    printed = [line for line in out.splitlines() if line.strip()]
+    for line in shown:
+        pattern = re.sub(r"\d[\d,]*", lambda _: r"\d[\d,]*", re.escape(line))
+        assert any(re.fullmatch(pattern, p) for p in printed), line
+    assert len(printed) == len(shown)
     assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"

@@ -266,3 +266,34 @@ def test_cli_produce_reports_sent_and_acknowledged(
         assert sum(admin.end_offsets(topic).values()) == total
     finally:
         admin.delete_topic(topic)
+
+
+def test_long_format_csv_gives_each_key_its_own_series_in_time_order(tmp_path: Path) -> None:
+    long = tmp_path / "fleet.csv"
+    long.write_text(
+        "timestamp,machine,value\n"
+        "2020-01-01 00:02,m2,5\n"
+        "2020-01-01 00:00,m1,1\n"
+        "2020-01-01 00:01,m2,4\n"
+        "2020-01-01 00:01,m1,2\n"
+    )
+    messages = csv_messages([long], EventSchema(), key_column="machine")
+    events = [(m.event.key, m.event.ts_ms, m.event.features) for m in messages if m.event]
+    minute = 60_000
+    t0 = 1_577_836_800_000  # 2020-01-01T00:00Z
+    assert events == [
+        ("m1", t0, (1.0,)),
+        ("m1", t0 + minute, (2.0,)),
+        ("m2", t0 + minute, (4.0,)),
+        ("m2", t0 + 2 * minute, (5.0,)),
+    ]
+    # A key may come from one file only; a row without a key is an error naming it.
+    other = tmp_path / "more.csv"
+    other.write_text("timestamp,machine,value\n2020-01-02,m2,1\n")
+    with pytest.raises(SeqstreamError, match=r"key\(s\) \['m2'\] come from more than one CSV file"):
+        csv_messages([long, other], EventSchema(), key_column="machine")
+    other.write_text("timestamp,machine,value\n2020-01-02,,1\n")
+    with pytest.raises(SeqstreamError, match=r"more.csv: an empty key in column 'machine', row 2"):
+        csv_messages([other], EventSchema(), key_column="machine")
+    with pytest.raises(SeqstreamError, match=r"missing column\(s\) \['site'\]"):
+        csv_messages([long], EventSchema(), key_column="site")
