@@ -72,6 +72,9 @@ class ChunkCounts:
     not_yet_scoreable: int
     dead_lettered: int
     seconds: float
+    # Events read but outside the request's event-time range: not written (and not counted as
+    # scored or not yet scoreable). events_in = scored + not_yet_scoreable + dead_lettered + this.
+    outside_event_time: int = 0
 
 
 # --- windows over a chunk ----------------------------------------------------------------------
@@ -312,20 +315,34 @@ class Backfill:
         return pd.concat(found, ignore_index=True) if found else empty_state()
 
     def run_chunk(
-        self, index: int, chunk: list[PartitionRange], state: pd.DataFrame
+        self,
+        index: int,
+        chunk: list[PartitionRange],
+        state: pd.DataFrame,
+        event_times: tuple[int | None, int | None] = (None, None),
     ) -> tuple[ChunkCounts, pd.DataFrame]:
-        """Score and write one chunk; returns its counts and the carried events after it."""
+        """Score and write one chunk; returns its counts and the carried events after it. With
+        ``event_times`` (low, high) only events of event time in [low, high) are written (and
+        dead letters, which have none)."""
 
         started = time.monotonic()
         windows = self.windows(chunk, {}, state).persist()
         try:
             out = windows.where(~F.col("is_state")).drop("is_state")
+            low, high = event_times
+            inside = F.lit(True)
+            if low is not None:
+                inside = inside & (F.col("event_time_ms") >= low)
+            if high is not None:
+                inside = inside & (F.col("event_time_ms") < high)
+            written = F.col("reason").isNotNull() | inside
             totals = out.agg(
                 F.count(F.lit(1)).alias("events"),
                 F.count("reason").alias("dead"),
-                F.count("score").alias("scored"),
+                F.count(F.when(written, F.col("score"))).alias("scored"),
+                F.count_if(~written).alias("outside"),
             ).first()
-            BatchWriter(self.sink_settings(), self.format, self.options)(out, index)
+            BatchWriter(self.sink_settings(), self.format, self.options)(out.where(written), index)
             carried = self.carried_events(windows, state)
         finally:
             windows.unpersist()
@@ -333,9 +350,10 @@ class Backfill:
             index,
             totals["events"],
             totals["scored"],
-            totals["events"] - totals["dead"] - totals["scored"],
+            totals["events"] - totals["dead"] - totals["scored"] - totals["outside"],
             totals["dead"],
             round(time.monotonic() - started, 3),
+            totals["outside"],
         )
         return counts, carried
 
@@ -536,7 +554,12 @@ def run_backfill(
         sum(r.events for chunk in chunks[: len(done)] for r in chunk),
     )
     for index in range(len(done), len(chunks)):
-        counts, state = job.run_chunk(index, chunks[index], state)
+        counts, state = job.run_chunk(
+            index,
+            chunks[index],
+            state,
+            (request.start_event_time_ms, request.end_event_time_ms),
+        )
         progress.finish_chunk(counts, state)
         done.append(counts)
         offsets_done = sum(r.events for chunk in chunks[: index + 1] for r in chunk)

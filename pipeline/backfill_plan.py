@@ -35,6 +35,10 @@ class Request:
     ending_offsets: str = "latest"
     start_time_ms: int | None = None
     end_time_ms: int | None = None
+    # Of the range read, write only the events whose event time (events.time_field) is in
+    # [start_event_time_ms, end_event_time_ms); the others are read for their windows and counted.
+    start_event_time_ms: int | None = None
+    end_event_time_ms: int | None = None
 
 
 def _positions(spec: str, side: str, topic: str, partitions: list[int]) -> dict[int, int]:
@@ -137,6 +141,12 @@ def split_chunks(ranges: list[PartitionRange], chunk_events: int) -> list[list[P
 
 def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[str, Any]:
     """Resolve the request against the broker: ranges, chunks and each partition's first offset."""
+    low, high = request.start_event_time_ms, request.end_event_time_ms
+    if low is not None and high is not None and high <= low:
+        raise SeqstreamError(
+            f"the end event time ({high}) is not after the start event time ({low}): no event "
+            "could be written"
+        )
     kafka = settings.kafka
     with TopicAdmin(
         bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
@@ -179,7 +189,14 @@ def describe_request(request: dict[str, Any]) -> str:
         if request.get("end_time_ms") is not None
         else f"offsets {request.get('ending_offsets', 'latest')}"
     )
-    return f"topics {', '.join(request.get('topics', []))} from {start} to {end}"
+    described = f"topics {', '.join(request.get('topics', []))} from {start} to {end}"
+    low, high = request.get("start_event_time_ms"), request.get("end_event_time_ms")
+    if low is not None or high is not None:
+        described += (
+            f", writing events of event time {_time(low) if low is not None else 'any'} to "
+            f"{_time(high) if high is not None else 'any'}"
+        )
+    return described
 
 
 def describe_plan(

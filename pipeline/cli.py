@@ -304,6 +304,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         ending_offsets=args.ending_offsets,
         start_time_ms=backfill_plan.parse_time(args.start_time),
         end_time_ms=backfill_plan.parse_time(args.end_time),
+        start_event_time_ms=backfill_plan.parse_time(args.start_event_time),
+        end_event_time_ms=backfill_plan.parse_time(args.end_event_time),
     )
     bootstrap = resolve_bootstrap(settings)
     # Every check of the real run, before Spark starts or anything is created.
@@ -334,6 +336,11 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         f"{sum(c.scored for c in counts):,} scored, "
         f"{sum(c.not_yet_scoreable for c in counts):,} not yet scoreable, "
         f"{sum(c.dead_lettered for c in counts):,} dead-lettered{nowhere}"
+        + (
+            f", {outside:,} outside the event-time range (not written)"
+            if (outside := sum(c.outside_event_time for c in counts))
+            else ""
+        )
     )
     return 0
 

@@ -101,8 +101,24 @@ BACKFILL_FLAGS = (
         'latest, earliest or {"topic":{"0":99,"1":-1}} (excluded)',
         default="latest",
     ),
-    Flag("--start-time", "epoch ms or ISO-8601: from the first record at or after it"),
-    Flag("--end-time", "epoch ms or ISO-8601: up to the first record at or after it (excluded)"),
+    Flag(
+        "--start-time",
+        "epoch ms or ISO-8601: read from the first record whose Kafka record time is at or after it",
+    ),
+    Flag(
+        "--end-time",
+        "epoch ms or ISO-8601: read up to the first record whose Kafka record time is at or after "
+        "it (excluded)",
+    ),
+    Flag(
+        "--start-event-time",
+        "epoch ms or ISO-8601: of what is read, write only events whose event time "
+        "(events.time_field) is at or after it",
+    ),
+    Flag(
+        "--end-event-time",
+        "epoch ms or ISO-8601: of what is read, write only events whose event time is before it",
+    ),
     Flag("--model", "model artifact folder (default: stream.model)", "stream.model"),
     Flag("--parquet-path", "write scores as Parquet here", "backfill.parquet_path"),
     Flag("--output-topic", "write scores as JSON to this topic", "backfill.output_topic"),
