@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
+from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.backfill_plan import (
     DEFAULT_PROGRESS_ROOT,
     Request,
@@ -198,11 +199,17 @@ def partition_windows(
 class Backfill:
     """One backfill run: the plan, the Spark steps and the progress files."""
 
-    def __init__(self, spark: Any, settings: Settings, bootstrap: str) -> None:
-
+    def __init__(
+        self,
+        spark: Any,
+        settings: Settings,
+        bootstrap: str,
+        model: tuple[ModelRef, ModelSpec] | None = None,
+    ) -> None:
+        """``model``: the driver's check of the model, if made already (else made here)."""
         self.spark = spark
         self.settings = settings
-        self.ref, self.spec = check_model(settings)
+        self.ref, self.spec = model or check_model(settings)
         self.length, self.features = self.spec.window.length, len(self.spec.features)
         self.format = kafka_format(spark, settings.kafka.connector)
         self.options = connector_options(settings, bootstrap, self.format)
@@ -476,7 +483,7 @@ class Prepared:
     fresh: bool
     progress: Progress
     model: ModelRef
-    version: str
+    spec: ModelSpec
 
 
 def prepare_backfill(
@@ -510,9 +517,9 @@ def prepare_backfill(
                 f"outputs ({changed}): resume it with the outputs it had, or pass --restart to "
                 "score the whole range into the new ones"
             )
-        return Prepared(plan, False, progress, ref, spec.version)
+        return Prepared(plan, False, progress, ref, spec)
     plan = {**plan_backfill(settings, bootstrap, request), "model": ref.sha256, "outputs": outputs}
-    return Prepared(plan, True, progress, ref, spec.version)
+    return Prepared(plan, True, progress, ref, spec)
 
 
 def progress_folder(settings: Settings, request: Request) -> Path:
@@ -526,14 +533,22 @@ def progress_folder(settings: Settings, request: Request) -> Path:
 
 
 def run_backfill(
-    spark: Any, settings: Settings, bootstrap: str, request: Request, *, restart: bool = False
+    spark: Any,
+    settings: Settings,
+    bootstrap: str,
+    request: Request,
+    *,
+    restart: bool = False,
+    prepared: Prepared | None = None,
 ) -> list[ChunkCounts]:
-    """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included."""
-    prepared = prepare_backfill(settings, bootstrap, request, restart=restart)
+    """Run (or resume) the backfill; returns the counts of every chunk, resumed ones included.
+    ``prepared``: ``prepare_backfill``'s result for this request, if the caller made it already
+    (the checks, the model load and the broker lookups are then not made twice)."""
+    prepared = prepared or prepare_backfill(settings, bootstrap, request, restart=restart)
     progress, plan = prepared.progress, prepared.plan
     if not (settings.backfill.dead_letter_path or settings.backfill.dead_letter_topic):
         log.warning(NO_DEAD_LETTER_OUTPUT.format(section="backfill"))
-    job = Backfill(spark, settings, bootstrap)
+    job = Backfill(spark, settings, bootstrap, (prepared.model, prepared.spec))
     create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
     if prepared.fresh:
         progress.clear()

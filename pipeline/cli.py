@@ -312,7 +312,10 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     prepared = backfill.prepare_backfill(settings, bootstrap, request, restart=args.restart)
     if args.dry_run:
         resumed = 0 if prepared.fresh else len(prepared.progress.finished())
-        model = f"{prepared.model.path} (version {prepared.version}, sha256 {prepared.model.sha256[:12]})"
+        model = (
+            f"{prepared.model.path} (version {prepared.spec.version}, "
+            f"sha256 {prepared.model.sha256[:12]})"
+        )
         print(
             backfill_plan.describe_plan(
                 prepared.plan,
@@ -324,7 +327,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         )
         return 0
     spark = job_spark("seqstream-backfill", settings.spark)
-    counts = backfill.run_backfill(spark, settings, bootstrap, request, restart=args.restart)
+    counts = backfill.run_backfill(spark, settings, bootstrap, request, prepared=prepared)
     b = settings.backfill
     nowhere = (
         ""
