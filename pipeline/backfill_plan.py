@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
@@ -147,10 +148,7 @@ def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[
             f"the end event time ({high}) is not after the start event time ({low}): no event "
             "could be written"
         )
-    kafka = settings.kafka
-    with TopicAdmin(
-        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
-    ) as admin:
+    with kafka_admin(settings, bootstrap) as admin:
         ranges = resolve_ranges(
             admin,
             request.topics,

@@ -1,5 +1,6 @@
 """Which Kafka a command talks to: the configured servers, else the embedded broker that
-``seqstream broker start`` left running, else (where a command may) a new one."""
+``seqstream broker start`` left running, else (where a command may) a new one; and an admin
+client for it with the configured client settings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 
 from seqstream.pipeline.config import BOOTSTRAP_ENV, Settings
 from seqstream.pipeline.errors import BrokerError
+from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.kafka.broker import detached_status, start_detached
 
 log = logging.getLogger(__name__)
@@ -33,3 +35,11 @@ def resolve_bootstrap(settings: Settings, *, start_if_missing: bool = False) -> 
         info.bootstrap_servers,
     )
     return info.bootstrap_servers
+
+
+def kafka_admin(settings: Settings, bootstrap: str) -> TopicAdmin:
+    """An admin client for ``bootstrap`` with the configured client, timeout and properties."""
+    kafka = settings.kafka
+    return TopicAdmin(
+        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
+    )

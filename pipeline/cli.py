@@ -18,11 +18,11 @@ from seqstream.model.artifact import load_artifact
 from seqstream.model.errors import ModelError
 from seqstream.model.train import TrainOptions, train_and_save
 from seqstream.pipeline import backfill, backfill_plan, demo, streaming, tail
-from seqstream.pipeline.bootstrap import resolve_bootstrap
+from seqstream.pipeline.bootstrap import kafka_admin, resolve_bootstrap
 from seqstream.pipeline.config import Settings, load_settings, parse_assignments
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.flags import BACKFILL_FLAGS, STREAM_FLAGS, add_flags, config_overrides
-from seqstream.pipeline.kafka import TopicAdmin, broker, open_producer
+from seqstream.pipeline.kafka import broker, open_producer
 from seqstream.pipeline.producer import produce_messages
 from seqstream.pipeline.replay import SyntheticSpec, csv_messages, synthetic_stream
 from seqstream.pipeline.series import demo_series_files, load_series
@@ -119,10 +119,7 @@ def _cmd_topics(args: argparse.Namespace) -> int:
         )
     settings = _settings(args)
     bootstrap = resolve_bootstrap(settings)
-    kafka = settings.kafka
-    with TopicAdmin(
-        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
-    ) as admin:
+    with kafka_admin(settings, bootstrap) as admin:
         if args.action == "list":
             for name in sorted(admin.list_topics()):
                 print(name)
@@ -147,9 +144,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     bootstrap = resolve_bootstrap(settings)
     kafka = settings.kafka
     render = tail.as_json if args.json else tail.as_text
-    with TopicAdmin(
-        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
-    ) as admin:
+    with kafka_admin(settings, bootstrap) as admin:
         records = tail.follow(
             admin,
             bootstrap,
@@ -196,9 +191,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         )
     bootstrap = resolve_bootstrap(settings, start_if_missing=True)
     kafka = settings.kafka
-    with TopicAdmin(
-        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
-    ) as admin:
+    with kafka_admin(settings, bootstrap) as admin:
         admin.create_topic(settings.producer.topic, settings.producer.partitions, exist_ok=True)
     producer = open_producer(
         bootstrap, client=kafka.client, options=kafka.options, timeout_s=kafka.connect_timeout_s

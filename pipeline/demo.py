@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from seqstream.model.evaluate import load_nab_windows, point_auc, window_auc, window_labels
+from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import EventSchema, Settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.kafka import EmbeddedBroker, TopicAdmin, open_producer
+from seqstream.pipeline.kafka import EmbeddedBroker, open_producer
 from seqstream.pipeline.producer import produce_messages
 from seqstream.pipeline.replay import csv_messages
 from seqstream.pipeline.series import DEMO_NAB_DIR, demo_series_files, read_series_csv
@@ -32,9 +33,7 @@ OUT = Path("out/demo")
 def _produce(settings: Settings, bootstrap: str, topic: str) -> int:
     kafka = settings.kafka
     messages = csv_messages(demo_series_files(), settings.events)
-    with TopicAdmin(
-        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
-    ) as admin:
+    with kafka_admin(settings, bootstrap) as admin:
         admin.create_topic(topic, settings.producer.partitions)
     producer = open_producer(
         bootstrap, client=kafka.client, options=kafka.options, timeout_s=kafka.connect_timeout_s

@@ -24,9 +24,10 @@ from pyspark.errors import StreamingQueryException
 
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
 from seqstream.model.spec import ModelSpec
+from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.kafka import SHORT_NAME, TopicAdmin, kafka_format, kafka_options
+from seqstream.pipeline.kafka import SHORT_NAME, kafka_format, kafka_options
 from seqstream.pipeline.metrics import (
     BatchMetrics,
     MetricsListener,
@@ -169,10 +170,7 @@ def create_output_topics(settings: Settings, bootstrap: str) -> None:
     wanted = [t for t in (settings.stream.output_topic, settings.stream.dead_letter_topic) if t]
     if not wanted:
         return
-    kafka = settings.kafka
-    with TopicAdmin(
-        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
-    ) as admin:
+    with kafka_admin(settings, bootstrap) as admin:
         existing = admin.list_topics()
         for topic in wanted:
             if topic not in existing:
@@ -181,10 +179,7 @@ def create_output_topics(settings: Settings, bootstrap: str) -> None:
 
 def topic_partitions(settings: Settings, bootstrap: str) -> dict[str, int]:
     """Each subscribed topic's partition count."""
-    kafka = settings.kafka
-    with TopicAdmin(
-        bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
-    ) as admin:
+    with kafka_admin(settings, bootstrap) as admin:
         return {t: admin.describe_topic(t).partitions for t in settings.stream.topics}
 
 
