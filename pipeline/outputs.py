@@ -29,12 +29,18 @@ NO_DEAD_LETTER_OUTPUT = (
 )
 
 
+def on_local_disk(path: str | Path | None) -> bool:
+    """True for a plain path or a ``file:`` URI; False for other file systems (``s3a://``...)."""
+    text = str(path)
+    return text.startswith("file:") or not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)
+
+
 def check_folder(path: str | Path, name: str) -> None:
     """Fail before Spark starts when ``path`` cannot be (or become) a folder this process writes
     to, naming the setting; Spark would only find out after reading data. Paths on other file
     systems (``s3a://``, ``hdfs://``...) are left to Spark."""
     text = str(path)
-    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text) and not text.startswith("file://"):
+    if not on_local_disk(text):
         return
     folder = Path(text.removeprefix("file://")).absolute()
     existing = folder

@@ -34,7 +34,12 @@ from seqstream.pipeline.metrics import (
     observe_input,
     observe_output,
 )
-from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter, check_folder
+from seqstream.pipeline.outputs import (
+    NO_DEAD_LETTER_OUTPUT,
+    BatchWriter,
+    check_folder,
+    on_local_disk,
+)
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef
@@ -235,7 +240,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     # Each micro-batch commits a small changelog instead of uploading a snapshot of the state
     # store (snapshots move to the maintenance thread); works on checkpoints made without it.
     spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-    if _on_local_disk(stream.checkpoint):
+    if on_local_disk(stream.checkpoint):
         spark.conf.set("spark.sql.streaming.checkpointFileManagerClass", LOCAL_CHECKPOINT_FILES)
     counts = topic_partitions(settings, bootstrap)
     partitions = state_partitions(spark, settings, sum(counts.values()))
@@ -319,7 +324,7 @@ def start_line(settings: Settings, spec: ModelSpec, model_path: str, spark_at: s
     where Spark runs."""
     stream = settings.stream
     checkpoint = Path(str(stream.checkpoint))
-    committed = _batches(checkpoint, "commits") if _on_local_disk(checkpoint) else []
+    committed = _batches(checkpoint, "commits") if on_local_disk(checkpoint) else []
     if committed:
         offsets = committed_offsets(checkpoint)
         where = ", ".join(f"{t}-{p} at {o}" for t, ps in offsets.items() for p, o in ps.items())
@@ -355,11 +360,6 @@ def summary_line(history: list[BatchMetrics], seconds: float) -> str:
         f"{total['not_yet_scoreable']:,} not yet scoreable, {total['dead_lettered']:,} "
         f"dead-lettered, {total['late']:,} late"
     )
-
-
-def _on_local_disk(path: Path | str | None) -> bool:
-    text = str(path)
-    return text.startswith("file:") or not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)
 
 
 def run_until_stopped(
