@@ -60,17 +60,21 @@ def observe_output(scored: DataFrame) -> DataFrame:
 
 @dataclass(frozen=True)
 class BatchMetrics:
-    """Every event read is dead-lettered, late, or becomes window input. In per-event mode each
-    valid event ends one window, so events_in = dead_lettered + scored + not_yet_scoreable."""
+    """Every event read is dead-lettered, late or windowed (it entered a window); every window
+    that ends is scored or not yet scoreable. In per-event mode each windowed event ends its own
+    window at once; in event-time mode it waits in its windows, which end when the watermark
+    passes them, so a batch's windows and its windowed events differ."""
 
     batch_id: int
     events_in: int
     dead_lettered: int
-    late: int  # event-time mode: behind the watermark, dropped (Spark's numRowsDroppedByWatermark)
-    windows: int  # windows completed this batch
-    scored: int
+    late: int  # events at or behind the watermark, dropped (event-time mode only)
+    windowed: int  # events that entered a window
+    windows: int  # windows ended this batch (per-event mode: one per windowed event)
+    scored: int  # windows scored
     not_yet_scoreable: int  # windows shorter than the model's min_length (a key's first events)
-    keys_in_state: int  # keys held by the stateful step after the batch
+    keys_in_state: int | None  # per-event mode: keys whose last events are held
+    windows_in_state: int | None  # event-time mode: (key, window) pairs still open
     key_mismatches: int  # events.key_mismatch=warn: rows kept although JSON and Kafka keys differ
     scoring_s: float  # time in the model step, summed over workers
     model_batches: int
@@ -79,6 +83,10 @@ class BatchMetrics:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     duration_s: float
+
+
+# Spark's name for the window aggregation's state operator (event-time mode).
+WINDOW_AGGREGATION = "stateStoreSave"
 
 
 def batch_metrics(
@@ -98,15 +106,20 @@ def batch_metrics(
     quantiles = out["timestamp_ms_quantiles"] or [None, None]
     model_batches = round(out["model_batches"])
     states = progress.stateOperators
+    aggregations = [op for op in states if op.operatorName == WINDOW_AGGREGATION]
+    # Event-time mode drops late events one row each, before the window aggregation.
+    late = sum(op.numRowsDroppedByWatermark for op in states)
     return BatchMetrics(
         batch_id=progress.batchId,
         events_in=read["events_in"],
         dead_lettered=out["dead_lettered"],
-        late=sum(op.numRowsDroppedByWatermark for op in states),
+        late=late,
+        windowed=read["events_in"] - out["dead_lettered"] - late,
         windows=out["windows"],
         scored=out["scored"],
         not_yet_scoreable=out["windows"] - out["scored"],
-        keys_in_state=sum(held.values()) if held else sum(op.numRowsTotal for op in states),
+        keys_in_state=None if aggregations else sum(held.values()),
+        windows_in_state=sum(op.numRowsTotal for op in aggregations) if aggregations else None,
         key_mismatches=out["key_mismatches"],
         scoring_s=round(out["scoring_s"], 6),
         model_batches=model_batches,
@@ -132,6 +145,9 @@ class _Prometheus:
         self.events = Counter(
             "seqstream_events", "Input events by outcome", ["outcome"], registry=self.registry
         )
+        self.windows = Counter(
+            "seqstream_windows", "Windows ended, by outcome", ["outcome"], registry=self.registry
+        )
         self.scoring = Counter(
             "seqstream_scoring_seconds", "Seconds in the model step", registry=self.registry
         )
@@ -139,6 +155,9 @@ class _Prometheus:
             "seqstream_model_batches", "Model batches run", registry=self.registry
         )
         self.keys = Gauge("seqstream_keys_in_state", "Keys held in state", registry=self.registry)
+        self.open_windows = Gauge(
+            "seqstream_windows_in_state", "Event-time windows still open", registry=self.registry
+        )
         self.latency = Gauge(
             "seqstream_latency_seconds",
             "Event-to-score latency of the last batch",
@@ -155,11 +174,16 @@ class _Prometheus:
         log.info("serving Prometheus metrics on http://%s:%d/metrics", host, self.port)
 
     def update(self, m: BatchMetrics) -> None:
-        for outcome in ("scored", "not_yet_scoreable", "dead_lettered", "late"):
+        for outcome in ("windowed", "dead_lettered", "late"):
             self.events.labels(outcome).inc(getattr(m, outcome))
+        for outcome in ("scored", "not_yet_scoreable"):
+            self.windows.labels(outcome).inc(getattr(m, outcome))
         self.scoring.inc(m.scoring_s)
         self.batches.inc(m.model_batches)
-        self.keys.set(m.keys_in_state)
+        if m.keys_in_state is not None:
+            self.keys.set(m.keys_in_state)
+        if m.windows_in_state is not None:
+            self.open_windows.set(m.windows_in_state)
         self.duration.set(m.duration_s)
         for quantile, value in (("0.5", m.latency_p50_ms), ("0.99", m.latency_p99_ms)):
             if value is not None:

@@ -47,7 +47,7 @@ from seqstream.pipeline.spark import job_spark
 from seqstream.pipeline.state_buckets import LEGACY_LAYOUT, READABLE_LAYOUTS, STATE_LAYOUT
 from seqstream.pipeline.state_placement import SLOT_COLUMN, slot_column
 from seqstream.pipeline.stateful_windows import WindowProcessor
-from seqstream.pipeline.time_windows import event_time_windows
+from seqstream.pipeline.time_windows import TIME_LAYOUT, event_time_windows
 
 log = logging.getLogger("seqstream.stream")
 
@@ -106,7 +106,9 @@ def query_identity(
         "features": list(spec.features),
     }
     if stream.mode == "time":
-        identity.update(time_window=stream.time_window, time_slide=stream.time_slide)
+        identity.update(
+            state_layout=TIME_LAYOUT, time_window=stream.time_window, time_slide=stream.time_slide
+        )
     else:
         identity.update(state_layout=layout, state_buckets=stream.state_buckets)
     return identity
@@ -116,8 +118,9 @@ def check_checkpoint(settings: Settings, spec: ModelSpec) -> str:
     """Refuse a checkpoint made for other topics or another model shape (the query would go on
     mixing histories), else record this query's identity in it (``seqstream.json``). Returns the
     window state layout to run with: the checkpoint's own when it is one this version reads
-    (``READABLE_LAYOUTS``); a checkpoint made with per-key state is refused with the offsets to
-    go on from. Not checked on non-local file systems (they run ``STATE_LAYOUT``)."""
+    (``READABLE_LAYOUTS``); a checkpoint made with per-key state, or event-time state from before
+    ``TIME_LAYOUT``, is refused with the offsets to go on from. Not checked on non-local file
+    systems (they run ``STATE_LAYOUT``)."""
     checkpoint = settings.stream.checkpoint
     if checkpoint is None or "://" in str(checkpoint):
         return STATE_LAYOUT
@@ -127,21 +130,33 @@ def check_checkpoint(settings: Settings, spec: ModelSpec) -> str:
     identity = query_identity(
         settings, spec, layout if layout in READABLE_LAYOUTS else STATE_LAYOUT
     )
-    # Made before identities were recorded (no seqstream.json), or before the bucketed layout.
-    made_before = recorded is None and bool(_batches(Path(checkpoint), "offsets"))
-    per_key_layout = made_before or (
-        recorded is not None and recorded.get("mode") == "events" and "state_layout" not in recorded
+    # Made before identities were recorded (no seqstream.json), or before state layouts were.
+    made_before = (recorded is None and bool(_batches(Path(checkpoint), "offsets"))) or (
+        recorded is not None
+        and recorded.get("mode") == settings.stream.mode
+        and "state_layout" not in recorded
     )
-    if "state_layout" in identity and per_key_layout:
+    if made_before:
         offsets = json.dumps(committed_offsets(Path(checkpoint)), separators=(",", ":"))
+        if settings.stream.mode == "time":
+            kept = (
+                f"event-time windows without the late-event step of this one ({TIME_LAYOUT}), "
+                "whose state it cannot read"
+            )
+            then = "Windows open at its stop then start again from their next events"
+        else:
+            kept = (
+                "one window state value per key; this one keeps keys in buckets "
+                f"({STATE_LAYOUT}) and cannot read it"
+            )
+            then = (
+                "Each key's history then starts again from its next event; `seqstream backfill` "
+                "over the offsets from there scores that stretch with whole histories"
+            )
         raise SeqstreamError(
-            f"stream.checkpoint {checkpoint} was made by an earlier seqstream, which kept one "
-            f"window state value per key; this one keeps keys in buckets ({STATE_LAYOUT}) and "
-            "cannot read it. Keep running it with the version that made it, or start a new "
-            "stream.checkpoint that goes on where this one stopped: "
-            f"--starting-offsets '{offsets}'. Each key's history then starts again from its "
-            "next event; `seqstream backfill` over the offsets from there scores that stretch "
-            "with whole histories"
+            f"stream.checkpoint {checkpoint} was made by an earlier seqstream, which kept {kept}. "
+            "Keep running it with the version that made it, or start a new stream.checkpoint "
+            f"that goes on where this one stopped: --starting-offsets '{offsets}'. {then}"
         )
     if recorded is not None:
         differs = {k: (recorded.get(k), v) for k, v in identity.items() if recorded.get(k) != v}
@@ -349,16 +364,25 @@ def start_line(settings: Settings, spec: ModelSpec, model_path: str, spark_at: s
 
 
 def summary_line(history: list[BatchMetrics], seconds: float) -> str:
-    """What a run did, in one line, for its end."""
+    """What a run did, in one line, for its end: events by outcome, then the windows they ended."""
     total = {
         name: sum(getattr(m, name) for m in history)
-        for name in ("events_in", "scored", "not_yet_scoreable", "dead_lettered", "late")
+        for name in (
+            "events_in",
+            "windowed",
+            "dead_lettered",
+            "late",
+            "windows",
+            "scored",
+            "not_yet_scoreable",
+        )
     }
     return (
         f"stream stopped after {len(history)} micro-batch(es) with data in {seconds:.0f}s: "
-        f"{total['events_in']:,} events in, {total['scored']:,} scored, "
-        f"{total['not_yet_scoreable']:,} not yet scoreable, {total['dead_lettered']:,} "
-        f"dead-lettered, {total['late']:,} late"
+        f"{total['events_in']:,} events in ({total['windowed']:,} windowed, "
+        f"{total['dead_lettered']:,} dead-lettered, {total['late']:,} late); "
+        f"{total['windows']:,} windows ended ({total['scored']:,} scored, "
+        f"{total['not_yet_scoreable']:,} not yet scoreable)"
     )
 
 

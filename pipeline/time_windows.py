@@ -3,7 +3,11 @@
 Events are grouped per key into tumbling or sliding windows of event time with Spark's own
 ``window()`` and a watermark; a window is scored once, when the watermark passes its end, from
 its last N events in event-time order (N = the model's window length; ties in Kafka order).
-Events behind the watermark are dropped by Spark and counted (``late`` in the batch metrics).
+An event whose event time is at or behind the watermark is late: a deduplication step on its Kafka
+position (which drops nothing else: a position is unique) drops it there, one row per event, so
+Spark's ``numRowsDroppedByWatermark`` of that step counts late events (the window aggregation's
+own count would be of late (key, window) groups). That step holds each event only until the
+watermark passes its event time.
 
 Rows come out in the per-event mode's schema, so scoring and sinks are shared: a window's row
 carries the event time of its end and the Kafka position of its last event, so (key, event_time)
@@ -23,6 +27,11 @@ from pyspark.sql import functions as F
 from seqstream.model.windows import empty_context, extend_windows
 from seqstream.pipeline.rows import SCORED_SCHEMA, WINDOW_COLUMNS
 from seqstream.pipeline.scoring import ModelRef, score_windows
+
+# The state this module keeps, recorded in the checkpoint (a change of stateful steps is a new one).
+TIME_LAYOUT = "time-v2"
+# Each event's own identity, plus the watermarked column so that Spark drops late events here.
+LATE_FILTER_KEYS = ["topic", "partition", "offset", "event_time"]
 
 
 def last_events(
@@ -76,6 +85,7 @@ def event_time_windows(
         parsed.where(F.col("reason").isNull())
         .withColumn("event_time", F.timestamp_millis("event_time_ms"))
         .withWatermark("event_time", watermark)
+        .dropDuplicates(LATE_FILTER_KEYS)
     )
     window = F.window("event_time", size, slide) if slide else F.window("event_time", size)
     grouped = valid.groupBy("key", window.alias("w")).agg(

@@ -121,3 +121,43 @@ def test_a_checkpoint_of_the_per_key_state_layout_is_refused_with_the_offsets_to
         "scores that stretch with whole histories\n"
     )
     assert sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*")) == before
+
+
+TIME_V1_CHECKPOINT = REPO / "tests" / "data" / "time_v1_checkpoint" / "cp"
+
+
+def test_an_event_time_checkpoint_without_the_late_event_step_is_refused_with_the_offsets(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint made by seqstream 848835b in event-time mode (see data/README.md): its
+    state has the window aggregation only, so the late-event step would find no state."""
+    checkpoint = tmp_path / "cp"
+    shutil.copytree(TIME_V1_CHECKPOINT, checkpoint)
+    before = sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*"))
+    config = tmp_path / "time.yaml"
+    config.write_text("stream:\n  mode: time\n  time_window: 10 minutes\n  watermark: 1 minute\n")
+    code = cli_main(
+        [
+            "stream",
+            "--config",
+            str(config),
+            "--bootstrap-servers",
+            "127.0.0.1:9",  # refused before any Kafka call
+            "--topics",
+            "legacy-time-events",
+            "--checkpoint",
+            str(checkpoint),
+            "--parquet-path",
+            str(tmp_path / "scores"),
+        ]
+    )
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"seqstream stream: error: stream.checkpoint {checkpoint} was made by an earlier "
+        "seqstream, which kept event-time windows without the late-event step of this one "
+        "(time-v2), whose state it cannot read. Keep running it with the version that made it, "
+        "or start a new stream.checkpoint that goes on where this one stopped: "
+        """--starting-offsets '{"legacy-time-events":{"0":20,"1":20}}'. Windows open at its """
+        "stop then start again from their next events\n"
+    )
+    assert sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*")) == before

@@ -9,12 +9,10 @@ from pyspark.sql.streaming.listener import StreamingQueryProgress
 from seqstream.pipeline.metrics import INPUT, OUTPUT, batch_metrics
 
 
-def progress(
-    observed: dict[str, dict[str, Any]], state_rows: int = 0, dropped: int = 0
-) -> StreamingQueryProgress:
-    state = {
-        "operatorName": "transformWithStateInPandasExec",
-        "numRowsTotal": state_rows,
+def operator(name: str, rows: int = 0, dropped: int = 0) -> dict[str, Any]:
+    return {
+        "operatorName": name,
+        "numRowsTotal": rows,
         "numRowsUpdated": 0,
         "numRowsRemoved": 0,
         "allUpdatesTimeMs": 0,
@@ -25,6 +23,12 @@ def progress(
         "numShufflePartitions": 4,
         "numStateStoreInstances": 4,
     }
+
+
+def progress(
+    observed: dict[str, dict[str, Any]], state_rows: int = 0, *operators: dict[str, Any]
+) -> StreamingQueryProgress:
+    states = list(operators) or [operator("transformWithStateInPandasExec", state_rows)]
     return StreamingQueryProgress.fromJson(
         {
             "id": "00000000-0000-0000-0000-000000000001",
@@ -33,7 +37,7 @@ def progress(
             "timestamp": "2026-11-24T10:00:00.000Z",
             "batchId": 7,
             "batchDuration": 2_000,
-            "stateOperators": [state],
+            "stateOperators": states,
             "sources": [],
             "sink": {"description": "foreachBatch", "numOutputRows": -1},
             "observedMetrics": observed,
@@ -55,10 +59,10 @@ def test_a_batch_accounts_for_every_event() -> None:
                 "model_batches": 2.0,
                 "model_batch_max": 64,
                 "timestamp_ms_quantiles": [start_ms - 1_000, start_ms],
+                "state_keys": [{"topic": "t", "partition": 0, "state_keys": 12}],
             },
         },
-        state_rows=12,
-        dropped=4,
+        state_rows=3,  # buckets of keys, not keys
     )
     m = batch_metrics(report)
     assert m is not None
@@ -66,7 +70,8 @@ def test_a_batch_accounts_for_every_event() -> None:
     assert (
         m.not_yet_scoreable == 7 and m.events_in == m.dead_lettered + m.scored + m.not_yet_scoreable
     )
-    assert (m.keys_in_state, m.late, m.key_mismatches) == (12, 4, 2)
+    assert (m.keys_in_state, m.windows_in_state, m.late, m.key_mismatches) == (12, None, 0, 2)
+    assert m.windowed == m.windows == 97
     assert (m.model_batches, m.model_batch_mean, m.model_batch_max) == (2, 45.0, 64)
     # latency: from a record's Kafka time to the end of the batch that wrote its score
     assert (m.latency_p50_ms, m.latency_p99_ms, m.duration_s) == (2_000, 3_000, 2.0)
@@ -130,3 +135,28 @@ def test_keys_in_state_adds_up_each_partitions_last_report() -> None:
     second = batch([{"topic": "t", "partition": 1, "state_keys": 30}])
     assert batch_metrics(second, held).keys_in_state == 70  # type: ignore[union-attr]
     assert held == {("t", 0): 40, ("t", 1): 30}
+
+
+def test_event_time_mode_counts_late_events_and_open_windows_under_their_own_names() -> None:
+    """The late-event step drops one row per event; the window aggregation holds windows."""
+    out = {
+        "dead_lettered": 3,
+        "windows": 16,  # windows the watermark closed this batch
+        "scored": 15,
+        "key_mismatches": 0,
+        "scoring_s": 0.1,
+        "model_batches": 1.0,
+        "model_batch_max": 15,
+        "timestamp_ms_quantiles": None,
+        "state_keys": [],
+    }
+    report = progress(
+        {INPUT: {"events_in": 500}, OUTPUT: out},
+        0,
+        operator("dedupe", rows=300, dropped=120),
+        operator("stateStoreSave", rows=40),
+    )
+    m = batch_metrics(report)
+    assert m is not None
+    assert (m.late, m.windowed, m.windows, m.scored, m.not_yet_scoreable) == (120, 377, 16, 15, 1)
+    assert (m.windows_in_state, m.keys_in_state) == (40, None)

@@ -137,10 +137,23 @@ def test_prometheus_endpoint_serves_the_listener_totals(
         for line in page.splitlines()
         if line.startswith("seqstream_")
     }
-    for outcome in ("scored", "not_yet_scoreable", "dead_lettered", "late"):
-        assert served[f'seqstream_events_total{{outcome="{outcome}"}}'] == sum(
+    # Events by outcome, each once; in per-event mode every windowed event ends one window.
+    events = {
+        outcome: served[f'seqstream_events_total{{outcome="{outcome}"}}']
+        for outcome in ("windowed", "dead_lettered", "late")
+    }
+    assert sum(events.values()) == len(log)
+    assert events["dead_lettered"] == sum(1 for m in log.values() if m.event is None)
+    assert events["late"] == 0
+    for outcome in ("scored", "not_yet_scoreable"):
+        assert served[f'seqstream_windows_total{{outcome="{outcome}"}}'] == sum(
             getattr(m, outcome) for m in metrics.history
         )
+    assert (
+        events["windowed"]
+        == served['seqstream_windows_total{outcome="scored"}']
+        + served['seqstream_windows_total{outcome="not_yet_scoreable"}']
+    )
     assert served["seqstream_keys_in_state"] == 6
     assert served["seqstream_model_batches_total"] == sum(m.model_batches for m in metrics.history)
 
