@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 MIN_JAVA = 17
 # Spark's JVM logging for seqstream jobs: warnings and errors, without per-key state chatter.
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+SPARK_DEFAULT_LOG4J = "org/apache/spark/log4j2-defaults.properties"  # what spark-submit starts with
 
 
 def java_version() -> int:
@@ -77,12 +80,44 @@ def job_spark(app_name: str, spark: SparkSettings | None = None) -> SparkSession
     """Under spark-submit, the session it configured (master, resources) with ``spark.conf``
     applied; else a local session on ``spark.master`` (default local[2])."""
     spark = spark or SparkSettings()
-    conf = {"spark.ui.enabled": str(spark.ui).lower(), **spark.conf}
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # set by spark-submit for Python applications
-        from pyspark.sql import SparkSession
-
-        builder = SparkSession.builder.appName(app_name)
-        for key, value in spark.conf.items():
-            builder = builder.config(key, value)
-        return builder.getOrCreate()
+        return submitted_spark(app_name, spark.conf)
+    conf = {"spark.ui.enabled": str(spark.ui).lower(), **spark.conf}
     return local_spark(app_name, master=spark.master, extra_conf=conf)
+
+
+def submitted_spark(app_name: str, conf: dict[str, str]) -> SparkSession:
+    """The session of a job started by spark-submit, whose driver JVM already runs with Spark's
+    INFO-level log defaults. Unless the user chose a log level or a log4j2 configuration, the
+    session starts at WARN (``spark.log.level``) and then takes seqstream's configuration, with
+    the JVM's lines on stdout: spark-submit sends the Python driver's stderr there, so the job's
+    own lines and Spark's read as one stream, in order."""
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if "spark.log.level" not in conf and not SparkConf().contains("spark.log.level"):
+        builder = builder.config("spark.log.level", "WARN")
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    jvm = session._jvm
+    assert jvm is not None
+    context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
+    if SPARK_DEFAULT_LOG4J in str(context.getConfigLocation()):  # not the user's own
+        jvm.java.lang.System.setProperty("seqstream.log.target", "SYSTEM_OUT")
+        jvm.org.apache.logging.log4j.core.config.Configurator.reconfigure(
+            jvm.java.io.File(str(log4j2_file())).toURI()
+        )
+    return session
+
+
+def log4j2_file() -> Path:
+    """seqstream's log4j2 configuration as a file the JVM can read (the package may be imported
+    from a wheel given to ``--py-files``, whose files are not on disk)."""
+    if LOG4J2_CONFIG.is_file():
+        return LOG4J2_CONFIG
+    copy = Path(tempfile.gettempdir()) / f"seqstream-log4j2-{os.getuid()}.properties"
+    text = resources.files("seqstream.pipeline").joinpath(LOG4J2_CONFIG.name).read_text()
+    copy.write_text(text)
+    return copy

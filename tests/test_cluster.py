@@ -129,10 +129,24 @@ def test_readme_standalone_commands_score_a_topic_on_the_cluster(
         timeout=480,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    assert (
-        f"Connecting to master {standalone_master}" in run.stderr
-        or "StandaloneAppClient" in run.stderr
-    )
+    # One log stream: spark-submit sends the Python driver's lines to stdout, and the job sends
+    # Spark's there too once its session exists (its WARN lines included); INFO only from
+    # seqstream, after Spark's three start-up lines (printed before spark.log.level applies),
+    # and no stack trace.
+    lines = run.stdout.splitlines()
+    start = [line for line in lines if "INFO seqstream.stream: streaming " in line]
+    assert len(start) == 1 and f"Spark {standalone_master}" in start[0]
+    assert sum("INFO seqstream.stream: stream stopped after" in line for line in lines) == 1
+    jvm_info = [
+        line for line in run.stdout.splitlines() + run.stderr.splitlines() if " INFO " in line
+    ]
+    assert [
+        line for line in jvm_info if "seqstream" not in line and "SparkContext" not in line
+    ] == []
+    assert len([line for line in jvm_info if "SparkContext" in line]) <= 3
+    assert any(" WARN " in line and "seqstream" not in line for line in lines)  # Spark's, on stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert "\tat " not in run.stdout + run.stderr  # a Java stack trace's frames
     scores = pq.read_table(tmp_path / "scores").to_pylist()
     expected = expected_scores(log, reference_scorer)
     got = {(r["partition"], r["offset"]): r["score"] for r in scores}
