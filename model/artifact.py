@@ -81,6 +81,13 @@ def read_spec(directory: str | Path) -> ModelSpec:
         raise ArtifactError(f"model artifact not found: {directory} is not a directory")
     if not config.is_file():
         raise ArtifactError(f"model artifact {directory} has no {CONFIG_FILE}")
+    return spec_from_file(config)
+
+
+def spec_from_file(config: Path) -> ModelSpec:
+    """A spec from a ``config.json``-format file, with what is wrong in it named."""
+    if not config.is_file():
+        raise ArtifactError(f"model config not found: {config}")
     try:
         raw = json.loads(config.read_text())
     except json.JSONDecodeError as exc:

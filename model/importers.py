@@ -1,14 +1,23 @@
 """Convert LSTM weights trained in Keras/TensorFlow to ``torch.nn.LSTM``'s layout.
 
 PyTorch stores ``weight_ih`` [4h, in], ``weight_hh`` [4h, h] and two biases, gates stacked in
-the order i, f, g, o. Each function returns the tensors of one layer and direction, named as in
-``nn.LSTM.state_dict()`` (``suffix="_reverse"`` for the backward direction).
+the order i, f, g, o. ``from_keras_lstm`` and ``from_tf1_basic_lstm_cell`` return the tensors of
+one layer and direction, named as in ``nn.LSTM.state_dict()`` (``suffix="_reverse"`` for the
+backward direction); ``imported_network`` builds a whole artifact's network from them (``seqstream
+model import-keras`` / ``import-tf1``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Literal
+
 import numpy as np
 import torch
+
+from seqstream.model.artifact import ArtifactError
+from seqstream.model.network import SequenceModel
+from seqstream.model.spec import ModelSpec
 
 
 def _split4(matrix: np.ndarray, hidden: int) -> list[np.ndarray]:
@@ -78,3 +87,94 @@ def from_tf1_basic_lstm_cell(
     reordered = np.concatenate([i, f, j, o], axis=1)  # -> i, f, g, o
     torch_bias = np.concatenate([bi, bf + forget_bias, bj, bo])
     return _named(layer, suffix, reordered[:input_size].T, reordered[input_size:].T, torch_bias)
+
+
+def imported_network(
+    framework: Literal["keras", "tf1"],
+    arrays: Mapping[str, np.ndarray],
+    spec: ModelSpec,
+    *,
+    forget_bias: float = 1.0,
+) -> SequenceModel:
+    """The network of ``spec`` with the weights of another framework's LSTM and Dense head.
+
+    ``arrays`` names each layer's weights ``layer{n}/kernel``, ``layer{n}/recurrent_kernel``
+    (Keras only) and ``layer{n}/bias`` (``layer{n}_reverse/...`` for a bidirectional layer's
+    backward direction), and the head's Dense ``head/kernel`` [lstm output, outputs] and
+    ``head/bias``, each in the source framework's own layout."""
+    lstm = spec.lstm
+    if lstm.proj_size:
+        raise ArtifactError(
+            f"lstm.proj_size is {lstm.proj_size}: neither keras.layers.LSTM nor TF1's "
+            "BasicLSTMCell projects its output, so there are no weights to import for it"
+        )
+    if framework == "tf1" and not lstm.bias:
+        raise ArtifactError(
+            "lstm.bias is false, but TF1's BasicLSTMCell always has a bias (forget_bias is "
+            "added to it): set lstm.bias to true"
+        )
+    expected = _expected_names(framework, spec)
+    missing = [name for name in expected if name not in arrays]
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise ArtifactError(
+            f"the {framework} weights do not fit the config (num_layers={lstm.num_layers}, "
+            f"bidirectional={lstm.bidirectional}, bias={lstm.bias}, head bias={spec.head.bias}): "
+            f"missing {missing or 'nothing'}, not used {extra or 'nothing'}"
+        )
+    tensors: dict[str, torch.Tensor] = {}
+    for layer in range(lstm.num_layers):
+        for suffix in ("", "_reverse") if lstm.bidirectional else ("",):
+            prefix = f"layer{layer}{suffix}/"
+            bias = arrays.get(prefix + "bias")
+            try:
+                if framework == "keras":
+                    tensors |= from_keras_lstm(
+                        arrays[prefix + "kernel"],
+                        arrays[prefix + "recurrent_kernel"],
+                        bias,
+                        layer=layer,
+                        suffix=suffix,
+                    )
+                else:
+                    tensors |= from_tf1_basic_lstm_cell(
+                        arrays[prefix + "kernel"],
+                        arrays[prefix + "bias"],
+                        input_size=_layer_input(spec, layer),
+                        forget_bias=forget_bias,
+                        layer=layer,
+                        suffix=suffix,
+                    )
+            except ValueError as exc:
+                raise ArtifactError(f"{prefix}: {exc}") from exc
+    tensors["head.weight"] = torch.tensor(np.asarray(arrays["head/kernel"]).T, dtype=torch.float32)
+    if spec.head.bias:
+        tensors["head.bias"] = torch.tensor(arrays["head/bias"], dtype=torch.float32)
+    network = SequenceModel(lstm, spec.head)
+    try:
+        network.load_state_dict(
+            {("" if k.startswith("head.") else "lstm.") + k: v for k, v in tensors.items()}
+        )
+    except RuntimeError as exc:  # shapes that differ from the config's
+        raise ArtifactError(f"the {framework} weights do not fit the config: {exc}") from exc
+    return network.eval()
+
+
+def _layer_input(spec: ModelSpec, layer: int) -> int:
+    if layer == 0:
+        return spec.lstm.input_size
+    return spec.lstm.hidden_size * (2 if spec.lstm.bidirectional else 1)
+
+
+def _expected_names(framework: str, spec: ModelSpec) -> list[str]:
+    lstm = spec.lstm
+    parts = ["kernel", "recurrent_kernel"] if framework == "keras" else ["kernel"]
+    if lstm.bias:
+        parts.append("bias")
+    names = [
+        f"layer{layer}{suffix}/{part}"
+        for layer in range(lstm.num_layers)
+        for suffix in (("", "_reverse") if lstm.bidirectional else ("",))
+        for part in parts
+    ]
+    return [*names, "head/kernel", *(["head/bias"] if spec.head.bias else [])]

@@ -12,10 +12,14 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from seqstream.model.artifact import load_artifact
+import numpy as np
+
+from seqstream.model.artifact import load_artifact, save_artifact, spec_from_file
 from seqstream.model.errors import ModelError
+from seqstream.model.importers import imported_network
 from seqstream.model.train import TrainOptions, train_and_save
 from seqstream.pipeline import backfill, backfill_plan, demo, streaming, tail
 from seqstream.pipeline.bootstrap import kafka_admin, resolve_bootstrap
@@ -237,6 +241,29 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     print(f"  parameters  {parameters:,}")
     print(f"  sha256      {spec.weights_sha256}")
     print("  files       " + ", ".join(f"{name} ({size:,} bytes)" for name, size in files.items()))
+    return 0
+
+
+def _cmd_model_import(args: argparse.Namespace) -> int:
+    """Another framework's LSTM weights (an .npz) and a config.json become an artifact."""
+    spec = spec_from_file(Path(args.config))
+    if args.model_version:
+        spec = spec.model_copy(update={"version": args.model_version})
+    try:
+        with np.load(args.weights) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError) as exc:
+        raise SeqstreamError(f"cannot read {args.weights} as an .npz of arrays: {exc}") from None
+    network = imported_network(args.framework, arrays, spec, forget_bias=args.forget_bias)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise SeqstreamError(f"--out {out} is not empty: give a new folder for the artifact")
+    written = save_artifact(network, spec, out)
+    load_artifact(out)  # validated as the jobs will load it
+    print(
+        f"model {written.version} imported from {args.framework} weights {args.weights} to "
+        f"{out.resolve()} (sha256 {written.weights_sha256})"
+    )
     return 0
 
 
@@ -498,12 +525,39 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, kafka=False)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("model", help="describe and validate a model artifact")
+    p = sub.add_parser("model", help="describe, validate and import model artifacts")
     actions = p.add_subparsers(dest="action", required=True)
     info = actions.add_parser("info", help="validate an artifact and print what it holds")
     info.add_argument("path", help="the artifact folder (config.json, weights.safetensors)")
     info.add_argument("--json", action="store_true", help="print it as JSON")
     info.set_defaults(func=_cmd_model_info)
+    for kind, layers_of in (
+        ("keras", "keras.layers.LSTM layers (kernel, recurrent_kernel, bias)"),
+        ("tf1", "TF1 BasicLSTMCell layers (kernel, bias)"),
+    ):
+        imp = actions.add_parser(
+            f"import-{kind}",
+            help=f"make an artifact from {layers_of} and a Dense head saved in an .npz",
+        )
+        imp.add_argument(
+            "weights",
+            help="an .npz with layer{n}/kernel ... and head/kernel, head/bias (see README)",
+        )
+        imp.add_argument(
+            "--config",
+            required=True,
+            help="the artifact's config.json: task, features, normalization, window, lstm, head",
+        )
+        imp.add_argument("--out", required=True, help="a new folder for the artifact")
+        imp.add_argument("--model-version", help="the artifact's version (default: the config's)")
+        if kind == "tf1":
+            imp.add_argument(
+                "--forget-bias",
+                type=float,
+                default=1.0,
+                help="the cells' forget_bias, folded into the bias (default: %(default)s)",
+            )
+        imp.set_defaults(func=_cmd_model_import, framework=kind, forget_bias=1.0)
 
     p = sub.add_parser("stream", help="run the streaming job (same as spark-submit jobs/stream.py)")
     add_flags(p, STREAM_FLAGS)
