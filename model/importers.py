@@ -123,30 +123,29 @@ def imported_network(
             f"missing {missing or 'nothing'}, not used {extra or 'nothing'}"
         )
     tensors: dict[str, torch.Tensor] = {}
-    for layer in range(lstm.num_layers):
-        for suffix in ("", "_reverse") if lstm.bidirectional else ("",):
-            prefix = f"layer{layer}{suffix}/"
-            bias = arrays.get(prefix + "bias")
-            try:
-                if framework == "keras":
-                    tensors |= from_keras_lstm(
-                        arrays[prefix + "kernel"],
-                        arrays[prefix + "recurrent_kernel"],
-                        bias,
-                        layer=layer,
-                        suffix=suffix,
-                    )
-                else:
-                    tensors |= from_tf1_basic_lstm_cell(
-                        arrays[prefix + "kernel"],
-                        arrays[prefix + "bias"],
-                        input_size=_layer_input(spec, layer),
-                        forget_bias=forget_bias,
-                        layer=layer,
-                        suffix=suffix,
-                    )
-            except ValueError as exc:
-                raise ArtifactError(f"{prefix}: {exc}") from exc
+    for layer, suffix in _directions(spec):
+        prefix = f"layer{layer}{suffix}/"
+        try:
+            if framework == "keras":
+                tensors |= from_keras_lstm(
+                    arrays[prefix + "kernel"],
+                    arrays[prefix + "recurrent_kernel"],
+                    arrays.get(prefix + "bias"),
+                    layer=layer,
+                    suffix=suffix,
+                )
+            else:
+                tensors |= from_tf1_basic_lstm_cell(
+                    arrays[prefix + "kernel"],
+                    arrays[prefix + "bias"],
+                    # a layer above the first reads the one below (no projection: refused above)
+                    input_size=lstm.input_size if layer == 0 else lstm.output_size,
+                    forget_bias=forget_bias,
+                    layer=layer,
+                    suffix=suffix,
+                )
+        except ValueError as exc:
+            raise ArtifactError(f"{prefix}: {exc}") from exc
     tensors["head.weight"] = torch.tensor(np.asarray(arrays["head/kernel"]).T, dtype=torch.float32)
     if spec.head.bias:
         tensors["head.bias"] = torch.tensor(arrays["head/bias"], dtype=torch.float32)
@@ -160,21 +159,17 @@ def imported_network(
     return network.eval()
 
 
-def _layer_input(spec: ModelSpec, layer: int) -> int:
-    if layer == 0:
-        return spec.lstm.input_size
-    return spec.lstm.hidden_size * (2 if spec.lstm.bidirectional else 1)
+def _directions(spec: ModelSpec) -> list[tuple[int, str]]:
+    """(layer, state_dict suffix) of each layer and direction, bottom up."""
+    suffixes = ("", "_reverse") if spec.lstm.bidirectional else ("",)
+    return [(layer, suffix) for layer in range(spec.lstm.num_layers) for suffix in suffixes]
 
 
 def _expected_names(framework: str, spec: ModelSpec) -> list[str]:
-    lstm = spec.lstm
     parts = ["kernel", "recurrent_kernel"] if framework == "keras" else ["kernel"]
-    if lstm.bias:
+    if spec.lstm.bias:
         parts.append("bias")
     names = [
-        f"layer{layer}{suffix}/{part}"
-        for layer in range(lstm.num_layers)
-        for suffix in (("", "_reverse") if lstm.bidirectional else ("",))
-        for part in parts
+        f"layer{layer}{suffix}/{part}" for layer, suffix in _directions(spec) for part in parts
     ]
     return [*names, "head/kernel", *(["head/bias"] if spec.head.bias else [])]
