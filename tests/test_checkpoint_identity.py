@@ -87,23 +87,22 @@ def test_a_checkpoint_made_for_another_query_is_refused(
     assert sorted((tmp_path / "cp" / "commits").iterdir()) == commits
 
 
-def test_a_checkpoint_of_the_per_key_state_layout_is_refused_with_the_offsets_to_go_on_from(
-    tmp_path: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
-    """A checkpoint made by seqstream 4e1d8e3 (one state value per key; see data/README.md)."""
+def start_on_recorded_checkpoint(
+    recorded: Path, topic: str, tmp_path: Path, capsys, *flags: str
+) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+    """``seqstream stream`` on a copy of a recorded checkpoint: it must exit 2 before any Kafka
+    call and change nothing in the checkpoint. Returns the copy and what was printed on stderr."""
     checkpoint = tmp_path / "cp"
-    shutil.copytree(LEGACY_CHECKPOINT, checkpoint)
+    shutil.copytree(recorded, checkpoint)
     before = sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*"))
-    last = max(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
-    offsets = (checkpoint / "offsets" / str(last)).read_text().splitlines()[2]
-    assert json.loads(offsets) == {"legacy-events": {"0": 20, "1": 20}}
     code = cli_main(
         [
             "stream",
+            *flags,
             "--bootstrap-servers",
             "127.0.0.1:9",  # refused before any Kafka call
             "--topics",
-            "legacy-events",
+            topic,
             "--checkpoint",
             str(checkpoint),
             "--parquet-path",
@@ -111,7 +110,21 @@ def test_a_checkpoint_of_the_per_key_state_layout_is_refused_with_the_offsets_to
         ]
     )
     assert code == 2
-    assert capsys.readouterr().err == (
+    assert sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*")) == before
+    return checkpoint, capsys.readouterr().err
+
+
+def test_a_checkpoint_of_the_per_key_state_layout_is_refused_with_the_offsets_to_go_on_from(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint made by seqstream 4e1d8e3 (one state value per key; see data/README.md)."""
+    last = max(int(p.name) for p in (LEGACY_CHECKPOINT / "commits").iterdir() if p.name.isdigit())
+    offsets = (LEGACY_CHECKPOINT / "offsets" / str(last)).read_text().splitlines()[2]
+    assert json.loads(offsets) == {"legacy-events": {"0": 20, "1": 20}}
+    checkpoint, err = start_on_recorded_checkpoint(
+        LEGACY_CHECKPOINT, "legacy-events", tmp_path, capsys
+    )
+    assert err == (
         f"seqstream stream: error: stream.checkpoint {checkpoint} was made by an earlier "
         "seqstream, which kept one window state value per key; this one keeps keys in buckets "
         "(buckets-v2) and cannot read it. Keep running it with the version that made it, or "
@@ -120,7 +133,6 @@ def test_a_checkpoint_of_the_per_key_state_layout_is_refused_with_the_offsets_to
         "starts again from its next event; `seqstream backfill` over the offsets from there "
         "scores that stretch with whole histories\n"
     )
-    assert sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*")) == before
 
 
 TIME_V1_CHECKPOINT = REPO / "tests" / "data" / "time_v1_checkpoint" / "cp"
@@ -131,28 +143,12 @@ def test_an_event_time_checkpoint_without_the_late_event_step_is_refused_with_th
 ) -> None:  # type: ignore[no-untyped-def]
     """A checkpoint made by seqstream 848835b in event-time mode (see data/README.md): its
     state has the window aggregation only, so the late-event step would find no state."""
-    checkpoint = tmp_path / "cp"
-    shutil.copytree(TIME_V1_CHECKPOINT, checkpoint)
-    before = sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*"))
     config = tmp_path / "time.yaml"
     config.write_text("stream:\n  mode: time\n  time_window: 10 minutes\n  watermark: 1 minute\n")
-    code = cli_main(
-        [
-            "stream",
-            "--config",
-            str(config),
-            "--bootstrap-servers",
-            "127.0.0.1:9",  # refused before any Kafka call
-            "--topics",
-            "legacy-time-events",
-            "--checkpoint",
-            str(checkpoint),
-            "--parquet-path",
-            str(tmp_path / "scores"),
-        ]
+    checkpoint, err = start_on_recorded_checkpoint(
+        TIME_V1_CHECKPOINT, "legacy-time-events", tmp_path, capsys, "--config", str(config)
     )
-    assert code == 2
-    assert capsys.readouterr().err == (
+    assert err == (
         f"seqstream stream: error: stream.checkpoint {checkpoint} was made by an earlier "
         "seqstream, which kept event-time windows without the late-event step of this one "
         "(time-v2), whose state it cannot read. Keep running it with the version that made it, "
@@ -160,4 +156,3 @@ def test_an_event_time_checkpoint_without_the_late_event_step_is_refused_with_th
         """--starting-offsets '{"legacy-time-events":{"0":20,"1":20}}'. Windows open at its """
         "stop then start again from their next events\n"
     )
-    assert sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*")) == before

@@ -40,6 +40,37 @@ def expected_windows(log, reference_scorer) -> dict[tuple[str, int], float | Non
     return expected
 
 
+def windows_topic(  # type: ignore[no-untyped-def]
+    name: str,
+    spec: SyntheticSpec,
+    bootstrap_servers: str,
+    admin,
+    reference_scorer,
+    tmp_path,
+    **stream,
+):
+    """A 3-partition topic holding ``spec``'s synthetic events: its name, its log, the windows the
+    reference closes, and event-time settings for it (10-minute windows, 1-minute watermark)."""
+    topic = f"{name}-{int(time.time() * 1000)}"
+    admin.create_topic(topic, 3)
+    messages = synthetic_stream(spec, EventSchema()).messages
+    producer = open_producer(bootstrap_servers)
+    produce_messages(messages, producer, topic)
+    producer.close()
+    log = log_of(bootstrap_servers, topic, admin, messages)
+    settings = settings_for(
+        tmp_path,
+        topic,
+        bootstrap_servers,
+        mode="time",
+        time_window="10 minutes",
+        watermark="1 minute",
+        max_offsets_per_trigger=100_000,
+        **stream,
+    )
+    return topic, log, expected_windows(log, reference_scorer), settings
+
+
 def run_until_windows(spark, settings, bootstrap: str, windows: int, events: int):  # type: ignore[no-untyped-def]
     query, metrics = build_query(spark, settings, bootstrap)
     stop = threading.Event()
@@ -61,24 +92,11 @@ def run_until_windows(spark, settings, bootstrap: str, windows: int, events: int
 def test_event_time_windows_score_each_closed_window_once_like_the_reference(
     spark, bootstrap_servers, admin, reference_scorer, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    topic = f"time-{int(time.time() * 1000)}"
-    admin.create_topic(topic, 3)
     spec = SyntheticSpec(
         keys=4, events_per_key=90, step_ms=45_000, late_rate=0.05, malformed_rate=0.03, seed=7
     )
-    messages = synthetic_stream(spec, EventSchema()).messages
-    producer = open_producer(bootstrap_servers)
-    produce_messages(messages, producer, topic)
-    log = log_of(bootstrap_servers, topic, admin, messages)
-    expected = expected_windows(log, reference_scorer)
-    settings = settings_for(
-        tmp_path,
-        topic,
-        bootstrap_servers,
-        mode="time",
-        time_window="10 minutes",
-        watermark="1 minute",
-        max_offsets_per_trigger=100_000,
+    topic, log, expected, settings = windows_topic(
+        "time", spec, bootstrap_servers, admin, reference_scorer, tmp_path
     )
     history = run_until_windows(spark, settings, bootstrap_servers, len(expected), len(log))
     assert sum(m.windows for m in history) == len(expected)
@@ -100,6 +118,7 @@ def test_event_time_windows_score_each_closed_window_once_like_the_reference(
     # each is dropped and counted (Spark's window aggregation alone would count one late group).
     oldest = min(m.event.ts_ms for m in log.values() if m.event is not None)
     late = [event_message(Event("key-0", oldest + i, (1.0,)), EventSchema()) for i in range(5)]
+    producer = open_producer(bootstrap_servers)
     produce_messages(late, producer, topic)
     producer.close()
     again = run_until_windows(spark, settings, bootstrap_servers, 0, 5)
@@ -111,23 +130,14 @@ def test_event_time_windows_score_each_closed_window_once_like_the_reference(
 def test_an_available_now_run_scores_the_windows_the_watermark_closed_and_keeps_the_open_ones(
     spark, bootstrap_servers, admin, reference_scorer, tmp_path, caplog
 ) -> None:  # type: ignore[no-untyped-def]
-    topic = f"time-now-{int(time.time() * 1000)}"
-    admin.create_topic(topic, 3)
     spec = SyntheticSpec(keys=4, events_per_key=80, step_ms=45_000, malformed_rate=0.03, seed=11)
-    messages = synthetic_stream(spec, EventSchema()).messages
-    producer = open_producer(bootstrap_servers)
-    produce_messages(messages, producer, topic)
-    producer.close()
-    log = log_of(bootstrap_servers, topic, admin, messages)
-    expected = expected_windows(log, reference_scorer)
-    settings = settings_for(
-        tmp_path,
-        topic,
+    topic, log, expected, settings = windows_topic(
+        "time-now",
+        spec,
         bootstrap_servers,
-        mode="time",
-        time_window="10 minutes",
-        watermark="1 minute",
-        max_offsets_per_trigger=100_000,
+        admin,
+        reference_scorer,
+        tmp_path,
         trigger_interval="available-now",
     )
 
