@@ -26,6 +26,7 @@ import logging
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -205,14 +206,24 @@ class Backfill:
         settings: Settings,
         bootstrap: str,
         model: tuple[ModelRef, ModelSpec] | None = None,
+        *,
+        run_id: str = "",
     ) -> None:
-        """``model``: the driver's check of the model, if made already (else made here)."""
+        """``model``: the driver's check of the model, if made already (else made here);
+        ``run_id``: the plan's, naming its exactly-once Kafka transactions."""
         self.spark = spark
         self.settings = settings
         self.ref, self.spec = model or check_model(settings)
         self.length, self.features = self.spec.window.length, len(self.spec.features)
         self.format = kafka_format(spark, settings.kafka.connector)
         self.options = connector_options(settings, bootstrap, self.format)
+        prefix = settings.kafka.transactional_id_prefix
+        self.writer = BatchWriter(
+            self.sink_settings(),
+            self.format,
+            self.options,
+            transactional_id=f"{prefix}-backfill-{run_id or uuid.uuid4().hex}",
+        )
 
     def read_kafka(self, ranges: list[PartitionRange]) -> Any:
         """Exactly these offset ranges, as Spark's Kafka batch read gives them."""
@@ -349,7 +360,7 @@ class Backfill:
                 F.count(F.when(written, F.col("score"))).alias("scored"),
                 F.count_if(~written).alias("outside"),
             ).first()
-            BatchWriter(self.sink_settings(), self.format, self.options)(out.where(written), index)
+            self.writer(out.where(written), index)
             carried = self.carried_events(windows, state)
         finally:
             windows.unpersist()
@@ -518,8 +529,20 @@ def prepare_backfill(
                 "score the whole range into the new ones"
             )
         return Prepared(plan, False, progress, ref, spec)
-    plan = {**plan_backfill(settings, bootstrap, request), "model": ref.sha256, "outputs": outputs}
+    plan = {
+        **plan_backfill(settings, bootstrap, request),
+        "model": ref.sha256,
+        "outputs": outputs,
+        "run_id": uuid.uuid4().hex,  # names its exactly-once transactions (``kafka.transactions``)
+    }
     return Prepared(plan, True, progress, ref, spec)
+
+
+def plan_run_id(plan: dict[str, Any]) -> str:
+    """The plan's run id (a plan stored before run ids: a digest of it, as stable)."""
+    if "run_id" in plan:
+        return str(plan["run_id"])
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def progress_folder(settings: Settings, request: Request) -> Path:
@@ -548,7 +571,9 @@ def run_backfill(
     progress, plan = prepared.progress, prepared.plan
     if not (settings.backfill.dead_letter_path or settings.backfill.dead_letter_topic):
         log.warning(NO_DEAD_LETTER_OUTPUT.format(section="backfill"))
-    job = Backfill(spark, settings, bootstrap, (prepared.model, prepared.spec))
+    job = Backfill(
+        spark, settings, bootstrap, (prepared.model, prepared.spec), run_id=plan_run_id(plan)
+    )
     create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
     if prepared.fresh:
         progress.clear()

@@ -20,7 +20,7 @@ from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
-from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, check_folder
+from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, check_delivery, check_folder
 
 # Where a backfill keeps its progress unless backfill.progress_dir names a folder: one folder
 # per request under it.
@@ -247,6 +247,7 @@ def check_sinks(settings: Settings) -> None:
         path = getattr(b, name)
         if path is not None:
             check_folder(path, f"backfill.{name}")
+    check_delivery(settings, "backfill")
 
 
 def parse_time(text: str | None) -> int | None:

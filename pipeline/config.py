@@ -59,6 +59,9 @@ class KafkaSettings(_Section):
     retry_timeout_s: float = Field(120.0, gt=0)
     # Extra client properties with Kafka's own names (security.protocol, sasl.mechanism, ...).
     options: dict[str, str] = Field(default_factory=dict)
+    # Exactly-once output (stream.kafka_delivery): transactional ids and their consumer groups
+    # start with this (clusters with ACLs grant transactional ids by prefix).
+    transactional_id_prefix: str = Field("seqstream", min_length=1)
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -166,6 +169,10 @@ class StreamSettings(_Section):
     output_topic: str | None = None  # scores as JSON, key = event key
     dead_letter_path: Path | None = None
     dead_letter_topic: str | None = None
+    # exactly-once: each micro-batch's Kafka records are one transaction, committed once even
+    # when a crashed batch is re-run (read them with isolation.level=read_committed); the
+    # backfill writes its Kafka output the same way. Needs a broker with transactions.
+    kafka_delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     # A dead letter's value on Kafka is cut to this many bytes (its length and sha256 kept), so
     # that a huge record cannot make the dead letter too large for the broker.
     dead_letter_max_bytes: int = Field(262_144, ge=1)

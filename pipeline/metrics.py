@@ -164,6 +164,12 @@ class _Prometheus:
             ["quantile"],
             registry=self.registry,
         )
+        self.model_changes = Counter(
+            "seqstream_model_swaps",
+            "New model artifacts seen between micro-batches, by outcome (swapped, refused)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.duration = Gauge(
             "seqstream_batch_duration_seconds",
             "Last micro-batch's duration",
@@ -213,6 +219,13 @@ class MetricsListener(StreamingQueryListener):
             _Prometheus(prometheus_port, prometheus_host) if prometheus_port is not None else None
         )
         self._streams: Any = None
+        self.model_changes: dict[str, int] = {"swapped": 0, "refused": 0}
+
+    def model_change(self, outcome: str) -> None:
+        """A new model was swapped in or refused (``model_versions``)."""
+        self.model_changes[outcome] += 1
+        if self.prometheus is not None:
+            self.prometheus.model_changes.labels(outcome).inc()
 
     def attach(self, streams: Any) -> None:
         """Register with ``spark.streams`` (before the query starts, to hear its first batch)."""

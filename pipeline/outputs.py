@@ -3,8 +3,9 @@ Parquet and/or Kafka. The batch's counts come from ``pipeline.metrics`` (observe
 
 Parquet is exactly-once: each batch's rows are written with dynamic partition overwrite under
 ``batch_id=<id>``, so a batch re-run after a crash replaces its own output and nothing else.
-Kafka is at-least-once; a re-run batch sends its records again, recognisable by
-(topic, partition, offset) of the source event.
+Kafka is at-least-once by default (a re-run batch sends its records again, recognisable by
+(topic, partition, offset) of the source event), or exactly-once with ``kafka_delivery``: the
+batch's records are one Kafka transaction (``kafka.transactions``), sent from the driver.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ import os
 import re
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from seqstream.pipeline.config import StreamSettings
+from seqstream.pipeline.config import Settings, StreamSettings
 from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka.options import parse_sink_options
 from seqstream.pipeline.kafka.schema import HEADERS_TYPE
+from seqstream.pipeline.kafka.transactions import (
+    RECORD_COLUMNS,
+    SOURCE_COLUMNS,
+    TransactionalSender,
+)
+from seqstream.pipeline.model_versions import ModelVersions
 from seqstream.pipeline.rows import DEAD_LETTER_COLUMNS, SCORE_COLUMNS
 
 # Said at the start of a job without a dead-letter output, and by the backfill's --dry-run.
@@ -56,6 +64,15 @@ def check_folder(path: str | Path, name: str) -> None:
         raise SeqstreamError(f"{name} {folder}: {existing} is not writable by this user")
 
 
+def check_delivery(settings: Settings, section: str) -> None:
+    """Exactly-once Kafka output sends with confluent-kafka's transactional producer."""
+    if settings.stream.kafka_delivery == "exactly-once" and settings.kafka.client == "kafka-python":
+        raise SeqstreamError(
+            f"stream.kafka_delivery exactly-once ({section}'s Kafka output) sends with "
+            "confluent-kafka's transactional producer: set kafka.client to confluent or auto"
+        )
+
+
 def _write_parquet(frame: DataFrame, path: str, batch_id: int, partition_by: list[str]) -> None:
     (
         frame.withColumn("batch_id", F.lit(batch_id))
@@ -66,12 +83,18 @@ def _write_parquet(frame: DataFrame, path: str, batch_id: int, partition_by: lis
     )
 
 
-def dead_letter_records(dead: DataFrame, max_bytes: int) -> DataFrame:
+def _sources() -> list[Column]:
+    """The source event's position beside a record (what an exactly-once batch commits)."""
+    return [F.col(c.removeprefix("source_")).alias(c) for c in SOURCE_COLUMNS]
+
+
+def dead_letter_records(dead: DataFrame, max_bytes: int, *, sources: bool = False) -> DataFrame:
     """Dead letters as Kafka records: the original key, value bytes and headers, then
     ``seqstream.error.*`` headers saying where the record came from and why it is dead (UTF-8
     text, as Kafka Connect's dead-letter queue writes its ``__connect.errors.*``). A value over
     ``max_bytes`` is cut to it, so that no value can make the record too large for the broker,
-    and flagged with ``seqstream.error.value.truncated`` and the whole value's sha256."""
+    and flagged with ``seqstream.error.value.truncated`` and the whole value's sha256.
+    ``sources`` adds the dead event's position (``SOURCE_COLUMNS``)."""
     cut = F.coalesce(F.length("value") > max_bytes, F.lit(False))
     ours = {
         "seqstream.error.reason": F.col("reason"),
@@ -101,18 +124,80 @@ def dead_letter_records(dead: DataFrame, max_bytes: int) -> DataFrame:
         F.col("kafka_key").alias("key"),
         F.when(cut, F.substring("value", 1, max_bytes)).otherwise(F.col("value")).alias("value"),
         F.concat(F.coalesce("headers", F.array().cast(HEADERS_TYPE)), added).alias("headers"),
+        *(_sources() if sources else []),
     )
 
 
+# Spark's local property holding the running query's id (kept in its checkpoint).
+QUERY_ID_PROPERTY = "sql.streaming.queryId"
+
+
 class BatchWriter:
-    """The ``foreachBatch`` function: picklable settings, no open resources between batches."""
+    """The ``foreachBatch`` function: picklable settings; the only resource it keeps between
+    batches is the exactly-once producer, whose transactional id fences earlier runs.
+    ``transactional_id``: for exactly-once, else the prefix and the streaming query's id.
+    ``models``: the streaming query's model choice, made before each batch runs (hot swap)."""
 
     def __init__(
-        self, settings: StreamSettings, kafka_format: str, kafka_options: dict[str, str]
+        self,
+        settings: StreamSettings,
+        kafka_format: str,
+        kafka_options: dict[str, str],
+        *,
+        transactional_id_prefix: str = "seqstream",
+        transactional_id: str | None = None,
+        models: ModelVersions | None = None,
     ) -> None:
         self.settings = settings
         self.kafka_format = kafka_format
         self.kafka_options = kafka_options
+        self.transactional_id_prefix = transactional_id_prefix
+        self.transactional_id = transactional_id
+        self._sender: TransactionalSender | None = None
+        self.models = models
+
+    def _transactions(self, batch: DataFrame) -> TransactionalSender:
+        if self._sender is None:
+            transactional_id = self.transactional_id
+            if transactional_id is None:
+                query = batch.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
+                if not query:
+                    raise SeqstreamError(
+                        "exactly-once Kafka output needs a transactional id: none was given "
+                        "and this batch is not part of a streaming query"
+                    )
+                transactional_id = f"{self.transactional_id_prefix}-{query}"
+            client = parse_sink_options(self.kafka_options).kafka
+            self._sender = TransactionalSender(client, transactional_id)
+        return self._sender
+
+    def _to_kafka_once(self, scores: DataFrame, dead: DataFrame, batch_id: int) -> None:
+        """Scores and dead letters to Kafka in one transaction (``kafka.transactions``)."""
+        s = self.settings
+        parts = []
+        if s.output_topic:
+            value = F.to_json(F.struct(*scores.columns)).cast("binary")
+            parts.append(
+                scores.select(
+                    F.lit(s.output_topic).alias("topic"),
+                    F.col("key").cast("binary").alias("key"),
+                    value.alias("value"),
+                    F.lit(None).cast(HEADERS_TYPE).alias("headers"),
+                    *_sources(),
+                )
+            )
+        if s.dead_letter_topic:
+            records = dead_letter_records(dead, s.dead_letter_max_bytes, sources=True)
+            parts.append(
+                records.select(
+                    F.lit(s.dead_letter_topic).alias("topic"),
+                    *RECORD_COLUMNS[1:],
+                    *SOURCE_COLUMNS,
+                )
+            )
+        if parts:
+            union = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+            self._transactions(union).send(batch_id, union.toArrow())
 
     def _to_kafka(self, records: DataFrame, topic: str) -> None:
         """``records`` (columns of Spark's Kafka sink) to ``topic``."""
@@ -126,6 +211,8 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         s = self.settings
+        if self.models is not None:  # before any action: the batch's tasks run in these
+            self.models.before_batch(batch.sparkSession.sparkContext)
         batch = batch.withColumn("processing_time", F.current_timestamp())
         outputs = sum(
             1
@@ -148,15 +235,18 @@ class BatchWriter:
                     batch_id,
                     ["date"],
                 )
-            if s.output_topic:
-                scores_json = F.to_json(F.struct(*scores.columns))
-                self._to_kafka(scores.select("key", scores_json.alias("value")), s.output_topic)
             if s.dead_letter_path:
                 _write_parquet(dead, str(s.dead_letter_path), batch_id, [])
-            if s.dead_letter_topic:
-                self._to_kafka(
-                    dead_letter_records(dead, s.dead_letter_max_bytes), s.dead_letter_topic
-                )
+            if s.kafka_delivery == "exactly-once":
+                self._to_kafka_once(scores, dead, batch_id)
+            else:
+                if s.output_topic:
+                    scores_json = F.to_json(F.struct(*scores.columns))
+                    self._to_kafka(scores.select("key", scores_json.alias("value")), s.output_topic)
+                if s.dead_letter_topic:
+                    self._to_kafka(
+                        dead_letter_records(dead, s.dead_letter_max_bytes), s.dead_letter_topic
+                    )
         finally:
             if outputs > 1:
                 batch.unpersist()

@@ -8,6 +8,7 @@ hash and never reloaded per batch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -31,6 +32,22 @@ class ModelRef:
     sha256: str
     device: str = "cpu"
     batch_size: int = 1024
+    version: str = ""  # the artifact's model version, for messages
+
+
+# The Spark local property in which the driver names each micro-batch's model (a ModelRef as
+# JSON; ``model_versions``): every task of the batch scores with it, so a new model starts at
+# a batch boundary on every worker at once.
+MODEL_PROPERTY = "seqstream.model"
+
+
+def batch_model(default: ModelRef) -> ModelRef:
+    """The model this task's micro-batch was given, else ``default`` (the query's first)."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    chosen = context.getLocalProperty(MODEL_PROPERTY) if context is not None else None
+    return ModelRef(**json.loads(chosen)) if chosen else default
 
 
 def executor_device(requested: str, gpu_addresses: list[str], visible: str | None) -> str:
@@ -62,6 +79,8 @@ def scorer_for(ref: ModelRef) -> WindowScorer:
     if device != ref.device:
         ref = dataclasses.replace(ref, device=device)
     if ref not in _SCORERS:
+        for old in [r for r in _SCORERS if (r.path, r.sha256) != (ref.path, ref.sha256)]:
+            del _SCORERS[old]  # a worker keeps the current model only: a swapped-out one goes
         loaded = load_artifact(ref.path)
         if loaded.spec.weights_sha256 != ref.sha256:
             raise SeqstreamError(
@@ -76,8 +95,9 @@ def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.
     """``rows`` (``rows.WINDOW_SCHEMA``) with score, prediction and model_version added where the
     window (``windows[i]``, [length, features]) is long enough to score. The windows are not
     sent back: nothing writes them, and sending them costs more than the model on small models.
-    Called where the windows are made, in the same Python worker."""
-    scorer = scorer_for(ref)
+    Called where the windows are made, in the same Python worker; the micro-batch's model
+    (``batch_model``) wins over ``ref``."""
+    scorer = scorer_for(batch_model(ref))
     spec = scorer.spec
     batch = rows.copy(deep=False)
     batch["window"] = None

@@ -22,7 +22,7 @@ from typing import Any
 
 from pyspark.errors import StreamingQueryException
 
-from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
+from seqstream.model.artifact import DEMO_MODEL_DIR
 from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
@@ -34,9 +34,11 @@ from seqstream.pipeline.metrics import (
     observe_input,
     observe_output,
 )
+from seqstream.pipeline.model_versions import ModelVersions, check_artifact, current_artifact
 from seqstream.pipeline.outputs import (
     NO_DEAD_LETTER_OUTPUT,
     BatchWriter,
+    check_delivery,
     check_folder,
     on_local_disk,
 )
@@ -64,18 +66,13 @@ CHECKPOINT_IDENTITY = "seqstream.json"  # beside Spark's own files in stream.che
 
 
 def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
-    """Load and validate the model on the driver, before any data is read."""
-    stream = settings.stream
-    path = Path(stream.model or DEMO_MODEL_DIR).resolve()
-    spec = load_artifact(path).spec
-    if spec.features != list(settings.events.features):
-        raise SeqstreamError(
-            f"model {spec.version} at {path} reads features {spec.features}, but events.features is "
-            f"{list(settings.events.features)}: they must be the same names in the same order"
-        )
-    return ModelRef(
-        str(path), spec.weights_sha256 or "", stream.device, stream.model_batch_size
-    ), spec
+    """Load and validate the model ``stream.model`` names now, on the driver, before any data
+    is read."""
+    return check_artifact(current_artifact(model_location(settings)), settings)
+
+
+def model_location(settings: Settings) -> Path:
+    return Path(settings.stream.model or DEMO_MODEL_DIR).resolve()
 
 
 def check_outputs(settings: Settings) -> None:
@@ -90,6 +87,7 @@ def check_outputs(settings: Settings) -> None:
         path = getattr(stream, name)
         if path is not None:
             check_folder(path, f"stream.{name}")
+    check_delivery(settings, "stream")
 
 
 def query_identity(
@@ -318,7 +316,17 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     )
     try:
         query = (
-            scored.writeStream.foreachBatch(BatchWriter(stream, fmt, options))
+            scored.writeStream.foreachBatch(
+                BatchWriter(
+                    stream,
+                    fmt,
+                    options,
+                    transactional_id_prefix=settings.kafka.transactional_id_prefix,
+                    models=ModelVersions(
+                        settings, ref, spec, model_location(settings), metrics.model_change
+                    ),
+                )
+            )
             .option("checkpointLocation", str(stream.checkpoint))
             .trigger(**trigger)
             .queryName(QUERY_NAME)

@@ -10,6 +10,7 @@ it can be read, tested and reused as a Kafka connector:
 - ``clients``: produce with delivery accounting and read exact offset ranges (confluent-kafka or
   kafka-python), ``properties`` translating Kafka property names for kafka-python;
 - ``admin``: topics and true offsets (working around brokers whose answers are off);
+- ``transactions``: exactly-once output, a batch's records and source offsets in one transaction;
 - ``broker``: the embedded Kafka-compatible broker for demos and tests.
 """
 

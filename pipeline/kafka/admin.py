@@ -29,7 +29,9 @@ _TAIL_POLL_S = 0.5
 Spec = Literal["earliest", "latest"] | int
 # What one poll of a partition brought: its partition, the (offset, timestamp) of each record,
 # and the high watermark the broker sent with them.
-Fetched = tuple[int, list[tuple[int, int]], int]
+# (partition, [(offset, timestamp ms)], high watermark, the consumer's next offset): a poll can
+# pass a transactional topic's commit and abort markers without a record.
+Fetched = tuple[int, list[tuple[int, int]], int, int]
 
 
 @dataclass(frozen=True)
@@ -175,9 +177,9 @@ class TopicAdmin:
         if not starts:
             return result
         deadline = time.monotonic() + self.timeout_s
-        for partition, records, _ in self._backend.fetch(topic, dict(starts), deadline):
+        for partition, records, _, position in self._backend.fetch(topic, dict(starts), deadline):
             hit = next((o for o, ts in records if ts >= timestamp_ms), None)
-            if partition in starts and (hit is not None or records[-1][0] + 1 >= ends[partition]):
+            if partition in starts and (hit is not None or position >= ends[partition]):
                 result[partition] = ends[partition] if hit is None else hit
                 del starts[partition]
             if not starts:
@@ -197,9 +199,9 @@ class TopicAdmin:
         if not pending:
             return ends
         deadline = time.monotonic() + self.timeout_s
-        for partition, records, high in self._backend.fetch(topic, dict(pending), deadline):
+        for partition, _, high, position in self._backend.fetch(topic, dict(pending), deadline):
             if partition in pending:
-                ends[partition] = max(ends[partition], records[-1][0] + 1, high)
+                ends[partition] = max(ends[partition], position, high)
                 del pending[partition]
             if not pending:
                 break
@@ -346,7 +348,13 @@ class _ConfluentBackend:
                     _, high = consumer.get_watermark_offsets(
                         TopicPartition(topic, partition), cached=True
                     )
-                    yield partition, records, max(high, 0)
+                    yield partition, records, max(high, 0), records[-1][0] + 1
+                if not messages:  # offsets passed without a record (transaction markers)?
+                    wanted = [TopicPartition(topic, p) for p in starts]
+                    for tp in consumer.position(wanted):
+                        if tp.offset > starts[tp.partition]:
+                            _, high = consumer.get_watermark_offsets(tp, cached=True)
+                            yield tp.partition, [], max(high, 0), tp.offset
         finally:
             consumer.close()
 
@@ -449,7 +457,12 @@ class _KafkaPythonBackend:
                 polled = consumer.poll(timeout_ms=int(_TAIL_POLL_S * 1000))
                 for tp, messages in polled.items():
                     records = [(m.offset, m.timestamp) for m in messages]
-                    yield tp.partition, records, consumer.highwater(tp) or 0
+                    yield tp.partition, records, consumer.highwater(tp) or 0, records[-1][0] + 1
+                if not polled:  # offsets passed without a record (transaction markers)?
+                    for p, start in starts.items():
+                        tp = TopicPartition(topic, p)
+                        if consumer.position(tp) > start:
+                            yield p, [], consumer.highwater(tp) or 0, consumer.position(tp)
         finally:
             consumer.assign([])
 

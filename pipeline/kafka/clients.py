@@ -233,7 +233,11 @@ def _confluent_read(
                 )
             return records
 
-        yield from _read_until_ends(bootstrap, topic, ranges, poll, timeout_s)
+        def positions() -> dict[int, int]:
+            found = consumer.position([TopicPartition(topic, p) for p in ranges])
+            return {tp.partition: tp.offset for tp in found}
+
+        yield from _read_until_ends(bootstrap, topic, ranges, poll, positions, timeout_s)
     finally:
         consumer.close()
 
@@ -353,7 +357,10 @@ def _kafka_python_read(
                 for m in messages
             ]
 
-        yield from _read_until_ends(bootstrap, topic, ranges, poll, timeout_s)
+        def positions() -> dict[int, int]:
+            return {p: consumer.position(TopicPartition(topic, p)) for p in ranges}
+
+        yield from _read_until_ends(bootstrap, topic, ranges, poll, positions, timeout_s)
     finally:
         consumer.close()
 
@@ -363,13 +370,17 @@ def _read_until_ends(
     topic: str,
     ranges: Mapping[int, tuple[int, int]],
     poll: Callable[[], list[Record]],
+    consumer_positions: Callable[[], dict[int, int]],
     timeout_s: float,
 ) -> Iterator[Record]:
-    """Yield polled records inside the ranges until every partition reached its end offset."""
+    """Yield polled records inside the ranges until every partition reached its end offset.
+    The consumer's position counts too: the offsets of a transactional topic's commit and abort
+    markers (and a read_committed consumer's aborted records) are passed without a record."""
     pending = {p: r for p, r in ranges.items() if r[1] > r[0]}
     positions = {p: start for p, (start, _) in pending.items()}
     last_progress = time.monotonic()
     while pending:
+        before = dict(positions)
         records = poll()
         for record in records:
             bounds = pending.get(record.partition)
@@ -377,7 +388,11 @@ def _read_until_ends(
                 continue
             positions[record.partition] = record.offset + 1
             yield record
-        if records:
+        if not records:  # nothing new: has the consumer moved past offsets without records?
+            for p, offset in consumer_positions().items():
+                if p in positions and offset > positions[p]:
+                    positions[p] = offset
+        if positions != before:
             last_progress = time.monotonic()
         for p in [p for p in pending if positions[p] >= pending[p][1]]:
             del pending[p]
