@@ -69,9 +69,16 @@ def check_artifact(
     a swap, keep the ``running`` model's window length)."""
     spec = load_artifact(path).spec
     if spec.features != list(settings.events.features):
+        then = (
+            "; a model that reads other features needs a restart with events.features changed, "
+            "on a new stream.checkpoint"
+            if running is not None
+            else ""
+        )
         raise SeqstreamError(
             f"model {spec.version} at {path} reads features {spec.features}, but events.features "
-            f"is {list(settings.events.features)}: they must be the same names in the same order"
+            f"is {list(settings.events.features)}: they must be the same names in the same "
+            f"order{then}"
         )
     if running is not None and spec.window.length != running.window.length:
         raise SeqstreamError(

@@ -17,15 +17,24 @@ import torch
 from seqstream.model.artifact import DEMO_MODEL_DIR, WEIGHTS_FILE, load_artifact, save_artifact
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.kafka import open_producer
-from seqstream.pipeline.model_versions import current_artifact
+from seqstream.pipeline.model_versions import ModelVersions, current_artifact
 from seqstream.pipeline.producer import produce_messages
 from seqstream.pipeline.replay import SyntheticSpec, synthetic_stream
-from seqstream.pipeline.streaming import build_query, run_until_stopped
+from seqstream.pipeline.scoring import MODEL_PROPERTY
+from seqstream.pipeline.streaming import build_query, check_model, run_until_stopped
 
 from helpers import LENGTH, MIN_LENGTH, log_of, settings_for, standalone_loader
 
 
-def publish(models: Path, name: str, version: str, scale: float, *, broken: bool = False) -> Path:
+def publish(
+    models: Path,
+    name: str,
+    version: str,
+    scale: float,
+    *,
+    broken: bool = False,
+    **spec: object,
+) -> Path:
     """A version of the demo model with its head scaled (same shape, other scores), written
     beside the folder and renamed in, as README says to publish one. ``broken``: its weights
     file is not what its config's sha256 says."""
@@ -34,7 +43,9 @@ def publish(models: Path, name: str, version: str, scale: float, *, broken: bool
         for parameter in loaded.network.head.parameters():
             parameter.mul_(scale)
     staging = models.parent / f".{name}"
-    save_artifact(loaded.network, loaded.spec.model_copy(update={"version": version}), staging)
+    save_artifact(
+        loaded.network, loaded.spec.model_copy(update={"version": version, **spec}), staging
+    )
     if broken:
         (staging / WEIGHTS_FILE).write_bytes(b"not safetensors")
     staging.rename(models / name)
@@ -138,3 +149,35 @@ def test_a_pointer_file_names_the_current_artifact(tmp_path, pointer) -> None:
     shutil.copytree(DEMO_MODEL_DIR, tmp_path / "v2")
     (tmp_path / "CURRENT").write_text(pointer + "\n")
     assert current_artifact(tmp_path / "CURRENT") == (tmp_path / pointer).resolve()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("window", "has window length 16, the running model nab-cpu-forecast-1 32"),
+        ("features", "needs a restart with events.features changed"),
+    ],
+)
+def test_a_model_of_another_shape_is_refused_and_the_running_one_kept(
+    spark, tmp_path, caplog, change, message
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(DEMO_MODEL_DIR, models / "v1")
+    settings = settings_for(tmp_path, "t", "127.0.0.1:9", model=str(models))
+    ref, spec = check_model(settings)
+    heard: list[str] = []
+    versions = ModelVersions(settings, ref, spec, models, heard.append)
+    loaded = load_artifact(DEMO_MODEL_DIR).spec
+    update = (
+        {"window": loaded.window.model_copy(update={"length": 16})}
+        if change == "window"
+        else {"features": [f"{f}_new" for f in loaded.features]}
+    )
+    publish(models, "v2", "demo-v2", 2.0, **update)
+    with caplog.at_level("WARNING", logger="seqstream.model"):
+        chosen = versions.before_batch(spark.sparkContext)
+        versions.before_batch(spark.sparkContext)  # refused once, not again every batch
+    spark.sparkContext.setLocalProperty(MODEL_PROPERTY, None)
+    assert chosen == ref and heard == ["refused"]
+    assert [r.getMessage() for r in caplog.records if message in r.getMessage()] != []
