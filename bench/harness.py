@@ -12,7 +12,9 @@ forecast head (seeded random weights), produced into a 4-partition topic of the 
    ``--skip-latency``) p50/p99 event-to-score latency at 50 % and 90 % of that rate, open loop
    for ``--latency-seconds``, with ``--latency-trigger`` (default "0 seconds"), from each
    record's Kafka create time to the commit of the micro-batch that wrote its score; and the
-   fixed cost of a micro-batch (the median of batches of 1-10 events in a trickle);
+   fixed cost of a micro-batch (the median of batches of 1-10 events in a trickle), beside
+   Spark's floor for the job's shape (``spark_floor``: a JVM rate source, with and without a
+   no-op Python transformWithState, and a foreachBatch Parquet write);
 3. the backfill over the same offsets, measured on a second run (the first, also reported, starts
    the Python workers of its step: torch imported, the model loaded);
 4. peers: a plain confluent-kafka consumer loop with seqstream's parse, windows and model in one
@@ -45,6 +47,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pyspark
 import torch
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
 from seqstream.model.artifact import load_artifact, save_artifact
 from seqstream.model.inference import WindowScorer
@@ -129,6 +132,65 @@ def fixed_cost(spark: Any, settings: Settings, bootstrap: str, topic: str, messa
         for name in small[0]["durationMs"]
     }
     return {"median_s": float(np.median(seconds)), "batches": len(small), "phases_s": phases}
+
+
+class _NoopWindows(StatefulProcessor):
+    """The job's stateful step with nothing in it: one MapState opened, the rows passed on."""
+
+    def init(self, handle: Any) -> None:
+        self.state = handle.getMapState("buckets", "bucket int", "entries binary")
+
+    def handleInputRows(self, key: Any, rows: Any, timerValues: Any) -> Any:
+        for frame in rows:
+            yield frame[["value"]]
+
+    def close(self) -> None:
+        pass
+
+
+def spark_floor(spark: Any, work: Path, seconds: float, *, stateful: bool) -> float:
+    """The median micro-batch of the job's shape with no work in it: Spark's JVM rate source at
+    4 rows/s (no Kafka, no Python source), optionally a no-op Python transformWithState over 2
+    state partitions, and a foreachBatch Parquet write as the job's (dynamic partition
+    overwrite per batch), with the job's state store settings, trigger "0 seconds". No
+    seqstream job can be faster per micro-batch on this machine."""
+    from pyspark.sql import functions as F
+
+    from seqstream.pipeline.streaming import state_store_conf
+
+    name = "floor-stateful" if stateful else "floor-stateless"
+    for key, value in {
+        **state_store_conf(work / name),
+        "spark.sql.shuffle.partitions": "2",
+    }.items():
+        spark.conf.set(key, value)
+    rows = spark.readStream.format("rate").option("rowsPerSecond", 4).load()
+    if stateful:
+        rows = (
+            rows.withColumn("k", F.col("value") % 4)
+            .groupBy("k")
+            .transformWithStateInPandas(_NoopWindows(), "value long", "Append", "None")
+        )
+
+    def write(batch: Any, batch_id: int) -> None:
+        (
+            batch.withColumn("batch_id", F.lit(batch_id))
+            .write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic")
+            .partitionBy("batch_id")
+            .parquet(str(work / name / "out"))
+        )
+
+    query = (
+        rows.writeStream.foreachBatch(write)
+        .option("checkpointLocation", str(work / name / "cp"))
+        .trigger(processingTime="0 seconds")
+        .start()
+    )
+    time.sleep(seconds)
+    query.stop()
+    batches = [p for p in query.recentProgress if p["numInputRows"] > 0][5:]  # JIT warm-up
+    return float(np.median([p["durationMs"]["triggerExecution"] / 1000 for p in batches]))
 
 
 def state_calls_per_batch(progress: list) -> float:
@@ -548,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
 
         trickle_default = trickle("trickle")
         trickle_lean = trickle("trickle-lean", state_partitions=args.latency_state_partitions)
+        floors = {
+            kind: spark_floor(spark, work, args.trickle_seconds, stateful=kind == "stateful")
+            for kind in ("stateless", "stateful")
+        }
 
         # 2b. latency at 50 % and 90 % of the sustained rate
         latency = {}
@@ -691,6 +757,8 @@ def main(argv: list[str] | None = None) -> int:
                 **trickle_lean,
                 "state_partitions": args.latency_state_partitions,
             },
+            "spark_floor_s": floors,
+            "fixed_cost_over_spark_floor": trickle_default["median_s"] / floors["stateful"],
             "state_calls_per_batch": calls,
             "over_plain_loop": rate / plain_rate,
             "model_share_of_batch_time": scoring_share,
@@ -750,6 +818,11 @@ def summary_table(r: dict[str, Any]) -> str:
         (
             "micro-batch fixed cost, low-latency setting",
             f"{r['streaming']['fixed_cost_low_latency_s']:.2f} s",
+        ),
+        (
+            "Spark's floor: rate source, (no-op Python transformWithState), foreachBatch Parquet",
+            f"{r['streaming']['spark_floor_s']['stateless']:.2f} s "
+            f"({r['streaming']['spark_floor_s']['stateful']:.2f} s)",
         ),
         ("state calls per micro-batch", f"{r['streaming']['state_calls_per_batch']:,.0f}"),
         (

@@ -240,6 +240,20 @@ def recorded_state_partitions(spark: Any, checkpoint: Path | str | None) -> int 
     return int(value) if value else None
 
 
+def state_store_conf(checkpoint: Path | str | None) -> dict[str, str]:
+    """The session settings of the streaming job's state: RocksDB, committing each micro-batch
+    as a small changelog instead of a snapshot of the store (snapshots move to the maintenance
+    thread; works on checkpoints made without it), and the faster checkpoint file writer on a
+    local disk."""
+    conf = {
+        "spark.sql.streaming.stateStore.providerClass": ROCKSDB,
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    }
+    if on_local_disk(checkpoint):
+        conf["spark.sql.streaming.checkpointFileManagerClass"] = LOCAL_CHECKPOINT_FILES
+    return conf
+
+
 def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, MetricsListener]:
     """Start the streaming query; returns it and its metrics listener (which keeps the counts)."""
     check_outputs(settings)
@@ -249,12 +263,8 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         log.warning(NO_DEAD_LETTER_OUTPUT.format(section="stream"))
     layout = check_checkpoint(settings, spec)
     create_output_topics(settings, bootstrap)
-    spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
-    # Each micro-batch commits a small changelog instead of uploading a snapshot of the state
-    # store (snapshots move to the maintenance thread); works on checkpoints made without it.
-    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-    if on_local_disk(stream.checkpoint):
-        spark.conf.set("spark.sql.streaming.checkpointFileManagerClass", LOCAL_CHECKPOINT_FILES)
+    for key, value in state_store_conf(stream.checkpoint).items():
+        spark.conf.set(key, value)
     counts = topic_partitions(settings, bootstrap)
     partitions = state_partitions(spark, settings, sum(counts.values()))
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
