@@ -105,6 +105,17 @@ def no_broker(bootstrap: str, timeout_s: float, detail: object) -> KafkaUnavaila
 # --- confluent-kafka ---------------------------------------------------------------------------
 
 
+def produce_when_queued(producer: Any, topic: str, **kwargs: Any) -> None:
+    """confluent-kafka ``produce``, waiting while the local queue is full (BufferError) for
+    deliveries to drain; a refusal (KafkaException) is raised to the caller."""
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 class _ConfluentProducer:
     client: ClientName = "confluent"
 
@@ -159,15 +170,11 @@ class _ConfluentProducer:
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
         self.report.sent += 1
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                self._producer.poll(0.05)
-            except self._refused as exc:  # refused before sending, e.g. unknown partition
-                self.report.record_failure(f"{topic}: {exc.args[0].str()}")
-                return
+        try:
+            produce_when_queued(self._producer, topic, **kwargs)
+        except self._refused as exc:  # refused before sending, e.g. unknown partition
+            self.report.record_failure(f"{topic}: {exc.args[0].str()}")
+            return
         self._producer.poll(0)
 
     def flush(self, timeout_s: float) -> DeliveryReport:

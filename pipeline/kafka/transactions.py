@@ -26,7 +26,12 @@ from typing import Any
 import pyarrow as pa
 
 from seqstream.pipeline.errors import DeliveryError, SeqstreamError
-from seqstream.pipeline.kafka.clients import confluent_config, no_broker, resolve_client
+from seqstream.pipeline.kafka.clients import (
+    confluent_config,
+    no_broker,
+    produce_when_queued,
+    resolve_client,
+)
 from seqstream.pipeline.kafka.options import ClientSettings
 
 log = logging.getLogger("seqstream.kafka.transactions")
@@ -41,8 +46,12 @@ SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset")
 FAULT_POINT_VARIABLE = "SEQSTREAM_FAULT_POINT"
 
 
+def fault_point_asked(point: str, batch_id: int) -> bool:
+    return os.environ.get(FAULT_POINT_VARIABLE) == f"{point}@{batch_id}"
+
+
 def crash_if_asked(point: str, batch_id: int) -> None:
-    if os.environ.get(FAULT_POINT_VARIABLE) == f"{point}@{batch_id}":
+    if fault_point_asked(point, batch_id):
         log.warning("fault point %s of batch %d: SIGKILL", point, batch_id)
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
@@ -154,8 +163,8 @@ class TransactionalSender:
             for index, (topic, key, value, headers) in enumerate(
                 zip(*(records[c].to_pylist() for c in RECORD_COLUMNS), strict=True)
             ):
-                if index == half:
-                    producer.flush(self.client.retry_timeout_s)
+                if index == half and fault_point_asked("kafka-sending", batch_id):
+                    producer.flush(self.client.retry_timeout_s)  # half really sent, then killed
                     crash_if_asked("kafka-sending", batch_id)
                 self._produce(topic, key, value, headers, delivered)
             producer.flush(self.client.retry_timeout_s)
@@ -192,12 +201,7 @@ class TransactionalSender:
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
         if headers:
             kwargs["headers"] = [(h["key"], h["value"]) for h in headers]
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                return
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                self._producer.poll(0.05)
+        produce_when_queued(self._producer, topic, **kwargs)
 
     def _abort(self) -> None:
         try:
