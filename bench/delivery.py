@@ -29,14 +29,14 @@ import pandas as pd
 from seqstream.model.artifact import DEMO_MODEL_DIR
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka import kafka_format
-from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.broker import EmbeddedBroker
 from seqstream.pipeline.model_versions import ModelVersions, check_artifact
 from seqstream.pipeline.outputs import BatchWriter
 from seqstream.pipeline.rows import SCORED_SCHEMA
 from seqstream.pipeline.scoring import scorer_for
 from seqstream.pipeline.spark import local_spark
 from seqstream.pipeline.streaming import connector_options
+
+from bench.broker import bench_broker
 
 
 def scored_rows(rows: int, partitions: int) -> pd.DataFrame:
@@ -81,11 +81,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/delivery.json")
     args = parser.parse_args()
     with ExitStack() as stack:
-        bootstrap = (
-            os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS")
-            or stack.enter_context(EmbeddedBroker()).bootstrap_servers
-        )
-        admin = stack.enter_context(TopicAdmin(bootstrap))
+        bootstrap, admin = bench_broker(stack)
         spark = local_spark("bench-delivery")
         frame = spark.createDataFrame(
             scored_rows(args.rows, args.partitions), SCORED_SCHEMA

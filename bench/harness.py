@@ -55,6 +55,7 @@ from seqstream.pipeline.config import EventSchema, Settings, load_settings
 from seqstream.pipeline.events import Event, Message, event_message
 from seqstream.pipeline.parsing import parse_values
 
+from bench.broker import bench_broker
 from bench.model import (
     Workload,
     scoreable_windows,
@@ -521,7 +522,6 @@ def main(argv: list[str] | None = None) -> int:
     from seqstream.pipeline.backfill import run_backfill
     from seqstream.pipeline.backfill_plan import Request, resolve_ranges
     from seqstream.pipeline.kafka.admin import TopicAdmin
-    from seqstream.pipeline.kafka.broker import EmbeddedBroker
     from seqstream.pipeline.kafka.clients import open_producer
     from seqstream.pipeline.producer import produce_messages
     from seqstream.pipeline.spark import local_spark
@@ -552,11 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         model_dir = work / "model"
         save_artifact(loaded.network, loaded.spec, model_dir)
-        bootstrap = (
-            os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS")
-            or stack.enter_context(EmbeddedBroker()).bootstrap_servers
-        )
-        admin = stack.enter_context(TopicAdmin(bootstrap))
+        bootstrap, admin = bench_broker(stack)
         topic = f"bench-{int(time.time())}"
         admin.create_topic(topic, args.partitions)
         producer = open_producer(bootstrap)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pyspark
 
-from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.broker import EmbeddedBroker
 from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures, read_range
 from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
 from seqstream.pipeline.spark import local_spark
+
+from bench.broker import bench_broker
 
 CLIENTS = ("confluent", "kafka-python")
 
@@ -78,11 +78,7 @@ def main() -> None:
     ]
     figures: dict[str, dict[str, float]] = {}
     with ExitStack() as stack:
-        bootstrap = (
-            os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS")
-            or stack.enter_context(EmbeddedBroker()).bootstrap_servers
-        )
-        admin = stack.enter_context(TopicAdmin(bootstrap))
+        bootstrap, admin = bench_broker(stack)
         spark = local_spark("bench-kafka-io")
         spark.dataSource.register(KafkaDataSource)
         stamp = int(time.time())
