@@ -18,11 +18,12 @@ from safetensors.torch import load_file, save_file
 
 from seqstream.model.errors import ModelError
 from seqstream.model.network import SequenceModel
-from seqstream.model.spec import FORMAT_VERSION, ModelSpec
+from seqstream.model.spec import FORMAT_VERSION, READABLE_FORMATS, ModelSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"  # see demo_model/README.md
+DEMO_CARRY_MODEL_DIR = DEMO_MODEL_DIR.parent / "demo_carry_model"  # see its README.md
 
 
 class ArtifactError(ModelError):
@@ -95,9 +96,10 @@ def spec_from_file(config: Path) -> ModelSpec:
     if not isinstance(raw, dict):
         raise ArtifactError(f"{config} must hold a JSON object")
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise ArtifactError(
-            f"{config}: format_version {version!r} is not supported (this seqstream reads {FORMAT_VERSION})"
+            f"{config}: format_version {version!r} is not supported (this seqstream reads "
+            f"{', '.join(map(str, READABLE_FORMATS))})"
         )
     try:
         return ModelSpec.model_validate(raw)

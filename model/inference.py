@@ -16,7 +16,12 @@ import torch
 
 from seqstream.model.artifact import LoadedModel
 from seqstream.model.errors import ModelError
-from seqstream.model.spec import ClassificationTask, ForecastTask, ModelSpec
+from seqstream.model.spec import (
+    PER_KEY_STD_FLOOR,
+    ClassificationTask,
+    ForecastTask,
+    ModelSpec,
+)
 from seqstream.model.windows import empty_context, extend_windows
 
 log = logging.getLogger(__name__)
@@ -28,11 +33,33 @@ class Scores:
     prediction: np.ndarray  # [n, outputs] float64: forecast (original units) or head output
 
 
+def window_frame(
+    windows: np.ndarray, lengths: np.ndarray, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and std each window is normalised with, [n or 1, 1, features] float64: the
+    global ones, or with ``normalization.per_key`` the window's own over its input events (a
+    forecast's target, the last event, left out; std floored, see ``PER_KEY_STD_FLOOR``)."""
+    norm = spec.normalization
+    if not norm.per_key:
+        return np.asarray(norm.mean)[None, None], np.asarray(norm.std)[None, None]
+    inputs = lengths - 1 if isinstance(spec.task, ForecastTask) else lengths
+    real = (np.arange(windows.shape[1])[None, :] < inputs[:, None])[:, :, None]
+    count = np.maximum(inputs, 1)[:, None, None]
+    values = windows.astype(np.float64)
+    mean = np.where(real, values, 0.0).sum(axis=1, keepdims=True) / count
+    var = np.where(real, (values - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / count
+    return mean, np.maximum(np.sqrt(var), PER_KEY_STD_FLOOR * (np.abs(mean) + 1.0))
+
+
 def normalize(windows: np.ndarray, lengths: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """(x - mean) / std on real positions; padding stays exactly zero."""
-    mean = np.asarray(spec.normalization.mean, np.float32)
-    std = np.asarray(spec.normalization.std, np.float32)
-    normed = (windows.astype(np.float32, copy=False) - mean) / std
+    """(x - mean) / std (``window_frame``) on real positions; padding stays exactly zero."""
+    mean, std = window_frame(windows, lengths, spec)
+    if spec.normalization.per_key:
+        normed = ((windows - mean) / std).astype(np.float32)
+    else:
+        normed = (windows.astype(np.float32, copy=False) - mean.astype(np.float32)) / std.astype(
+            np.float32
+        )
     real = np.arange(windows.shape[1])[None, :] < lengths[:, None]
     normed[~real] = 0.0
     return normed
@@ -79,6 +106,10 @@ class WindowScorer:
         dtype: torch.dtype = torch.float32,
         pin_memory: bool | None = None,
     ) -> None:
+        if model.spec.kind != "window":
+            raise ModelError(
+                f"model {model.spec.version} is a {model.spec.kind} model: score it with CarryScorer"
+            )
         if batch_size < 1:
             raise ModelError(f"batch_size must be at least 1, got {batch_size}")
         if num_threads is not None:
@@ -118,21 +149,20 @@ class WindowScorer:
     def score(self, windows: np.ndarray, lengths: np.ndarray) -> Scores:
         """Score each window; every length must be at least the model's ``window.min_length``."""
         spec = self.spec
+        window = spec.window_spec
         lengths = np.asarray(lengths, dtype=np.int64)
         if (
             windows.ndim != 3
             or windows.shape[2] != len(spec.features)
-            or windows.shape[1] != spec.window.length
+            or windows.shape[1] != window.length
         ):
             raise ModelError(
-                f"windows must be [n, {spec.window.length}, {len(spec.features)}] for model "
+                f"windows must be [n, {window.length}, {len(spec.features)}] for model "
                 f"{spec.version} (features {spec.features}), got {list(windows.shape)}"
             )
-        if len(lengths) and (
-            lengths.min() < spec.window.min_length or lengths.max() > spec.window.length
-        ):
+        if len(lengths) and (lengths.min() < window.min_length or lengths.max() > window.length):
             raise ModelError(
-                f"window lengths must be within [{spec.window.min_length}, {spec.window.length}], "
+                f"window lengths must be within [{window.min_length}, {window.length}], "
                 f"got [{lengths.min()}, {lengths.max()}]"
             )
         normed = normalize(windows, lengths, spec)
@@ -141,9 +171,8 @@ class WindowScorer:
             forecast = self._run(inputs, input_lengths).astype(np.float64)
             spread = np.asarray(spec.task.error_std)
             score = np.sqrt(np.mean(((targets - forecast) / spread) ** 2, axis=1))
-            mean = np.asarray(spec.normalization.mean)
-            std = np.asarray(spec.normalization.std)
-            return Scores(score, forecast * std + mean)
+            mean, std = window_frame(windows, lengths, spec)
+            return Scores(score, forecast * std[:, 0] + mean[:, 0])
         output = self._run(normed, lengths).astype(np.float64)
         if isinstance(spec.task, ClassificationTask):
             return Scores(output[:, -1], output)
@@ -154,6 +183,7 @@ def score_series(scorer: WindowScorer, events: np.ndarray) -> tuple[np.ndarray, 
     """One key's whole history at once (rows in log order), windowed by the streaming code.
 
     Returns the indices of the events that got a score (window long enough) and their scores."""
-    batch = extend_windows(empty_context(events.shape[1]), events, scorer.spec.window.length)
-    scored = np.flatnonzero(batch.lengths >= scorer.spec.window.min_length)
+    window = scorer.spec.window_spec
+    batch = extend_windows(empty_context(events.shape[1]), events, window.length)
+    scored = np.flatnonzero(batch.lengths >= window.min_length)
     return scored, scorer.score(batch.windows[scored], batch.lengths[scored])

@@ -1,8 +1,14 @@
-"""The model's description, as stored in an artifact's ``config.json`` (format version 1).
+"""The model's description, as stored in an artifact's ``config.json`` (format version 2).
 
 Everything a PyTorch user needs to rebuild and feed the network without seqstream: the exact
 ``torch.nn.LSTM`` keyword arguments, the head, the ordered feature names, the normalisation,
-the window, the task, a version string and the weights file's sha256.
+the model kind with its window or carry settings, the task, a version string and the weights
+file's sha256.
+
+Two kinds: a ``window`` model scores each event from its key's last N events run from a zero
+state (N LSTM steps per event, any LSTM); a ``carry`` model keeps each key's LSTM state across
+events and runs one step per event (unidirectional only). Version 1 files (window models, no
+``kind``) are still read.
 """
 
 from __future__ import annotations
@@ -11,7 +17,15 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+READABLE_FORMATS: Final = (1, 2)
+# Per-key normalisation divides by the key's (or window's) standard deviation, floored so that a
+# constant stretch does not divide by zero: max(std, PER_KEY_STD_FLOOR * (|mean| + 1)).
+PER_KEY_STD_FLOOR: Final = 1e-3
+# A carry model's LSTM reads each normalised event clipped to [-CARRY_INPUT_CLIP, CARRY_INPUT_CLIP]
+# (its score compares the unclipped one): one wild event, or a key's first events under per-key
+# statistics, cannot push a state that lives for the key's whole history far off its range.
+CARRY_INPUT_CLIP: Final = 10.0
 
 
 class _Strict(BaseModel):
@@ -53,10 +67,16 @@ class HeadSpec(_Strict):
 
 
 class Normalization(_Strict):
-    """Applied before the model: ``(x - mean) / std`` per feature."""
+    """Applied before the model: ``(x - mean) / std`` per feature. With ``per_key`` the mean
+    and std are not these global ones but the key's own: for a window model the window's input
+    events' (the forecast target left out), for a carry model the key's events before the one
+    being read (its running statistics, kept in its state; a key's first event reads as 0).
+    The std is then floored at ``PER_KEY_STD_FLOOR * (|mean| + 1)``. ``mean`` and ``std`` stay
+    the training data's, for information."""
 
     mean: list[float]
     std: list[float]
+    per_key: bool = False
 
     @model_validator(mode="after")
     def _positive_std(self) -> Normalization:
@@ -78,6 +98,12 @@ class WindowSpec(_Strict):
         if self.min_length > self.length:
             raise ValueError(f"min_length ({self.min_length}) exceeds length ({self.length})")
         return self
+
+
+class CarrySpec(_Strict):
+    min_events: int = Field(
+        ge=1, description="a key's events before its min_events-th (1-based) are not scored"
+    )
 
 
 class ForecastTask(_Strict):
@@ -105,12 +131,14 @@ Task = Annotated[ForecastTask | RegressionTask | ClassificationTask, Field(discr
 
 
 class ModelSpec(_Strict):
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1, 2] = FORMAT_VERSION
     version: str = Field(min_length=1)
+    kind: Literal["window", "carry"] = "window"
     task: Task
     features: list[str] = Field(min_length=1)
     normalization: Normalization
-    window: WindowSpec
+    window: WindowSpec | None = None
+    carry: CarrySpec | None = None
     lstm: LSTMArgs
     head: HeadSpec
     weights_sha256: str | None = None  # filled in when the artifact is written
@@ -133,9 +161,13 @@ class ModelSpec(_Strict):
                 problems.append("a forecast head must be linear with one output per feature")
             if len(task.error_std) != n or any(not s > 0 for s in task.error_std):
                 problems.append(f"task.error_std needs {n} positive values, got {task.error_std}")
-            if self.window.min_length < 2:
+            if self.window is not None and self.window.min_length < 2:
                 problems.append(
                     "a forecast needs window.min_length >= 2 (one event to read, one to predict)"
+                )
+            if self.carry is not None and self.carry.min_events < 2:
+                problems.append(
+                    "a forecast needs carry.min_events >= 2 (one event to read, one to predict)"
                 )
         if isinstance(task, ClassificationTask):
             expected = (
@@ -148,6 +180,59 @@ class ModelSpec(_Strict):
                     f"a classification head needs sigmoid (2 classes, 1 output) or softmax "
                     f"({len(task.classes)} outputs), got {self.head.activation} with {self.head.output_size}"
                 )
+        problems += self._kind_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _kind_problems(self) -> list[str]:
+        if self.format_version == 1 and (
+            self.kind != "window" or self.carry is not None or self.normalization.per_key
+        ):
+            return ["format_version 1 has window models with global normalisation only"]
+        if self.kind == "window":
+            if self.window is None or self.carry is not None:
+                return ["a window model needs a window section and no carry section"]
+            return []
+        problems = []
+        if self.carry is None or self.window is not None:
+            problems.append("a carry model needs a carry section and no window section")
+        if self.lstm.bidirectional:
+            problems.append(
+                "a carry model cannot be bidirectional: it runs one step per event from the "
+                "key's carried state, and a reverse direction would need the key's future "
+                "events; score a bidirectional LSTM as a window model (kind: window)"
+            )
+        return problems
+
+    @property
+    def window_spec(self) -> WindowSpec:
+        """The window of a window model (a carry model has none: a precise error)."""
+        if self.window is None:
+            raise ValueError(f"model {self.version} is a {self.kind} model: it has no window")
+        return self.window
+
+    @property
+    def carry_spec(self) -> CarrySpec:
+        if self.carry is None:
+            raise ValueError(f"model {self.version} is a {self.kind} model, not a carry model")
+        return self.carry
+
+    @property
+    def min_events(self) -> int:
+        """A key's first scored event (1-based), whatever the kind."""
+        return self.carry_spec.min_events if self.kind == "carry" else self.window_spec.min_length
+
+    def state_shape(self) -> dict[str, object]:
+        """What each key's streaming state depends on: a model swapped in mid-stream must give
+        the same (window length, or LSTM state size and what is kept beside it)."""
+        if self.kind == "window":
+            return {"kind": "window", "window": self.window_spec.length}
+        return {
+            "kind": "carry",
+            "num_layers": self.lstm.num_layers,
+            "hidden_size": self.lstm.hidden_size,
+            "proj_size": self.lstm.proj_size,
+            "per_key_normalization": self.normalization.per_key,
+            "carried_forecast": isinstance(self.task, ForecastTask),
+        }

@@ -38,8 +38,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, StructField, StructType
+from pyspark.sql.types import ArrayType, BooleanType, DoubleType, StructField, StructType
 
+from seqstream.model.carry import CarryLayout
 from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.backfill_plan import (
     DEFAULT_PROGRESS_ROOT,
@@ -47,6 +48,7 @@ from seqstream.pipeline.backfill_plan import (
     check_sinks,
     describe_request,
     plan_backfill,
+    split_chunks,
 )
 from seqstream.pipeline.config import EventSchema, Settings, StreamSettings
 from seqstream.pipeline.errors import SeqstreamError
@@ -59,9 +61,9 @@ from seqstream.pipeline.kafka import (
 from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
-from seqstream.pipeline.scoring import ModelRef, score_windows
+from seqstream.pipeline.scoring import ModelRef, score_carried, score_windows
 from seqstream.pipeline.streaming import check_model, connector_options, create_output_topics
-from seqstream.pipeline.window_step import window_rows
+from seqstream.pipeline.window_step import parse_rows, window_rows
 
 log = logging.getLogger("seqstream.backfill")
 
@@ -93,11 +95,12 @@ class PackedContexts:
 
 
 def pack_state(state: pd.DataFrame) -> dict[str, PackedContexts]:
-    """Carried events (``empty_state()`` columns) by ``topic:partition``, for a chunk's tasks:
-    200,000 keys pickle in 0.1 s packed, 1.5 s as arrays of their own."""
+    """Carried state (``empty_state()`` columns) by ``topic:partition``, for a chunk's tasks:
+    200,000 keys pickle in 0.1 s packed, 1.5 s as arrays of their own. Float64: a carry model's
+    state is (a window model's float32 events are exact in it)."""
     packed = {}
     for name, group in state.groupby(_names(state), sort=False):
-        parts = [np.asarray(c, np.float32).ravel() for c in group["context"]]
+        parts = [np.asarray(c, np.float64).ravel() for c in group["context"]]
         bounds = np.cumsum([0, *(len(p) for p in parts)], dtype=np.int64)
         packed[name] = PackedContexts(group["key"].tolist(), np.concatenate(parts), bounds)
     return packed
@@ -133,13 +136,16 @@ def partition_windows(
     schema: EventSchema,
     max_bytes: int,
     ref: ModelRef,
+    carry_state_size: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """One Spark partition of a chunk's Kafka read (whole topic-partitions, each in offset order,
-    as the streaming job's micro-batches see them): the scored windows of the events at or after
-    ``emit_from``, then the carried events of every key that had events (``is_state`` rows, the
-    events in ``window``). No shuffle: the Kafka read's partitions are the units of state."""
+    as the streaming job's micro-batches see them): the scored rows of the events at or after
+    ``emit_from``, then the carried state of every key that had events (``is_state`` rows, the
+    state flat in ``state``: a window model's last events, or a carry model's state vector when
+    ``carry_state_size`` is given). No shuffle: the Kafka read's partitions are the units of
+    state."""
 
-    width = len(schema.features)
+    width = carry_state_size or len(schema.features)
     contexts: dict[tuple[str, int], _PartitionContexts] = {}
     last_offset: dict[tuple[str, int], int] = {}
     for batch in batches:
@@ -156,19 +162,29 @@ def partition_windows(
                 )
             last_offset[where] = int(rows["offset"].max())
             mine = contexts.setdefault(where, _PartitionContexts(carried.get(name), width))
-            made = window_rows(
-                rows.rename(columns={"timestamp": "kafka_timestamp"}),
-                mine.get,
-                length,
-                schema,
-                max_bytes,
-            )
-            mine.updated.update(made.contexts)
-            emit = (made.rows["offset"] >= emit_from.get(name, 0)).to_numpy()
+            kafka_rows = rows.rename(columns={"timestamp": "kafka_timestamp"})
+            if carry_state_size is not None:
+                parsed = parse_rows(kafka_rows, schema, max_bytes)
+                stored = [mine.get(k) for k in parsed.keys]
+                scored, states = score_carried(
+                    parsed, [None if s is None else s.ravel() for s in stored], ref
+                )
+                mine.updated.update(zip(parsed.keys, (s[None] for s in states), strict=True))
+            else:
+                made = window_rows(kafka_rows, mine.get, length, schema, max_bytes)
+                mine.updated.update(made.contexts)
+                scored = None
+            emit = (
+                (scored if scored is not None else made.rows)["offset"] >= emit_from.get(name, 0)
+            ).to_numpy()
             if emit.any():
-                yield score_windows(
-                    made.rows[emit].reset_index(drop=True), made.windows[emit], ref
-                ).assign(is_state=False)
+                yield (
+                    scored[emit].reset_index(drop=True)
+                    if scored is not None
+                    else score_windows(
+                        made.rows[emit].reset_index(drop=True), made.windows[emit], ref
+                    )
+                ).assign(is_state=False, state=None)
     for (topic, partition), mine in contexts.items():
         if not mine.updated:
             continue
@@ -177,23 +193,12 @@ def partition_windows(
                 "key": list(mine.updated),
                 "topic": topic,
                 "partition": partition,
-                "window": [c.ravel() for c in mine.updated.values()],
-                "window_length": [len(c) for c in mine.updated.values()],
+                "state": [np.asarray(c, np.float64).ravel() for c in mine.updated.values()],
             }
-        ).reindex(columns=SCORED_COLUMNS)
-        for column in (
-            "prediction",
-            "value",
-            "reason",
-            "model_version",
-            "model_batch",
-            "state_keys",
-            "kafka_timestamp",
-            "key_mismatch",
-            "kafka_key",
-            "headers",
-        ):
-            state[column] = None  # absent, not NaN: list and string columns cannot take a float
+        ).reindex(columns=[*SCORED_COLUMNS, "state"])
+        for column in SCORED_COLUMNS:
+            if column not in ("key", "topic", "partition"):
+                state[column] = None  # absent, not NaN: list and string columns cannot take a float
         yield state.assign(is_state=True)
 
 
@@ -214,7 +219,11 @@ class Backfill:
         self.spark = spark
         self.settings = settings
         self.ref, self.spec = model or check_model(settings)
-        self.length, self.features = self.spec.window.length, len(self.spec.features)
+        self.carry = self.spec.kind == "carry"
+        self.length = 0 if self.carry else self.spec.window_spec.length
+        self.features = len(self.spec.features)
+        # A window model carries its last N-1 events per key, a carry model its state vector.
+        self.state_size = CarryLayout.of(self.spec).size if self.carry else None
         self.format = kafka_format(spark, settings.kafka.connector)
         self.options = connector_options(settings, bootstrap, self.format)
         prefix = settings.kafka.transactional_id_prefix
@@ -252,7 +261,13 @@ class Backfill:
         """Scored windows of ``ranges`` from ``emit_from`` on, plus the carried events of every key
         that had events (``is_state`` rows)."""
 
-        schema = StructType([*SCORED_SCHEMA.fields, StructField("is_state", BooleanType())])
+        schema = StructType(
+            [
+                *SCORED_SCHEMA.fields,
+                StructField("is_state", BooleanType()),
+                StructField("state", ArrayType(DoubleType())),
+            ]
+        )
         fn = partial(
             partition_windows,
             carried=pack_state(state),
@@ -261,6 +276,7 @@ class Backfill:
             schema=self.settings.events,
             max_bytes=self.settings.stream.max_event_bytes,
             ref=self.ref,
+            carry_state_size=self.state_size,
         )
         return kafka_columns(self.read_kafka(ranges)).mapInPandas(fn, schema)
 
@@ -269,7 +285,7 @@ class Backfill:
         """``before``, with the carried events of every key that had events replaced."""
         rows = (
             windows.where("is_state")
-            .selectExpr("topic", "partition", "key", "window AS context")
+            .selectExpr("topic", "partition", "key", "state AS context")
             .toPandas()
         )
         if not len(rows):
@@ -284,6 +300,8 @@ class Backfill:
         offsets, then four times further for partitions where a key still has too few, until
         every key has them or the log begins."""
         need = [r for r in ranges if r.start > lows[_name(r)] and r.events]
+        if self.carry:
+            return self.replayed_state(need, lows)
         if self.length == 1 or not need:
             return empty_state()
         keys = (
@@ -332,6 +350,51 @@ class Backfill:
             need = pending
         return pd.concat(found, ignore_index=True) if found else empty_state()
 
+    def replayed_state(self, need: list[PartitionRange], lows: dict[str, int]) -> pd.DataFrame:
+        """Carry models: every key's state at its partition's range start, rebuilt by scoring the
+        partition from the earliest offset the broker holds (written nowhere), in chunks of
+        ``backfill.chunk_events`` with a progress line each. A key whose first events retention
+        has dropped starts from zeros at the earliest one held."""
+        budget = self.settings.backfill.replay_max_events
+        over = [r for r in need if r.start - lows[_name(r)] > budget]
+        if over:
+            raise SeqstreamError(
+                "a carry model's backfill replays each partition from its earliest offset to "
+                "rebuild every key's state, and "
+                + ", ".join(
+                    f"{r.topic}-{r.partition} [{lows[_name(r)]}, {r.start}) is "
+                    f"{r.start - lows[_name(r)]:,} events"
+                    for r in over
+                )
+                + f", over backfill.replay_max_events ({budget:,}): raise it, or start the "
+                "range at the earliest offsets (--starting-offsets earliest)"
+            )
+        reads = [
+            PartitionRange(r.topic, r.partition, lows[_name(r)], r.start)
+            for r in need
+            if r.start > lows[_name(r)]
+        ]
+        chunks = split_chunks(reads, self.settings.backfill.chunk_events) if reads else []
+        total = sum(r.events for r in reads)
+        state, done, started = empty_state(), 0, time.monotonic()
+        for index, chunk in enumerate(chunks):
+            if not chunk:
+                continue
+            state = self.carried_events(
+                self.windows(chunk, {_name(r): r.end for r in chunk}, state), state
+            )
+            done += sum(r.events for r in chunk)
+            log.info(
+                "replay for carried state %d/%d: %d/%d events before the range (nothing "
+                "written), %.0f events/s",
+                index + 1,
+                len(chunks),
+                done,
+                total,
+                done / max(time.monotonic() - started, 1e-9),
+            )
+        return state
+
     def run_chunk(
         self,
         index: int,
@@ -346,7 +409,7 @@ class Backfill:
         started = time.monotonic()
         windows = self.windows(chunk, {}, state).persist()
         try:
-            out = windows.where(~F.col("is_state")).drop("is_state")
+            out = windows.where(~F.col("is_state")).drop("is_state", "state")
             low, high = event_times
             inside = F.lit(True)
             if low is not None:
@@ -459,7 +522,7 @@ class Progress:
                 ("topic", pa.string()),
                 ("partition", pa.int32()),
                 ("key", pa.string()),
-                ("context", pa.list_(pa.float32())),
+                ("context", pa.list_(pa.float64())),
             ]
         )
         table = pa.Table.from_pandas(

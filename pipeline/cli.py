@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from seqstream.model.artifact import load_artifact, save_artifact, spec_from_file
+from seqstream.model.artifact import CONFIG_FILE, load_artifact, save_artifact, spec_from_file
+from seqstream.model.carry import CarryLayout
 from seqstream.model.errors import ModelError
 from seqstream.model.importers import imported_network
 from seqstream.model.train import TrainOptions, train_and_save
@@ -227,13 +228,23 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     parameters = sum(t.numel() for t in loaded.network.state_dict().values())
     if args.json:
         described = {"path": str(loaded.path.resolve()), "files": files, "parameters": parameters}
-        print(json.dumps({**described, "config": spec.model_dump(mode="json")}, indent=1))
+        config = json.loads((loaded.path / CONFIG_FILE).read_text())  # as written, validated
+        print(json.dumps({**described, "config": config}, indent=1))
         return 0
     lstm = spec.lstm.model_dump()
     print(f"model {spec.version} at {loaded.path.resolve()}: valid (format {spec.format_version})")
     print(f"  task        {spec.task.type}")
     print(f"  features    {', '.join(spec.features)}")
-    print(f"  window      {spec.window.length} events, scored from {spec.window.min_length}")
+    if spec.window is not None:
+        print(f"  window      {spec.window.length} events, scored from {spec.window.min_length}")
+    else:
+        size = CarryLayout.of(spec).size
+        print(
+            f"  carry       each key's LSTM state carried ({size} float64 values, {size * 8} "
+            f"bytes a key), scored from its event {spec.carry_spec.min_events}"
+        )
+    scale = "per key" if spec.normalization.per_key else "global mean and std"
+    print(f"  normalised  {scale}")
     print(f"  lstm        {', '.join(f'{k}={v}' for k, v in lstm.items())}")
     print(
         f"  head        {spec.head.type}, {spec.head.output_size} output(s), activation {spec.head.activation}"
@@ -283,6 +294,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         seed=args.seed,
         version=args.version,
+        per_key=args.per_key,
+        carry=args.carry,
+        tbptt_steps=args.tbptt_steps,
     )
     series = load_series(
         args.data or demo_series_files(),
@@ -302,8 +316,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ):
         print(f"epoch {epoch}: train loss {train:.4f}, validation loss {val:.4f}")
     print(
-        f"trained {spec.version} on {report.train_windows} windows ({report.validation_windows} "
-        f"for validation) in {report.seconds:.0f}s; wrote {args.out} (sha256 {(spec.weights_sha256 or '')[:12]})"
+        f"trained {spec.version} on {report.train_windows} {'forecasts' if args.carry else 'windows'} "
+        f"({report.validation_windows} for validation) in {report.seconds:.0f}s; wrote "
+        f"{args.out} (sha256 {(spec.weights_sha256 or '')[:12]})"
     )
     return 0
 
@@ -387,13 +402,14 @@ def _version() -> str:
 
 TRAIN_HELP = {
     "window": "events per window (the LSTM's sequence length)",
-    "min_length": "fewest events a window is scored with",
+    "min_length": "fewest events a window is scored with (--carry: a key's first scored event)",
     "hidden_size": "LSTM hidden size",
     "num_layers": "LSTM layers",
     "proj_size": "LSTM projection size (0: none)",
     "epochs": "training epochs",
-    "batch_size": "windows per training batch",
+    "batch_size": "windows (--carry: keys) per training batch",
     "seed": "random seed",
+    "tbptt_steps": "--carry: steps per truncated-backpropagation chunk",
     "dropout": "dropout between LSTM layers",
     "learning_rate": "Adam learning rate",
     "validation_fraction": "share of each series held out for validation",
@@ -501,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
         "epochs",
         "batch_size",
         "seed",
+        "tbptt_steps",
     ):
         p.add_argument(
             f"--{name.replace('_', '-')}",
@@ -516,6 +533,19 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{TRAIN_HELP[name]} (default: {getattr(defaults, name)})",
         )
     p.add_argument("--bidirectional", action="store_true", help="a bidirectional LSTM")
+    p.add_argument(
+        "--carry",
+        action="store_true",
+        help="a carry model: each key's LSTM state carried from event to event (one step per "
+        "event, unbounded history), trained on each key's whole series with truncated "
+        "backpropagation through time; --min-length is then the first scored event",
+    )
+    p.add_argument(
+        "--per-key",
+        action="store_true",
+        help="normalise with each key's own statistics (a carry model: its running mean and "
+        "std; a window model: the window's), so one model scores keys of any scale",
+    )
     p.add_argument(
         "--version",
         default=defaults.version,

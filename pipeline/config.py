@@ -237,6 +237,10 @@ class BackfillSettings(_Section):
     chunk_events: int = Field(1_000_000, ge=1)  # offsets per chunk, over all partitions
     # Plan, finished chunks, carried windows. None: a folder per request under .seqstream/backfill
     progress_dir: Path | None = None
+    # Carry models: a range that starts after the log's first offset replays each partition from
+    # its earliest offset to the range start (nothing written) to rebuild every key's state. A
+    # replay of more offsets than this in a partition is refused with what it would take.
+    replay_max_events: int = Field(50_000_000, ge=0)
 
 
 _yaml_file: ContextVar[Path | None] = ContextVar("_yaml_file", default=None)

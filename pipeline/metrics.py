@@ -48,7 +48,10 @@ def observe_output(scored: DataFrame) -> DataFrame:
         F.coalesce(F.sum(1.0 / F.col("model_batch")), F.lit(0.0)).alias("model_batches"),
         F.max("model_batch").alias("model_batch_max"),
         F.collect_set(
-            F.when(F.col("state_keys").isNotNull(), F.struct("topic", "partition", "state_keys"))
+            F.when(
+                F.col("state_keys").isNotNull(),
+                F.struct("topic", "partition", "state_keys", "keys_expired"),
+            )
         ).alias("state_keys"),
         F.percentile_approx(
             F.when(F.col("score").isNotNull(), F.unix_millis("kafka_timestamp")),
@@ -74,6 +77,7 @@ class BatchMetrics:
     scored: int  # windows scored
     not_yet_scoreable: int  # windows shorter than the model's min_length (a key's first events)
     keys_in_state: int | None  # per-event mode: keys whose last events are held
+    keys_expired: int  # per-event mode: keys found idle past stream.state_ttl_s, state dropped
     windows_in_state: int | None  # event-time mode: (key, window) pairs still open
     key_mismatches: int  # events.key_mismatch=warn: rows kept although JSON and Kafka keys differ
     scoring_s: float  # time in the model step, summed over workers
@@ -97,8 +101,8 @@ def batch_metrics(
     (a partition reports when a batch reads it)."""
     read, out = progress.observedMetrics.get(INPUT), progress.observedMetrics.get(OUTPUT)
     held = {} if held is None else held
+    reported = (out.asDict(recursive=True).get("state_keys") or []) if out is not None else []
     if out is not None:
-        reported = out.asDict().get("state_keys") or []
         held.update({(r["topic"], r["partition"]): r["state_keys"] for r in reported})
     if read is None or out is None or not (read["events_in"] or out["windows"]):
         return None
@@ -119,6 +123,7 @@ def batch_metrics(
         scored=out["scored"],
         not_yet_scoreable=out["windows"] - out["scored"],
         keys_in_state=None if aggregations else sum(held.values()),
+        keys_expired=sum(r.get("keys_expired") or 0 for r in reported),
         windows_in_state=sum(op.numRowsTotal for op in aggregations) if aggregations else None,
         key_mismatches=out["key_mismatches"],
         scoring_s=round(out["scoring_s"], 6),
@@ -155,6 +160,11 @@ class _Prometheus:
             "seqstream_model_batches", "Model batches run", registry=self.registry
         )
         self.keys = Gauge("seqstream_keys_in_state", "Keys held in state", registry=self.registry)
+        self.expired = Counter(
+            "seqstream_keys_expired",
+            "Keys whose state expired (idle past stream.state_ttl_s): they start again from zeros",
+            registry=self.registry,
+        )
         self.open_windows = Gauge(
             "seqstream_windows_in_state", "Event-time windows still open", registry=self.registry
         )
@@ -188,6 +198,7 @@ class _Prometheus:
         self.batches.inc(m.model_batches)
         if m.keys_in_state is not None:
             self.keys.set(m.keys_in_state)
+        self.expired.inc(m.keys_expired)
         if m.windows_in_state is not None:
             self.open_windows.set(m.windows_in_state)
         self.duration.set(m.duration_s)

@@ -80,11 +80,17 @@ def check_artifact(
             f"is {list(settings.events.features)}: they must be the same names in the same "
             f"order{then}"
         )
-    if running is not None and spec.window.length != running.window.length:
+    if running is not None and spec.state_shape() != running.state_shape():
+        new, old = spec.state_shape(), running.state_shape()
+        differs = ", ".join(
+            f"{k} {new.get(k)} (running: {old.get(k)})"
+            for k in sorted(set(new) | set(old))
+            if new.get(k) != old.get(k)
+        )
         raise SeqstreamError(
-            f"model {spec.version} at {path} has window length {spec.window.length}, the running "
-            f"model {running.version} {running.window.length}: the window state fits only the "
-            "running length, so this model needs a restart on a new stream.checkpoint"
+            f"model {spec.version} at {path} keeps another per-key state than the running model "
+            f"{running.version}: {differs}. The stream's state fits only the running shape, so "
+            "this model needs a restart on a new stream.checkpoint"
         )
     stream = settings.stream
     ref = ModelRef(

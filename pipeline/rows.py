@@ -89,6 +89,9 @@ SCORED_SCHEMA = StructType(
         # Streaming per-event mode: the keys held in this row's Kafka partition's window state
         # after the batch (the state holds buckets of keys, so Spark's row count is not it).
         StructField("state_keys", LongType()),
+        # ... and the keys found expired there this batch (idle for stream.state_ttl_s): their
+        # history starts again from nothing at their next event.
+        StructField("keys_expired", LongType()),
     ]
 )
 SCORED_COLUMNS = [f.name for f in SCORED_SCHEMA.fields]

@@ -12,16 +12,19 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from seqstream.model.artifact import load_artifact
+from seqstream.model.carry import CarryScorer
 from seqstream.model.inference import WindowScorer
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.rows import SCORED_COLUMNS
+from seqstream.pipeline.window_step import ParsedRows
 
-_SCORERS: dict[ModelRef, WindowScorer] = {}
+_SCORERS: dict[ModelRef, WindowScorer | CarryScorer] = {}
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def _task_device(requested: str) -> str:
     )
 
 
-def scorer_for(ref: ModelRef) -> WindowScorer:
+def scorer_for(ref: ModelRef) -> WindowScorer | CarryScorer:
     device = _task_device(ref.device)
     if device != ref.device:
         ref = dataclasses.replace(ref, device=device)
@@ -87,18 +90,12 @@ def scorer_for(ref: ModelRef) -> WindowScorer:
                 f"model at {ref.path} on this worker has weights {loaded.spec.weights_sha256}, the "
                 f"driver checked {ref.sha256}: ship the same artifact to every node"
             )
-        _SCORERS[ref] = WindowScorer(loaded, device=ref.device, batch_size=ref.batch_size)
+        kind = CarryScorer if loaded.spec.kind == "carry" else WindowScorer
+        _SCORERS[ref] = kind(loaded, device=ref.device, batch_size=ref.batch_size)
     return _SCORERS[ref]
 
 
-def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.DataFrame:
-    """``rows`` (``rows.WINDOW_SCHEMA``) with score, prediction and model_version added where the
-    window (``windows[i]``, [length, features]) is long enough to score. The windows are not
-    sent back: nothing writes them, and sending them costs more than the model on small models.
-    Called where the windows are made, in the same Python worker; the micro-batch's model
-    (``batch_model``) wins over ``ref``."""
-    scorer = scorer_for(batch_model(ref))
-    spec = scorer.spec
+def _scored_columns(rows: pd.DataFrame) -> pd.DataFrame:
     batch = rows.copy(deep=False)
     batch["window"] = None
     batch["score"] = np.nan
@@ -107,7 +104,30 @@ def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.
     batch["scoring_s"] = np.nan
     batch["model_batch"] = None
     batch["state_keys"] = None
-    ready = (batch["window_length"] >= spec.window.min_length).to_numpy() & batch[
+    batch["keys_expired"] = None
+    return batch
+
+
+def _scorer_of_kind(ref: ModelRef, kind: type[WindowScorer] | type[CarryScorer]) -> Any:
+    scorer = scorer_for(batch_model(ref))
+    if not isinstance(scorer, kind):
+        raise SeqstreamError(
+            f"model {scorer.spec.version} is a {scorer.spec.kind} model, but this query's state "
+            f"was made for {'window' if kind is WindowScorer else 'carry'} models"
+        )
+    return scorer
+
+
+def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.DataFrame:
+    """``rows`` (``rows.WINDOW_SCHEMA``) with score, prediction and model_version added where the
+    window (``windows[i]``, [length, features]) is long enough to score. The windows are not
+    sent back: nothing writes them, and sending them costs more than the model on small models.
+    Called where the windows are made, in the same Python worker; the micro-batch's model
+    (``batch_model``) wins over ``ref``."""
+    scorer: WindowScorer = _scorer_of_kind(ref, WindowScorer)
+    spec = scorer.spec
+    batch = _scored_columns(rows)
+    ready = (batch["window_length"] >= spec.window_spec.min_length).to_numpy() & batch[
         "reason"
     ].isna().to_numpy()
     count = int(ready.sum())
@@ -127,3 +147,38 @@ def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.
     batch["score"] = batch["score"].where(ready, None)
     batch["scoring_s"] = batch["scoring_s"].where(ready, None)
     return batch[SCORED_COLUMNS]
+
+
+def score_carried(
+    parsed: ParsedRows, states: list[np.ndarray | None], ref: ModelRef
+) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Carry models: ``parsed``'s rows (``SCORED_SCHEMA``) with every valid event scored from its
+    key's carried state (``states[i]`` for ``parsed.keys[i]``; None: a new key), and each key's
+    state after them. ``window_length`` is the event's position in its key's history (the
+    events its score has read), capped at 2^31 - 1."""
+    scorer: CarryScorer = _scorer_of_kind(ref, CarryScorer)
+    batch = _scored_columns(parsed.rows)
+    n = len(parsed.codes)
+    if not n:
+        return batch[SCORED_COLUMNS], []
+    started = time.perf_counter()
+    scores, new_states = scorer.score(states, parsed.codes, parsed.features)
+    seconds = time.perf_counter() - started
+    ready = np.zeros(len(batch), bool)
+    ready[:n] = ~np.isnan(scores.score)
+    events = np.zeros(len(batch), bool)
+    events[:n] = True
+    batch["window_length"] = np.concatenate(
+        [np.minimum(scores.position, 2**31 - 1), np.zeros(len(batch) - n, np.int64)]
+    ).astype(np.int32)
+    batch.loc[ready, "score"] = scores.score[ready[:n]]
+    batch.loc[events, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[:n])
+    batch.loc[ready, "model_version"] = scorer.spec.version
+    count = int(ready.sum())
+    if count:
+        batch.loc[ready, "scoring_s"] = seconds / count
+        batch.loc[ready, "model_batch"] = scores.model_batch[ready[:n]]
+    batch["prediction"] = batch["prediction"].where(ready, None)
+    batch["score"] = batch["score"].where(ready, None)
+    batch["scoring_s"] = batch["scoring_s"].where(ready, None)
+    return batch[SCORED_COLUMNS], new_states

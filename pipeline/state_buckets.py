@@ -30,11 +30,19 @@ READABLE_LAYOUTS = (STATE_LAYOUT, LEGACY_LAYOUT)
 
 @dataclass(frozen=True)
 class Carried:
-    """One key's state: the events carried to its next window, and when it was last written
-    (processing time, ms)."""
+    """One key's state: for a window model the events carried to its next window, for a carry
+    model its state vector; and when it was last written (processing time, ms)."""
 
     seen_ms: int
-    context: np.ndarray  # (events, features) float32
+    context: np.ndarray  # window: (events, features) float32; carry: (1, state size) float64
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A bucket's live keys, and how many it held that had been idle for the TTL (dropped)."""
+
+    entries: dict[str, Carried]
+    expired: int
 
 
 def bucket_of(key: str, buckets: int) -> int:
@@ -43,14 +51,15 @@ def bucket_of(key: str, buckets: int) -> int:
 
 
 def encode_bucket(entries: Mapping[str, Carried]) -> bytes:
-    """One Arrow IPC batch: key, seen_ms, context (list of float32, features per event flat)."""
+    """One Arrow IPC batch: key, seen_ms, context (list of float32 or float64, flat)."""
     keys = list(entries)
     flat = [entries[k].context.reshape(-1) for k in keys]
     offsets = np.zeros(len(keys) + 1, np.int32)
     np.cumsum([len(f) for f in flat], out=offsets[1:])
-    values = (
-        np.concatenate(flat).astype(np.float32, copy=False) if flat else np.empty(0, np.float32)
-    )
+    # float32 events (window models) or float64 states (carry models): kept as they are
+    values = np.concatenate(flat) if flat else np.empty(0, np.float32)
+    if values.dtype != np.float64:
+        values = values.astype(np.float32, copy=False)
     batch = pa.record_batch(
         [
             pa.array(keys, pa.string()),
@@ -65,18 +74,18 @@ def encode_bucket(entries: Mapping[str, Carried]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def decode_bucket(
-    blob: bytes, features: int, *, now_ms: int, ttl_ms: int | None
-) -> dict[str, Carried]:
-    """The bucket's keys, without those idle for ``ttl_ms`` or more at ``now_ms``."""
+def decode_bucket(blob: bytes, width: int, *, now_ms: int, ttl_ms: int | None) -> Bucket:
+    """The bucket's keys (each context as rows of ``width``), without those idle for ``ttl_ms``
+    or more at ``now_ms``."""
     batch = pa.ipc.open_stream(blob).read_next_batch()
     keys = batch.column(0).to_pylist()
     seen = batch.column(1).to_numpy()
     contexts = batch.column(2)
     offsets = contexts.offsets.to_numpy()
     values = contexts.values.to_numpy(zero_copy_only=False)
-    return {
-        key: Carried(int(seen[i]), values[offsets[i] : offsets[i + 1]].reshape(-1, features))
+    live = {
+        key: Carried(int(seen[i]), values[offsets[i] : offsets[i + 1]].reshape(-1, width))
         for i, key in enumerate(keys)
         if ttl_ms is None or now_ms - seen[i] < ttl_ms
     }
+    return Bucket(live, len(keys) - len(live))

@@ -1,11 +1,11 @@
 """The streaming job's state adapter: ``groupBy(topic, partition).transformWithStateInPandas``.
 
 Grouping by Kafka partition makes one Python call per partition and micro-batch (not one per
-key). The processor keeps each key's last ``length - 1`` events (bounded) in buckets of many
-keys (``state_buckets``: two state calls per touched bucket, not per key), idle keys expiring
-after ``ttl_ms``, and hands the rows to the shared windowing step (``window_step``) and to
-scoring (``scoring``) in the same Python call, so events cross from the JVM to Python once and
-window arrays never travel back.
+key). The processor keeps each key's last ``length - 1`` events, or for a carry model its LSTM
+state (both bounded), in buckets of many keys (``state_buckets``: two state calls per touched
+bucket, not per key), idle keys expiring after ``ttl_ms`` (counted), and hands the rows to the
+shared windowing step (``window_step``) and to scoring (``scoring``) in the same Python call, so
+events cross from the JVM to Python once and window arrays never travel back.
 """
 
 from __future__ import annotations
@@ -19,20 +19,23 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor, Stateful
 from pyspark.sql.types import BinaryType, IntegerType, StructField, StructType
 
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.scoring import ModelRef, score_windows
+from seqstream.pipeline.scoring import ModelRef, score_carried, score_windows
 from seqstream.pipeline.state_buckets import Carried, bucket_of, decode_bucket, encode_bucket
-from seqstream.pipeline.window_step import window_rows
+from seqstream.pipeline.window_step import parse_rows, window_rows
 
 _STATE_KEY = StructType([StructField("bucket", IntegerType())])
 _STATE_VALUE = StructType([StructField("entries", BinaryType())])
 # Per Kafka partition: each bucket's key count and when it was last written (int32 and int64
 # arrays), so the keys held are known without reading every bucket.
 _INDEX = StructType([StructField("sizes", BinaryType()), StructField("written_ms", BinaryType())])
+INDEX_TTL_FACTOR = 10
 
 
 class WindowProcessor(StatefulProcessor):
     """Windows and scores them in the same step (``scoring.score_windows``), so the
-    window arrays never travel to the JVM and back; output rows follow ``SCORED_SCHEMA``."""
+    window arrays never travel to the JVM and back; or, for a carry model (``state_width`` its
+    state size), scores each event from its key's carried LSTM state (``scoring.score_carried``).
+    Output rows follow ``SCORED_SCHEMA``."""
 
     def __init__(
         self,
@@ -42,9 +45,12 @@ class WindowProcessor(StatefulProcessor):
         schema: EventSchema,
         max_bytes: int,
         buckets: int,
+        *,
+        carry_state_size: int | None = None,
     ) -> None:
         self.length = length
-        self.features = len(schema.features)
+        self.width = carry_state_size or len(schema.features)
+        self.carry = carry_state_size is not None
         self.ttl_ms = ttl_ms
         self.ref = ref
         self.schema = schema
@@ -53,22 +59,26 @@ class WindowProcessor(StatefulProcessor):
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.state = handle.getMapState("buckets", _STATE_KEY, _STATE_VALUE, self.ttl_ms)
-        self.index = handle.getValueState("index", _INDEX, self.ttl_ms)
+        # The index outlives the buckets (it is one small value per Kafka partition), so keys
+        # that expire while their whole partition is idle are still found and counted.
+        index_ttl = None if self.ttl_ms is None else self.ttl_ms * INDEX_TTL_FACTOR
+        self.index = handle.getValueState("index", _INDEX, index_ttl)
 
-    def _write(self, loaded: dict[int, dict[str, Carried]], now_ms: int) -> int:
-        """Write the buckets read this batch and the index; returns the keys held now."""
+    def _read_index(self, now_ms: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
+        """Each bucket's key count and last write, and whether the index was there; buckets idle
+        past the TTL (which Spark drops whole) are emptied here, their keys counted as expired."""
         stored = self.index.get()
         sizes = np.zeros(self.buckets, np.int32)
         written = np.zeros(self.buckets, np.int64)
         if stored:
             sizes[:] = np.frombuffer(stored[0], np.int32)
             written[:] = np.frombuffer(stored[1], np.int64)
-        for bucket, entries in loaded.items():  # each read for a key of this batch: never empty
-            self.state.updateValue((bucket,), (encode_bucket(entries),))
-            sizes[bucket], written[bucket] = len(entries), now_ms
-        self.index.update((sizes.tobytes(), written.tobytes()))
-        live = slice(None) if self.ttl_ms is None else now_ms - written < self.ttl_ms
-        return int(sizes[live].sum())
+        expired = 0
+        if self.ttl_ms is not None:
+            idle = (sizes > 0) & (now_ms - written >= self.ttl_ms)
+            expired = int(sizes[idle].sum())
+            sizes[idle] = 0
+        return sizes, written, expired, bool(stored)
 
     def handleInputRows(
         self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any
@@ -77,27 +87,45 @@ class WindowProcessor(StatefulProcessor):
             columns={"timestamp": "kafka_timestamp"}
         )
         now_ms = int(timerValues.getCurrentProcessingTimeInMs())
+        sizes, written, expired, indexed = self._read_index(now_ms)
         loaded: dict[int, dict[str, Carried]] = {}
 
         def context_of(event_key: str) -> np.ndarray | None:
+            nonlocal expired
             bucket = bucket_of(event_key, self.buckets)
             if bucket not in loaded:
-                stored = self.state.getValue((bucket,))
-                loaded[bucket] = (
-                    decode_bucket(stored[0], self.features, now_ms=now_ms, ttl_ms=self.ttl_ms)
+                # An empty bucket in the index (never written, or expired above) is not read.
+                stored = self.state.getValue((bucket,)) if sizes[bucket] or not indexed else None
+                found = (
+                    decode_bucket(stored[0], self.width, now_ms=now_ms, ttl_ms=self.ttl_ms)
                     if stored
-                    else {}
+                    else None
                 )
+                loaded[bucket] = found.entries if found else {}
+                expired += found.expired if found else 0
             carried = loaded[bucket].get(event_key)
             return None if carried is None else carried.context
 
-        made = window_rows(batch, context_of, self.length, self.schema, self.max_bytes)
-        for event_key, context in made.contexts.items():
+        if self.carry:
+            parsed = parse_rows(batch, self.schema, self.max_bytes)
+            stored = [context_of(k) for k in parsed.keys]
+            scored, states = score_carried(
+                parsed, [None if s is None else s[0] for s in stored], self.ref
+            )
+            made = dict(zip(parsed.keys, (s[None] for s in states), strict=True))
+        else:
+            windowed = window_rows(batch, context_of, self.length, self.schema, self.max_bytes)
+            made = windowed.contexts
+            scored = score_windows(windowed.rows, windowed.windows, self.ref)
+        for event_key, context in made.items():
             loaded[bucket_of(event_key, self.buckets)][event_key] = Carried(now_ms, context)
-        keys_held = self._write(loaded, now_ms)
-        if len(made.rows):
-            scored = score_windows(made.rows, made.windows, self.ref)
-            scored["state_keys"] = keys_held
+        for bucket, entries in loaded.items():  # each read for a key of this batch: never empty
+            self.state.updateValue((bucket,), (encode_bucket(entries),))
+            sizes[bucket], written[bucket] = len(entries), now_ms
+        self.index.update((sizes.tobytes(), written.tobytes()))
+        if len(scored):
+            scored["state_keys"] = int(sizes.sum())
+            scored["keys_expired"] = expired
             yield scored
 
     def close(self) -> None:

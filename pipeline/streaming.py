@@ -23,6 +23,7 @@ from typing import Any
 from pyspark.errors import StreamingQueryException
 
 from seqstream.model.artifact import DEMO_MODEL_DIR
+from seqstream.model.carry import CarryLayout
 from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
@@ -99,10 +100,13 @@ def query_identity(
     identity: dict[str, Any] = {
         "topics": sorted(stream.topics),
         "mode": stream.mode,
-        "model_kind": "window",
-        "window": spec.window.length,
+        "model_kind": spec.kind,
         "features": list(spec.features),
     }
+    if spec.kind == "window":
+        identity["window"] = spec.window_spec.length
+    else:
+        identity["carry_state"] = spec.state_shape()
     if stream.mode == "time":
         identity.update(
             state_layout=TIME_LAYOUT, time_window=stream.time_window, time_slide=stream.time_slide
@@ -281,10 +285,15 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
     kafka_rows = observe_input(kafka_columns(reader.load()))
     if stream.mode == "time":
+        if spec.kind != "window":
+            raise SeqstreamError(
+                f"model {spec.version} is a carry model, and stream.mode: time scores event-time "
+                "windows, which needs a window model: use stream.mode: events with a carry model"
+            )
         windows = event_time_windows(
             parse_events(kafka_rows, settings.events, stream.max_event_bytes),
             ref=ref,
-            length=spec.window.length,
+            length=spec.window_spec.length,
             features=len(spec.features),
             size=stream.time_window,
             slide=stream.time_slide,
@@ -298,12 +307,13 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
             grouping.append(SLOT_COLUMN)
         windows = kafka_rows.groupBy(*grouping).transformWithStateInPandas(
             WindowProcessor(
-                spec.window.length,
+                spec.window_spec.length if spec.kind == "window" else 0,
                 ttl_ms,
                 ref,
                 settings.events,
                 stream.max_event_bytes,
                 stream.state_buckets,
+                carry_state_size=CarryLayout.of(spec).size if spec.kind == "carry" else None,
             ),
             SCORED_SCHEMA,
             "Append",

@@ -17,9 +17,10 @@ SHARED_NAB = REPO.parent / "shared" / "data" / "nab"
 MIN_LENGTH, LENGTH = 8, 32  # the demo model's window
 
 
-def standalone_loader() -> str:
+def standalone_loader(marker: str = "standalone-loader") -> str:
+    """A Python block of README, the one after ``<!-- marker -->``."""
     readme = (REPO / "README.md").read_text()
-    block = readme.split("<!-- standalone-loader -->", 1)[1]
+    block = readme.split(f"<!-- {marker} -->", 1)[1]
     return block.split("```python\n", 1)[1].split("```", 1)[0]
 
 

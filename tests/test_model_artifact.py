@@ -143,8 +143,8 @@ def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (
-            lambda c: c.update(format_version=2),
-            "format_version 2 is not supported (this seqstream reads 1)",
+            lambda c: c.update(format_version=3),
+            "format_version 3 is not supported (this seqstream reads 1, 2)",
         ),
         (lambda c: c["lstm"].update(input_size=3), "lstm.input_size is 3 but there are 2 features"),
         (lambda c: c["lstm"].update(colour="red"), "lstm.colour: Extra inputs are not permitted"),

@@ -154,7 +154,11 @@ def test_a_pointer_file_names_the_current_artifact(tmp_path, pointer) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("window", "has window length 16, the running model nab-cpu-forecast-1 32"),
+        (
+            "window",
+            "keeps another per-key state than the running model nab-cpu-forecast-1: window 16 "
+            "(running: 32)",
+        ),
         ("features", "needs a restart with events.features changed"),
     ],
 )

@@ -9,7 +9,13 @@ import sys
 
 import numpy as np
 
-from seqstream.pipeline.state_buckets import Carried, bucket_of, decode_bucket, encode_bucket
+from seqstream.pipeline.state_buckets import (
+    Bucket,
+    Carried,
+    bucket_of,
+    decode_bucket,
+    encode_bucket,
+)
 
 from helpers import REPO
 
@@ -22,7 +28,7 @@ def test_a_bucket_carries_every_key_exactly() -> None:
         "": Carried(3_000, np.empty((0, 3), np.float32)),
         "tiny": Carried(4_000, np.array([[np.float32(1e-38), -0.0, np.inf]], np.float32)),
     }
-    back = decode_bucket(encode_bucket(entries), 3, now_ms=5_000, ttl_ms=None)
+    back = decode_bucket(encode_bucket(entries), 3, now_ms=5_000, ttl_ms=None).entries
     assert list(back) == list(entries)
     for key, carried in entries.items():
         assert back[key].seen_ms == carried.seen_ms
@@ -34,16 +40,25 @@ def test_a_bucket_carries_every_key_exactly() -> None:
 
 
 def test_an_empty_bucket_round_trips() -> None:
-    assert decode_bucket(encode_bucket({}), 1, now_ms=0, ttl_ms=10) == {}
+    assert decode_bucket(encode_bucket({}), 1, now_ms=0, ttl_ms=10) == Bucket({}, 0)
+
+
+def test_a_carry_models_float64_state_round_trips_bit_for_bit() -> None:
+    state = np.random.default_rng(4).standard_normal((1, 77))
+    back = decode_bucket(encode_bucket({"k": Carried(1, state)}), 77, now_ms=2, ttl_ms=None)
+    assert back.entries["k"].context.dtype == np.float64
+    assert back.entries["k"].context.tobytes() == state.tobytes()
 
 
 def test_keys_idle_for_the_ttl_are_dropped_when_read() -> None:
     one = np.ones((2, 1), np.float32)
     entries = {"old": Carried(1_000, one), "edge": Carried(1_001, one), "new": Carried(5_000, one)}
     blob = encode_bucket(entries)
-    assert set(decode_bucket(blob, 1, now_ms=11_000, ttl_ms=10_000)) == {"edge", "new"}
-    assert set(decode_bucket(blob, 1, now_ms=11_001, ttl_ms=10_000)) == {"new"}
-    assert set(decode_bucket(blob, 1, now_ms=10**12, ttl_ms=None)) == {"old", "edge", "new"}
+    assert decode_bucket(blob, 1, now_ms=11_000, ttl_ms=10_000).entries.keys() == {"edge", "new"}
+    assert decode_bucket(blob, 1, now_ms=11_000, ttl_ms=10_000).expired == 1
+    assert decode_bucket(blob, 1, now_ms=11_001, ttl_ms=10_000).entries.keys() == {"new"}
+    assert decode_bucket(blob, 1, now_ms=11_001, ttl_ms=10_000).expired == 2
+    assert decode_bucket(blob, 1, now_ms=10**12, ttl_ms=None).expired == 0
 
 
 def test_a_keys_bucket_does_not_depend_on_the_process() -> None:

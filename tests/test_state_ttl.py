@@ -72,6 +72,8 @@ def test_idle_keys_expire_and_busy_ones_keep_their_history(
     send(bootstrap_servers, topic, [keys[0], keys[1], keys[0]], 100)
     second = run_until(spark, settings, bootstrap_servers, 3)
     assert second[-1].keys_in_state == 2
+    assert sum(m.keys_expired for m in first) == 0
+    assert sum(m.keys_expired for m in second) == 8  # each expired key counted once
     assert sum(m.not_yet_scoreable for m in second) == 2  # key-0's and key-1's first events
 
     lengths = window_lengths(tmp_path)

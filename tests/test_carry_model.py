@@ -1,0 +1,231 @@
+"""Carry models without Spark: scoring in pieces from carried states equals README's one-call
+torch reference for every ``nn.LSTM`` option; a bidirectional carry model is refused; per-key
+normalisation makes scores independent of a key's scale; ``train --carry`` is seeded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqstream.model.artifact import (
+    DEMO_CARRY_MODEL_DIR,
+    DEMO_MODEL_DIR,
+    ArtifactError,
+    load_artifact,
+    save_artifact,
+)
+from seqstream.model.carry import CarryLayout, CarryScorer, score_history
+from seqstream.model.errors import ModelError
+from seqstream.model.inference import WindowScorer, score_series
+from seqstream.model.network import SequenceModel
+from seqstream.model.spec import (
+    CarrySpec,
+    ForecastTask,
+    HeadSpec,
+    LSTMArgs,
+    ModelSpec,
+    Normalization,
+)
+from seqstream.pipeline.cli import main as cli_main
+from seqstream.pipeline.config import EventSchema, load_settings
+from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.model_versions import check_artifact
+from seqstream.pipeline.series import demo_series_files, load_series
+
+from helpers import standalone_loader
+
+FEATURES = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def reference():  # type: ignore[no-untyped-def]
+    namespace: dict = {}
+    exec(standalone_loader(), namespace)  # noqa: S102 - our own README snippets
+    exec(standalone_loader("standalone-carry"), namespace)  # noqa: S102
+    return namespace
+
+
+def carry_model(folder: Path, *, per_key: bool = False, **lstm) -> Path:  # type: ignore[no-untyped-def]
+    spec = ModelSpec(
+        version="carry-test",
+        kind="carry",
+        features=FEATURES,
+        task=ForecastTask(error_std=[0.5, 1.0, 2.0]),
+        normalization=Normalization(mean=[10.0, 0.0, -5.0], std=[3.0, 1.0, 2.0], per_key=per_key),
+        carry=CarrySpec(min_events=3),
+        lstm=LSTMArgs(input_size=3, hidden_size=16, **lstm),
+        head=HeadSpec(output_size=3),
+    )
+    torch.manual_seed(1)
+    save_artifact(SequenceModel(spec.lstm, spec.head), spec, folder)
+    return folder
+
+
+def histories(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        f"k{k}": (rng.normal(size=(n, 3)) * [3, 1, 2] + [10 * (k + 1), 0, -5]).astype(np.float32)
+        for k, n in enumerate([400, 37, 900, 5, 250])
+    }
+
+
+def score_in_pieces(scorer: CarryScorer, data: dict[str, np.ndarray], seed: int) -> dict:
+    """Every key's events in random pieces, keys interleaved in each call, states carried."""
+    rng = np.random.default_rng(seed)
+    states: dict[str, np.ndarray | None] = dict.fromkeys(data)
+    done = dict.fromkeys(data, 0)
+    scores: dict[str, list[np.ndarray]] = {k: [] for k in data}
+    while any(done[k] < len(data[k]) for k in data):
+        keys = [k for k in data if done[k] < len(data[k])]
+        pieces = {k: data[k][done[k] : done[k] + int(rng.integers(1, 90))] for k in keys}
+        # a random interleaving of the keys' events, each key's in order
+        codes = rng.permutation(np.repeat(np.arange(len(keys)), [len(pieces[k]) for k in keys]))
+        events = np.zeros((len(codes), 3), np.float32)
+        for i, k in enumerate(keys):
+            events[codes == i] = pieces[k]
+        result, new = scorer.score([states[k] for k in keys], codes, events)
+        for i, k in enumerate(keys):
+            states[k] = new[i]
+            scores[k].append(result.score[codes == i])
+            done[k] += len(pieces[k])
+    return {k: np.concatenate(v) for k, v in scores.items()}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"per_key": True},
+        {"num_layers": 3, "proj_size": 8, "batch_first": False, "per_key": True},
+        {"num_layers": 2, "bias": False, "dropout": 0.3},
+    ],
+    ids=["global", "per-key", "projected-time-major", "no-bias-dropout"],
+)
+def test_scoring_in_pieces_equals_one_call_over_the_whole_history(
+    reference, tmp_path, options
+) -> None:  # type: ignore[no-untyped-def]
+    per_key = options.pop("per_key", False)
+    folder = carry_model(tmp_path / "m", per_key=per_key, **options)
+    config, lstm, head = reference["load_seqstream_model"](str(folder))
+    scorer = CarryScorer(load_artifact(folder), batch_size=2)  # several packed calls per piece
+    data = histories()
+    got = score_in_pieces(scorer, data, seed=3)
+    for key, events in data.items():
+        want = reference["carry_forecast_scores"](config, lstm, head, events)
+        assert np.array_equal(np.isnan(got[key]), np.isnan(want))
+        assert np.isnan(want[:2]).all() and not np.isnan(want[2:]).any()  # min_events 3
+        real = ~np.isnan(want)
+        assert np.abs(got[key][real] - want[real]).max() <= 1e-5 * max(1.0, np.abs(want).max())
+
+
+def test_the_state_holds_what_the_layout_says(tmp_path) -> None:
+    folder = carry_model(tmp_path / "m", per_key=True, num_layers=2, proj_size=4)
+    layout = CarryLayout.of(load_artifact(folder).spec)
+    assert layout.size == 1 + 2 * (4 + 16) + 3 + 3 * 3  # count, h and c per layer, forecast, stats
+    scorer = CarryScorer(load_artifact(folder))
+    events = histories()["k0"][:10]
+    _, states = scorer.score([None], np.zeros(10, np.int64), events)
+    state = states[0][None]
+    assert layout.part(state, "count")[0, 0] == 10
+    assert np.array_equal(layout.part(state, "shift")[0], events[0].astype(np.float64))
+    exact = (events.astype(np.float64) - events[0]).sum(0)
+    assert np.allclose(layout.part(state, "sum")[0], exact, rtol=1e-12)
+
+
+def test_a_bidirectional_carry_model_is_refused_at_load_saying_why(tmp_path) -> None:
+    folder = shutil.copytree(DEMO_CARRY_MODEL_DIR, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["lstm"]["bidirectional"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ArtifactError,
+        match="a carry model cannot be bidirectional: it runs one "
+        "step per event from the key's carried state, and a reverse direction "
+        "would need the key's future events",
+    ):
+        load_artifact(folder)
+
+
+def test_format_version_1_files_are_window_models_and_still_load() -> None:
+    spec = load_artifact(DEMO_MODEL_DIR).spec
+    assert (spec.format_version, spec.kind, spec.normalization.per_key) == (1, "window", False)
+    with pytest.raises(ValueError, match="format_version 1 has window models"):
+        spec.model_copy(update={"kind": "carry"}).model_validate(
+            {**spec.model_dump(), "kind": "carry", "window": None, "carry": {"min_events": 2}}
+        )
+
+
+def test_each_scorer_refuses_the_other_kind() -> None:
+    with pytest.raises(ModelError, match="is a carry model: score it with CarryScorer"):
+        WindowScorer(load_artifact(DEMO_CARRY_MODEL_DIR))
+    with pytest.raises(ModelError, match="is a window model, not a carry model"):
+        CarryScorer(load_artifact(DEMO_MODEL_DIR))
+
+
+def test_per_key_normalisation_scores_a_key_the_same_at_any_scale(tmp_path) -> None:
+    """The issue's nyc_taxi case: values near 15,000 score as the same series near 15. (Not
+    while the std floor binds: this series has no constant stretch, whose std is 0.)"""
+    values = load_series([p for p in demo_series_files() if "5f5533" in p.name], EventSchema())
+    series = next(iter(values.values()))[:600]
+    scaled = (series.astype(np.float64) * 1000 + 15000).astype(np.float32)
+    carry = CarryScorer(load_artifact(DEMO_CARRY_MODEL_DIR))
+    a, b = score_history(carry, series).score, score_history(carry, scaled).score
+    assert np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1)) < 1e-3
+    window_spec = load_artifact(DEMO_MODEL_DIR).spec
+    per_key = window_spec.model_copy(
+        update={
+            "format_version": 2,
+            "normalization": window_spec.normalization.model_copy(update={"per_key": True}),
+        }
+    )
+    save_artifact(load_artifact(DEMO_MODEL_DIR).network, per_key, tmp_path / "w")
+    windows = WindowScorer(load_artifact(tmp_path / "w"))
+    a, b = score_series(windows, series)[1].score, score_series(windows, scaled)[1].score
+    assert np.max(np.abs(a - b) / np.maximum(np.abs(a), 1)) < 1e-3
+    # the global demo model does not: the scaled series is far off its training scale
+    plain = WindowScorer(load_artifact(DEMO_MODEL_DIR))
+    assert np.median(score_series(plain, scaled)[1].score) > 100 * np.median(
+        score_series(plain, series)[1].score
+    )
+
+
+def test_train_carry_is_seeded_and_writes_a_carry_model(tmp_path, capsys) -> None:
+    data = [str(p) for p in demo_series_files()[:2]]
+    args = ["train", "--carry", "--per-key", "--epochs", "2", "--hidden-size", "8", "--data", *data]
+    for name in ("a", "b"):
+        assert cli_main([*args, "--out", str(tmp_path / name), "--no-progress"]) == 0
+    a, b = load_artifact(tmp_path / "a"), load_artifact(tmp_path / "b")
+    assert a.spec.kind == "carry" and a.spec.normalization.per_key
+    assert a.spec.weights_sha256 == b.spec.weights_sha256  # same seed, same weights
+    assert "forecasts" in capsys.readouterr().out
+    losses = [
+        float(line.split("train loss ")[1].split(",")[0])
+        for line in capsys.readouterr().out.splitlines()
+        if "train loss" in line
+    ]
+    assert all(np.isfinite(losses))
+
+
+def test_a_swapped_in_model_must_keep_the_state_shape(tmp_path) -> None:
+    settings = load_settings(None, {"events": {"features": ["value"]}})
+    _, running = check_artifact(DEMO_CARRY_MODEL_DIR, settings)
+    spec = running.model_copy(update={"lstm": running.lstm.model_copy(update={"hidden_size": 16})})
+    save_artifact(SequenceModel(spec.lstm, spec.head), spec, tmp_path / "small")
+    with pytest.raises(
+        SeqstreamError,
+        match=r"keeps another per-key state than the running model "
+        r"nab-cpu-carry-1: hidden_size 16 \(running: 32\)",
+    ):
+        check_artifact(tmp_path / "small", settings, running)
+    with pytest.raises(SeqstreamError, match=r"kind window \(running: carry\)"):
+        check_artifact(DEMO_MODEL_DIR, settings, running)
+    # new weights of the same shape are taken: the stream goes on from the states the old made
+    retrained = running.model_copy(update={"version": "nab-cpu-carry-2"})
+    torch.manual_seed(5)
+    save_artifact(SequenceModel(retrained.lstm, retrained.head), retrained, tmp_path / "v2")
+    assert check_artifact(tmp_path / "v2", settings, running)[1].version == "nab-cpu-carry-2"
