@@ -13,8 +13,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 
+# make demo CARRY=1: the carry demo model (each key's LSTM state carried) instead of the window one
 demo: setup
-	$(VENV)/bin/seqstream demo
+	$(VENV)/bin/seqstream demo $(if $(CARRY),--carry)
 
 lint: setup
 	$(VENV)/bin/ruff format --check .

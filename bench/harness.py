@@ -23,7 +23,10 @@ forecast head (seeded random weights), produced into a 4-partition topic of the 
    predict_batch_udf``, and by a naive row-at-a-time Python UDF (on a sample);
 5. a breakdown of the job's steps, timed as cumulative batch queries over the same offsets
    (Kafka read; parse + windows + scoring, one Python step, with the model's and parsing's own
-   time inside it; sink write), and the Spark phases of the streaming micro-batches.
+   time inside it; sink write), and the Spark phases of the streaming micro-batches;
+6. the carry model of the same network (``carry``): alone (``CarryScorer`` over every key's
+   events in calls of a micro-batch's events, states carried), streaming in the same
+   micro-batches, the backfill, its breakdown, and the state each key keeps.
 
 Writes ``bench/results/harness_<device>.json`` and ``.png``; prints the table.
 """
@@ -50,6 +53,7 @@ import torch
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
 from seqstream.model.artifact import load_artifact, save_artifact
+from seqstream.model.carry import CarryLayout, CarryScorer
 from seqstream.model.inference import WindowScorer
 from seqstream.pipeline.config import EventSchema, Settings, load_settings
 from seqstream.pipeline.events import Event, Message, event_message
@@ -58,8 +62,10 @@ from seqstream.pipeline.parsing import parse_values
 from bench.broker import bench_broker
 from bench.model import (
     Workload,
+    carry_events_per_second,
     scoreable_windows,
     windows_per_second,
+    workload_carry_model,
     workload_model,
     workload_series,
 )
@@ -436,6 +442,28 @@ def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> d
     return steps
 
 
+def state_bytes_per_key(window: Any, carry: Any, keys: int) -> dict[str, float]:
+    """Each key's streaming state: its values, and as stored (an Arrow IPC bucket of all the
+    keys, with their names and last-seen times), per key; a window model keeps its last N-1
+    events."""
+    from seqstream.pipeline.state_buckets import Carried, encode_bucket
+
+    features = len(window.spec.features)
+    events = np.zeros((window.spec.window_spec.length - 1, features), np.float32)
+    size = CarryLayout.of(carry.spec).size
+    names = [f"key-{k:05d}" for k in range(keys)]
+    stored = {
+        "window": encode_bucket({n: Carried(0, events) for n in names}),
+        "carry": encode_bucket({n: Carried(0, np.zeros((1, size))) for n in names}),
+    }
+    return {
+        "window_values": float(events.nbytes),
+        "carry_values": float(size * 8),
+        "window_stored": len(stored["window"]) / keys,
+        "carry_stored": len(stored["carry"]) / keys,
+    }
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -544,6 +572,17 @@ def main(argv: list[str] | None = None) -> int:
         for b in BATCH_SIZES
     }
     best = max(model.values())
+    # the carry model of the same network, in calls of a micro-batch's events
+    carry_loaded = workload_carry_model(loaded)
+    carry_model = {
+        b: carry_events_per_second(
+            CarryScorer(carry_loaded, batch_size=b, num_threads=threads, device=args.device),
+            workload_series(w),
+            args.max_per_trigger,
+        )
+        for b in BATCH_SIZES
+    }
+    carry_best = max(carry_model.values())
     torch.set_num_threads(threads)
 
     work = Path(tempfile.mkdtemp(prefix="seqstream-bench-"))
@@ -552,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         model_dir = work / "model"
         save_artifact(loaded.network, loaded.spec, model_dir)
+        carry_dir = work / "carry-model"
+        save_artifact(carry_loaded.network, carry_loaded.spec, carry_dir)
         bootstrap, admin = bench_broker(stack)
         topic = f"bench-{int(time.time())}"
         admin.create_topic(topic, args.partitions)
@@ -562,11 +603,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. streaming, sustained: small micro-batches first (over part of the topic), then the
         # headline over all of it (its first batch, with the JVM's start-up, is left out).
-        def drain(cap: int, events: int, name: str) -> tuple[list, list]:
+        def drain(cap: int, events: int, name: str, model: Path = model_dir) -> tuple[list, list]:
             settings = settings_for(
                 bootstrap,
                 topic,
-                model_dir,
+                model,
                 features,
                 work / name,
                 stream={
@@ -584,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
         progress, history = drain(args.max_per_trigger, len(messages), "drain")
         rate, phases = sustained(progress)
         calls = state_calls_per_batch(progress)
+        carry_progress, carry_history = drain(
+            args.max_per_trigger, len(messages), "carry-drain", carry_dir
+        )
+        carry_rate, carry_phases = sustained(carry_progress)
+        carry_scoring_share = sum(m.scoring_s for m in carry_history[1:]) / max(
+            sum(m.duration_s for m in carry_history[1:]), 1e-9
+        )
         plain_rate = plain_loop(bootstrap, topic, args.partitions, model_dir, schema, len(messages))
         scoring_share = sum(m.scoring_s for m in history[1:]) / max(
             sum(m.duration_s for m in history[1:]), 1e-9
@@ -651,11 +699,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # 3. backfill over the same offsets, twice: the first run starts this step's Python workers
         # (torch imported, model loaded), the second is measured warm, as the model and the peers are
-        def backfill(name: str) -> tuple[Settings, float]:
+        def backfill(name: str, model: Path = model_dir) -> tuple[Settings, float]:
             settings = settings_for(
                 bootstrap,
                 topic,
-                model_dir,
+                model,
                 features,
                 work / name,
                 stream=stream_section,
@@ -670,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
 
         first_backfill_rate = backfill("bf-first")[1]
         bf_settings, backfill_rate = backfill("bf")
+        first_carry_backfill_rate = backfill("carry-bf-first", carry_dir)[1]
+        carry_bf_settings, carry_backfill_rate = backfill("carry-bf", carry_dir)
 
         # 4. peers
         peers = peer_windows(
@@ -707,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         with TopicAdmin(bootstrap) as a:
             ranges = resolve_ranges(a, [topic])
         steps = breakdown(spark, bf_settings, bootstrap, ranges)
+        carry_steps = breakdown(spark, carry_bf_settings, bootstrap, ranges)
         spark.stop()
 
     result = {
@@ -783,6 +834,22 @@ def main(argv: list[str] | None = None) -> int:
         },
         "breakdown_s": steps,
         "largest_step": max((k for k in steps if "(in " not in k), key=steps.get),
+        "carry": {
+            "model": "the same network, features and task; each key's (h, c) carried",
+            "model_alone_events_per_s_by_batch": carry_model,
+            "model_alone_events_per_s": carry_best,
+            "model_alone_over_window_model_alone": carry_best / best,
+            "streaming_events_per_s": carry_rate,
+            "streaming_over_window_streaming": carry_rate / rate,
+            "streaming_over_carry_model_alone": carry_rate / carry_best,
+            "micro_batch_phases_s": carry_phases,
+            "model_share_of_batch_time": carry_scoring_share,
+            "backfill_events_per_s": carry_backfill_rate,
+            "backfill_over_window_backfill": carry_backfill_rate / backfill_rate,
+            "backfill_first_run_events_per_s": first_carry_backfill_rate,
+            "breakdown_s": carry_steps,
+            "state_bytes_per_key": state_bytes_per_key(loaded, carry_loaded, w.keys),
+        },
     }
     out = Path(args.out or f"bench/results/harness_{args.device.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -851,6 +918,34 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{sum(v for k, v in r['breakdown_s'].items() if '(in ' not in k):.1f} s",
         ),
     ]
+    carry = r.get("carry")
+    if carry:
+        rows += [
+            (
+                "**carry model alone (/ window model alone)**",
+                f"**{carry['model_alone_events_per_s']:,.0f} events/s "
+                f"({carry['model_alone_over_window_model_alone']:.1f})**",
+            ),
+            (
+                "**carry streaming (/ window streaming), same micro-batches**",
+                f"**{carry['streaming_events_per_s']:,.0f} events/s "
+                f"({carry['streaming_over_window_streaming']:.1f})**",
+            ),
+            (
+                "carry streaming: model's share of batch time",
+                f"{carry['model_share_of_batch_time']:.0%}",
+            ),
+            (
+                "carry backfill (/ window backfill)",
+                f"{carry['backfill_events_per_s']:,.0f} events/s "
+                f"({carry['backfill_over_window_backfill']:.1f})",
+            ),
+            (
+                "state per key, stored: window / carry",
+                f"{carry['state_bytes_per_key']['window_stored']:,.0f} / "
+                f"{carry['state_bytes_per_key']['carry_stored']:,.0f} bytes",
+            ),
+        ]
     return "\n".join(["| figure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]])
 
 

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from seqstream.model.artifact import LoadedModel
+from seqstream.model.carry import CarryScorer
 from seqstream.model.inference import WindowScorer
 from seqstream.model.network import SequenceModel
 from seqstream.model.spec import (
+    CarrySpec,
     ForecastTask,
     HeadSpec,
     LSTMArgs,
@@ -61,6 +63,46 @@ def workload_model(w: Workload) -> LoadedModel:
     )
     torch.manual_seed(w.seed)
     return LoadedModel(spec, SequenceModel(spec.lstm, spec.head).eval(), Path("."))
+
+
+def workload_carry_model(window: LoadedModel) -> LoadedModel:
+    """The carry model of the workload's window model: the same network and weights, the same
+    features, normalisation and task, each key's state carried instead of its last events."""
+    spec = window.spec.model_copy(
+        update={
+            "version": window.spec.version + "-carry",
+            "kind": "carry",
+            "window": None,
+            "carry": CarrySpec(min_events=window.spec.window_spec.min_length),
+        }
+    )
+    return LoadedModel(ModelSpec.model_validate(spec.model_dump()), window.network, Path("."))
+
+
+def carry_events_per_second(
+    scorer: CarryScorer, series: dict[str, np.ndarray], events_per_call: int, repeats: int = 3
+) -> float:
+    """Best of ``repeats`` passes over every key's events in time order across keys, in calls of
+    ``events_per_call`` events (a micro-batch's), each key's state carried from call to call."""
+    values = np.stack(list(series.values()))  # [keys, events, features]
+    keys, steps, _ = values.shape
+    events = values.transpose(1, 0, 2).reshape(-1, values.shape[2])  # time order across keys
+    codes = np.tile(np.arange(keys), steps)
+    scorer.score([None] * keys, codes[: keys * 2], events[: keys * 2])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        states: list[np.ndarray | None] = [None] * keys
+        started = time.perf_counter()
+        for start in range(0, len(codes), events_per_call):
+            part = slice(start, start + events_per_call)
+            present, local = np.unique(codes[part], return_inverse=True)
+            _, new = scorer.score([states[k] for k in present], local, events[part])
+            for k, state in zip(present, new, strict=True):
+                states[k] = state
+        if scorer.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return len(codes) / best
 
 
 def workload_series(w: Workload) -> dict[str, np.ndarray]:

@@ -355,20 +355,6 @@ class Backfill:
         partition from the earliest offset the broker holds (written nowhere), in chunks of
         ``backfill.chunk_events`` with a progress line each. A key whose first events retention
         has dropped starts from zeros at the earliest one held."""
-        budget = self.settings.backfill.replay_max_events
-        over = [r for r in need if r.start - lows[_name(r)] > budget]
-        if over:
-            raise SeqstreamError(
-                "a carry model's backfill replays each partition from its earliest offset to "
-                "rebuild every key's state, and "
-                + ", ".join(
-                    f"{r.topic}-{r.partition} [{lows[_name(r)]}, {r.start}) is "
-                    f"{r.start - lows[_name(r)]:,} events"
-                    for r in over
-                )
-                + f", over backfill.replay_max_events ({budget:,}): raise it, or start the "
-                "range at the earliest offsets (--starting-offsets earliest)"
-            )
         reads = [
             PartitionRange(r.topic, r.partition, lows[_name(r)], r.start)
             for r in need
@@ -592,13 +578,39 @@ def prepare_backfill(
                 "score the whole range into the new ones"
             )
         return Prepared(plan, False, progress, ref, spec)
+    planned = plan_backfill(settings, bootstrap, request)
+    if spec.kind == "carry":
+        check_replay(planned, settings.backfill.replay_max_events)
     plan = {
-        **plan_backfill(settings, bootstrap, request),
+        **planned,
         "model": ref.sha256,
         "outputs": outputs,
         "run_id": uuid.uuid4().hex,  # names its exactly-once transactions (``kafka.transactions``)
     }
     return Prepared(plan, True, progress, ref, spec)
+
+
+def check_replay(plan: dict[str, Any], budget: int) -> None:
+    """A carry model's backfill replays each partition from its earliest offset to the range
+    start (``Backfill.replayed_state``): refuse, before anything runs, a replay over ``budget``
+    events in a partition."""
+    over = [
+        (f"{r['topic']}-{r['partition']}", plan["lows"][f"{r['topic']}:{r['partition']}"], r)
+        for r in plan["ranges"]
+        if r["end"] > r["start"]
+        and r["start"] - plan["lows"][f"{r['topic']}:{r['partition']}"] > budget
+    ]
+    if over:
+        raise SeqstreamError(
+            "a carry model's backfill replays each partition from its earliest offset to "
+            "rebuild every key's state, and "
+            + ", ".join(
+                f"{name} [{low}, {r['start']}) is {r['start'] - low:,} events"
+                for name, low, r in over
+            )
+            + f", over backfill.replay_max_events ({budget:,}): raise it, or start the "
+            "range at the earliest offsets (--starting-offsets earliest)"
+        )
 
 
 def plan_run_id(plan: dict[str, Any]) -> str:

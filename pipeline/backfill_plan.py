@@ -198,10 +198,17 @@ def describe_request(request: dict[str, Any]) -> str:
 
 
 def describe_plan(
-    plan: dict[str, Any], settings: Settings, *, progress: Path, model: str, resumed: int = 0
+    plan: dict[str, Any],
+    settings: Settings,
+    *,
+    progress: Path,
+    model: str,
+    resumed: int = 0,
+    carry: bool = False,
 ) -> str:
-    """What ``--dry-run`` prints: the request with its times resolved, every range, the model,
-    the outputs and the progress folder."""
+    """What ``--dry-run`` prints: the request with its times resolved, every range, what is read
+    before it (a window model's context, a carry model's replay), the model, the outputs and the
+    progress folder."""
     b = settings.backfill
     lines = [
         describe_request(plan["request"]),
@@ -212,9 +219,22 @@ def describe_plan(
             f"{r['topic']:<24} {r['partition']:>9} {r['start']:>12} {r['end']:>12} {r['end'] - r['start']:>12,}"
         )
     total = sum(r["end"] - r["start"] for r in plan["ranges"])
+    lows = plan.get("lows", {})
+    replay = sum(
+        r["start"] - lows.get(f"{r['topic']}:{r['partition']}", r["start"])
+        for r in plan["ranges"]
+        if r["end"] > r["start"]
+    )
+    before = (
+        f"plus a replay of {replay:,} earlier events from each partition's earliest offset to "
+        f"rebuild the carry model's state (backfill.replay_max_events {b.replay_max_events:,} "
+        "per partition), nothing written"
+        if carry
+        else "plus up to window length - 1 earlier events per key read as context"
+    )
     lines += [
-        f"{total:,} events (offsets) in {len(plan['chunks'])} chunk(s) of about {b.chunk_events:,}; plus up to "
-        "window length - 1 earlier events per key read as context",
+        f"{total:,} events (offsets) in {len(plan['chunks'])} chunk(s) of about {b.chunk_events:,}; "
+        + before,
         f"scores      -> parquet: {b.parquet_path or '-'}   kafka: {b.output_topic or '-'}",
         f"dead letters -> parquet: {b.dead_letter_path or '-'}   kafka: {b.dead_letter_topic or '-'}",
         f"model       -> {model}",

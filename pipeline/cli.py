@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from seqstream.model.artifact import CONFIG_FILE, load_artifact, save_artifact, spec_from_file
+from seqstream.model.artifact import (
+    CONFIG_FILE,
+    DEMO_CARRY_MODEL_DIR,
+    load_artifact,
+    save_artifact,
+    spec_from_file,
+)
 from seqstream.model.carry import CarryLayout
 from seqstream.model.errors import ModelError
 from seqstream.model.importers import imported_network
@@ -358,6 +364,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                 progress=prepared.progress.folder,
                 model=model,
                 resumed=resumed,
+                carry=prepared.spec.kind == "carry",
             )
         )
         return 0
@@ -384,7 +391,11 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    demo.run_demo(_settings(args))
+    settings = _settings(args)
+    if args.carry:
+        stream = settings.stream.model_copy(update={"model": DEMO_CARRY_MODEL_DIR})
+        settings = settings.model_copy(update={"stream": stream})
+    demo.run_demo(settings)
     return 0
 
 
@@ -603,6 +614,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the embedded broker and bundled data")
+    p.add_argument(
+        "--carry",
+        action="store_true",
+        help="score with the carry demo model (each key's LSTM state carried, per-key "
+        "normalisation) instead of the window demo model",
+    )
     _common(p)
     p.set_defaults(func=_cmd_demo)
     return parser

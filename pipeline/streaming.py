@@ -263,6 +263,11 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     check_outputs(settings)
     ref, spec = check_model(settings)
     stream = settings.stream
+    if stream.mode == "time" and spec.kind != "window":
+        raise SeqstreamError(
+            f"model {spec.version} is a carry model, and stream.mode: time scores event-time "
+            "windows, which needs a window model: use stream.mode: events with a carry model"
+        )
     if not (stream.dead_letter_path or stream.dead_letter_topic):
         log.warning(NO_DEAD_LETTER_OUTPUT.format(section="stream"))
     layout = check_checkpoint(settings, spec)
@@ -285,11 +290,6 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         reader = reader.option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
     kafka_rows = observe_input(kafka_columns(reader.load()))
     if stream.mode == "time":
-        if spec.kind != "window":
-            raise SeqstreamError(
-                f"model {spec.version} is a carry model, and stream.mode: time scores event-time "
-                "windows, which needs a window model: use stream.mode: events with a carry model"
-            )
         windows = event_time_windows(
             parse_events(kafka_rows, settings.events, stream.max_event_bytes),
             ref=ref,

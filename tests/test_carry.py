@@ -240,4 +240,4 @@ def test_a_replay_over_the_budget_is_refused_with_what_it_would_take(
         "backfill.replay_max_events (99): raise it, or start the range at the earliest offsets "
         "(--starting-offsets earliest)"
     )
-    assert not (tmp_path / "scores").exists()
+    assert not (tmp_path / "scores").exists() and not (tmp_path / "progress").exists()

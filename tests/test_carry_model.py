@@ -36,6 +36,7 @@ from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.model_versions import check_artifact
 from seqstream.pipeline.series import demo_series_files, load_series
+from seqstream.pipeline.streaming import build_query
 
 from helpers import standalone_loader
 
@@ -229,3 +230,21 @@ def test_a_swapped_in_model_must_keep_the_state_shape(tmp_path) -> None:
     torch.manual_seed(5)
     save_artifact(SequenceModel(retrained.lstm, retrained.head), retrained, tmp_path / "v2")
     assert check_artifact(tmp_path / "v2", settings, running)[1].version == "nab-cpu-carry-2"
+
+
+def test_event_time_mode_needs_a_window_model(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings(
+        None,
+        {
+            "kafka": {"bootstrap_servers": "127.0.0.1:9"},
+            "stream": {
+                "topics": ["t"],
+                "mode": "time",
+                "model": str(DEMO_CARRY_MODEL_DIR),
+                "checkpoint": str(tmp_path / "cp"),
+                "parquet_path": str(tmp_path / "scores"),
+            },
+        },
+    )
+    with pytest.raises(SeqstreamError, match="is a carry model, and stream.mode: time scores"):
+        build_query(spark, settings, "127.0.0.1:9")
