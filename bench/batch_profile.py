@@ -29,6 +29,7 @@ from seqstream.model.artifact import save_artifact
 from seqstream.pipeline.config import EventSchema
 
 from bench.harness import Workload, settings_for, streaming, workload_messages, workload_model
+from bench.model import workload_carry_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # SQL metrics worth reading (Spark's names), per node.
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-per-trigger", type=int, default=15_000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--carry", action="store_true", help="the carry model of the same network (#17)"
+    )
+    parser.add_argument(
         "--out", default=None, help="default bench/results/batch_profile_<device>.json"
     )
     args = parser.parse_args(argv)
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
 
     w = Workload(keys=1000, events_per_key=240)
     loaded = workload_model(w)
+    if args.carry:
+        loaded = workload_carry_model(loaded)
     features = loaded.spec.features
     messages = workload_messages(w, EventSchema(features=features))
     work = Path(tempfile.mkdtemp(prefix="seqstream-profile-"))
@@ -159,8 +165,9 @@ def main(argv: list[str] | None = None) -> None:
                 progress, _ = streaming(spark, settings, bootstrap, count, feed=feed)
                 return [p for p in progress[1:] if 1 <= p["numInputRows"] <= 10]
 
-            trickle = run("trickle", int(4 * args.trickle_seconds), 4.0)
-            result["trickle_1_to_10_events"] = profile(spark, trickle)
+            if args.trickle_seconds:
+                trickle = run("trickle", int(4 * args.trickle_seconds), 4.0)
+                result["trickle_1_to_10_events"] = profile(spark, trickle)
             drain = run(
                 "drain", args.drain_events, None, max_offsets_per_trigger=args.max_per_trigger
             )
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or RESULTS / f"batch_profile_{args.device}.json")
     out.write_text(json.dumps(result, indent=1) + "\n")
     for run_name in ("trickle_1_to_10_events", f"drain_{args.max_per_trigger}_events"):
+        if run_name not in result:
+            continue
         print(f"{run_name}: {result[run_name]['batches']} batches, medians in ms")
         for name, ms in result[run_name]["median_ms"].items():
             print(f"  {name:75s} {ms:9.1f}")
