@@ -559,9 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     features = loaded.spec.features
     schema = EventSchema(features=features)
     messages = workload_messages(w, schema)
-    windows, lengths = scoreable_windows(
-        workload_series(w), w.window, loaded.spec.window.min_length
-    )
+    series = workload_series(w)
+    windows, lengths = scoreable_windows(series, w.window, loaded.spec.window_spec.min_length)
     threads = os.cpu_count() or 1
     model = {
         b: windows_per_second(
@@ -577,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     carry_model = {
         b: carry_events_per_second(
             CarryScorer(carry_loaded, batch_size=b, num_threads=threads, device=args.device),
-            workload_series(w),
+            series,
             args.max_per_trigger,
         )
         for b in BATCH_SIZES

@@ -18,15 +18,14 @@ Per event t of a key (``z`` = normalised event, ``f`` = head output):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
-from seqstream.model.artifact import LoadedModel
 from seqstream.model.errors import ModelError
-from seqstream.model.inference import resolve_device
+from seqstream.model.inference import ModelRunner
 from seqstream.model.spec import (
     CARRY_INPUT_CLIP,
     PER_KEY_STD_FLOOR,
@@ -130,36 +129,17 @@ def running_stats(
     return mean, std, after
 
 
-class CarryScorer:
+class CarryScorer(ModelRunner):
     """Scores events from carried per-key states, ``batch_size`` keys per packed LSTM call.
-    One per Python worker; the same options as ``WindowScorer``."""
+    One per Python worker; the options are ``ModelRunner``'s, as for ``WindowScorer``."""
 
-    def __init__(
-        self,
-        model: LoadedModel,
-        *,
-        device: str = "cpu",
-        batch_size: int = 1024,
-        num_threads: int | None = 1,
-        dtype: torch.dtype = torch.float32,
-        pin_memory: bool | None = None,
-    ) -> None:
-        spec = model.spec
+    def check_kind(self, spec: ModelSpec) -> None:
         if spec.kind != "carry":
             raise ModelError(f"model {spec.version} is a {spec.kind} model, not a carry model")
-        if batch_size < 1:
-            raise ModelError(f"batch_size must be at least 1, got {batch_size}")
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        self.spec = spec
-        self.layout = CarryLayout.of(spec)
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
-        self.dtype = dtype
-        self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
-        self.pin_memory = self.pin_memory and self.device.type == "cuda"
-        self.network = copy.deepcopy(model.network).to(self.device, dtype).eval()
-        self.network.lstm.flatten_parameters()
+
+    @cached_property
+    def layout(self) -> CarryLayout:
+        return CarryLayout.of(self.spec)
 
     @property
     def state_size(self) -> int:

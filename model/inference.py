@@ -91,8 +91,9 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-class WindowScorer:
-    """``dtype=torch.bfloat16`` runs the network in bf16 (faster on GPUs, scores differ slightly:
+class ModelRunner:
+    """What every scorer holds: the network on its device, model batches of ``batch_size``.
+    ``dtype=torch.bfloat16`` runs the network in bf16 (faster on GPUs, scores differ slightly:
     ``bench/model.py`` reports by how much). ``pin_memory`` (default: on for CUDA) stages each
     call's inputs in page-locked memory once so batches copy to the GPU asynchronously."""
 
@@ -106,10 +107,7 @@ class WindowScorer:
         dtype: torch.dtype = torch.float32,
         pin_memory: bool | None = None,
     ) -> None:
-        if model.spec.kind != "window":
-            raise ModelError(
-                f"model {model.spec.version} is a {model.spec.kind} model: score it with CarryScorer"
-            )
+        self.check_kind(model.spec)
         if batch_size < 1:
             raise ModelError(f"batch_size must be at least 1, got {batch_size}")
         if num_threads is not None:
@@ -128,6 +126,19 @@ class WindowScorer:
         # A copy: moving or casting the caller's module in place would change it under other scorers.
         self.network = copy.deepcopy(model.network).to(self.device, dtype).eval()
         self.network.lstm.flatten_parameters()  # one contiguous weight buffer for cuDNN
+
+    def check_kind(self, spec: ModelSpec) -> None:
+        """Refuse a model of a kind this scorer cannot score."""
+
+
+class WindowScorer(ModelRunner):
+    """Scores windows (``score``) of a window model; the options are ``ModelRunner``'s."""
+
+    def check_kind(self, spec: ModelSpec) -> None:
+        if spec.kind != "window":
+            raise ModelError(
+                f"model {spec.version} is a {spec.kind} model: score it with CarryScorer"
+            )
 
     def _run(self, inputs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """The network over ``inputs`` in model batches; [n, outputs] float32."""

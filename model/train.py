@@ -103,6 +103,15 @@ def _mse(
         return float(((predicted - torch.from_numpy(targets)) ** 2).mean())
 
 
+def with_error_spread(spec: ModelSpec, residuals: np.ndarray) -> ModelSpec:
+    """The spec with the forecast task's ``error_std``: the training residuals' spread per
+    feature (normalised units), which scores are divided by."""
+    spread = residuals.std(axis=0)
+    return spec.model_copy(
+        update={"task": ForecastTask(error_std=np.where(spread > 0, spread, 1.0).tolist())}
+    )
+
+
 def train_forecaster(
     series: Mapping[str, np.ndarray],
     features: list[str],
@@ -182,12 +191,8 @@ def train_forecaster(
         residuals = (
             targets - network(torch.from_numpy(inputs), torch.from_numpy(input_lengths)).numpy()
         )
-    spread = residuals.std(axis=0)
-    spec = spec.model_copy(
-        update={"task": ForecastTask(error_std=np.where(spread > 0, spread, 1.0).tolist())}
-    )
     report.seconds = time.monotonic() - started
-    return network, spec, report
+    return network, with_error_spread(spec, residuals), report
 
 
 def _carry_inputs(
@@ -275,12 +280,8 @@ def _train_carry(
             train=f"{report.train_loss[-1]:.4f}", val=f"{report.validation_loss[-1]:.4f}"
         )
     residuals, _ = _carry_residuals(network, z, lengths, cut)
-    spread = residuals.std(axis=0)
-    spec = spec.model_copy(
-        update={"task": ForecastTask(error_std=np.where(spread > 0, spread, 1.0).tolist())}
-    )
     report.seconds = time.monotonic() - started
-    return network, spec, report
+    return network, with_error_spread(spec, residuals), report
 
 
 def _carry_residuals(

@@ -61,9 +61,8 @@ from seqstream.pipeline.kafka import (
 from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
-from seqstream.pipeline.scoring import ModelRef, score_carried, score_windows
+from seqstream.pipeline.scoring import ModelRef, score_partition
 from seqstream.pipeline.streaming import check_model, connector_options, create_output_topics
-from seqstream.pipeline.window_step import parse_rows, window_rows
 
 log = logging.getLogger("seqstream.backfill")
 
@@ -162,29 +161,19 @@ def partition_windows(
                 )
             last_offset[where] = int(rows["offset"].max())
             mine = contexts.setdefault(where, _PartitionContexts(carried.get(name), width))
-            kafka_rows = rows.rename(columns={"timestamp": "kafka_timestamp"})
-            if carry_state_size is not None:
-                parsed = parse_rows(kafka_rows, schema, max_bytes)
-                stored = [mine.get(k) for k in parsed.keys]
-                scored, states = score_carried(
-                    parsed, [None if s is None else s.ravel() for s in stored], ref
-                )
-                mine.updated.update(zip(parsed.keys, (s[None] for s in states), strict=True))
-            else:
-                made = window_rows(kafka_rows, mine.get, length, schema, max_bytes)
-                mine.updated.update(made.contexts)
-                scored = None
-            emit = (
-                (scored if scored is not None else made.rows)["offset"] >= emit_from.get(name, 0)
-            ).to_numpy()
-            if emit.any():
-                yield (
-                    scored[emit].reset_index(drop=True)
-                    if scored is not None
-                    else score_windows(
-                        made.rows[emit].reset_index(drop=True), made.windows[emit], ref
-                    )
-                ).assign(is_state=False, state=None)
+            made = score_partition(
+                rows.rename(columns={"timestamp": "kafka_timestamp"}),
+                mine.get,
+                carry=carry_state_size is not None,
+                length=length,
+                schema=schema,
+                max_bytes=max_bytes,
+                ref=ref,
+                emit_from=emit_from.get(name, 0),
+            )
+            mine.updated.update(made.states)
+            if len(made.rows):
+                yield made.rows.assign(is_state=False, state=None)
     for (topic, partition), mine in contexts.items():
         if not mine.updated:
             continue

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,10 @@ import pandas as pd
 from seqstream.model.artifact import load_artifact
 from seqstream.model.carry import CarryScorer
 from seqstream.model.inference import WindowScorer
+from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.rows import SCORED_COLUMNS
-from seqstream.pipeline.window_step import ParsedRows
+from seqstream.pipeline.window_step import ParsedRows, parse_rows, window_rows
 
 _SCORERS: dict[ModelRef, WindowScorer | CarryScorer] = {}
 
@@ -182,3 +184,47 @@ def score_carried(
     batch["score"] = batch["score"].where(ready, None)
     batch["scoring_s"] = batch["scoring_s"].where(ready, None)
     return batch[SCORED_COLUMNS], new_states
+
+
+@dataclass(frozen=True)
+class ScoredPartition:
+    """One Kafka partition's rows scored (``SCORED_SCHEMA``, those at or after ``emit_from``)
+    and each key's state after them: a window model's last events [events, features], a carry
+    model's state vector [1, state size]."""
+
+    rows: pd.DataFrame
+    states: dict[str, np.ndarray]
+
+
+def score_partition(
+    kafka_rows: pd.DataFrame,
+    state_of: Callable[[str], np.ndarray | None],
+    *,
+    carry: bool,
+    length: int,
+    schema: EventSchema,
+    max_bytes: int,
+    ref: ModelRef,
+    emit_from: int = 0,
+) -> ScoredPartition:
+    """The step the streaming processor and the backfill share: parse one partition's Kafka
+    rows, score them from each key's state (``state_of``) and move the states on. A window
+    model scores only the rows at or after ``emit_from`` (a backfill's context read scores
+    none); a carry model runs every event, since each one moves its key's state."""
+    if carry:
+        parsed = parse_rows(kafka_rows, schema, max_bytes)
+        stored = [state_of(k) for k in parsed.keys]
+        scored, states = score_carried(
+            parsed, [None if s is None else s.ravel() for s in stored], ref
+        )
+        emit = (scored["offset"] >= emit_from).to_numpy()
+        return ScoredPartition(
+            scored if emit.all() else scored[emit].reset_index(drop=True),
+            dict(zip(parsed.keys, (s[None] for s in states), strict=True)),
+        )
+    made = window_rows(kafka_rows, state_of, length, schema, max_bytes)
+    emit = (made.rows["offset"] >= emit_from).to_numpy()
+    if emit.all():
+        return ScoredPartition(score_windows(made.rows, made.windows, ref), made.contexts)
+    rows = made.rows[emit].reset_index(drop=True)
+    return ScoredPartition(score_windows(rows, made.windows[emit], ref), made.contexts)

@@ -19,9 +19,8 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor, Stateful
 from pyspark.sql.types import BinaryType, IntegerType, StructField, StructType
 
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.scoring import ModelRef, score_carried, score_windows
+from seqstream.pipeline.scoring import ModelRef, score_partition
 from seqstream.pipeline.state_buckets import Carried, bucket_of, decode_bucket, encode_bucket
-from seqstream.pipeline.window_step import parse_rows, window_rows
 
 _STATE_KEY = StructType([StructField("bucket", IntegerType())])
 _STATE_VALUE = StructType([StructField("entries", BinaryType())])
@@ -106,18 +105,17 @@ class WindowProcessor(StatefulProcessor):
             carried = loaded[bucket].get(event_key)
             return None if carried is None else carried.context
 
-        if self.carry:
-            parsed = parse_rows(batch, self.schema, self.max_bytes)
-            stored = [context_of(k) for k in parsed.keys]
-            scored, states = score_carried(
-                parsed, [None if s is None else s[0] for s in stored], self.ref
-            )
-            made = dict(zip(parsed.keys, (s[None] for s in states), strict=True))
-        else:
-            windowed = window_rows(batch, context_of, self.length, self.schema, self.max_bytes)
-            made = windowed.contexts
-            scored = score_windows(windowed.rows, windowed.windows, self.ref)
-        for event_key, context in made.items():
+        made = score_partition(
+            batch,
+            context_of,
+            carry=self.carry,
+            length=self.length,
+            schema=self.schema,
+            max_bytes=self.max_bytes,
+            ref=self.ref,
+        )
+        scored = made.rows
+        for event_key, context in made.states.items():
             loaded[bucket_of(event_key, self.buckets)][event_key] = Carried(now_ms, context)
         for bucket, entries in loaded.items():  # each read for a key of this batch: never empty
             self.state.updateValue((bucket,), (encode_bucket(entries),))

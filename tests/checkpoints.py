@@ -5,8 +5,27 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_stream_job(sets: list[str]) -> subprocess.Popen:
+    """The spark-submit entry point, run as a script in its own process group with these
+    ``--set`` overrides, so that ``sigkill_mid_batch`` can kill it with its Python workers."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "jobs" / "stream.py"),
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def sigkill_mid_batch(

@@ -6,8 +6,6 @@ history, on real NAB series of two scales."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -28,8 +26,8 @@ from seqstream.pipeline.replay import MALFORMED_KINDS, _malformed_value, interle
 from seqstream.pipeline.series import demo_series_files, read_series_csv
 from seqstream.pipeline.streaming import committed_offsets
 
-from checkpoints import sigkill_mid_batch
-from helpers import REPO, log_of, run_until, settings_for, standalone_loader
+from checkpoints import sigkill_mid_batch, start_stream_job
+from helpers import log_of, run_until, settings_for, standalone_loader
 
 EVENTS_PER_KEY = 240
 MAX_PER_TRIGGER = 150
@@ -131,17 +129,7 @@ def carry_streamed(spark, bootstrap_servers, carry_topic, tmp_path_factory):  # 
         f"stream.max_offsets_per_trigger={MAX_PER_TRIGGER}",
         "stream.trigger_interval=0 seconds",
     ]
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "jobs" / "stream.py"),
-            *[a for s in sets for a in ("--set", s)],
-        ],
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    child = start_stream_job(sets)
     sigkill_mid_batch(child, folder / "cp", batch=2, timeout_s=240)
     history = []
 

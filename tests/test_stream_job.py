@@ -4,8 +4,6 @@ across micro-batches, a graceful restart and a SIGKILL, and dead letters."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +14,9 @@ from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.streaming import build_query
 
-from checkpoints import sigkill_mid_batch
+from checkpoints import sigkill_mid_batch, start_stream_job
 from helpers import (
     MIN_LENGTH,
-    REPO,
     expected_scores,
     run_until,
     settings_for,
@@ -188,18 +185,7 @@ def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
         "stream.max_offsets_per_trigger=150",
         "stream.trigger_interval=0 seconds",
     ]
-    child = subprocess.Popen(
-        # the spark-submit entry point, run as a script
-        [
-            sys.executable,
-            str(REPO / "jobs" / "stream.py"),
-            *[a for s in sets for a in ("--set", s)],
-        ],
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    child = start_stream_job(sets)
     checkpoint = tmp_path / "cp"
     sigkill_mid_batch(child, checkpoint, batch=2, timeout_s=240)
     done = len(list((checkpoint / "commits").glob("[0-9]*")))
