@@ -110,6 +110,29 @@ def _scored_columns(rows: pd.DataFrame) -> pd.DataFrame:
     return batch
 
 
+def _with_scores(
+    batch: pd.DataFrame,
+    ready: np.ndarray,
+    score: np.ndarray,
+    prediction: np.ndarray,
+    version: str,
+    seconds: float,
+    model_batch: np.ndarray,
+) -> pd.DataFrame:
+    """``batch`` (``_scored_columns``) with the ``ready`` rows' score, prediction, model version,
+    share of the model's ``seconds`` and model batch size; the others keep nulls."""
+    count = int(ready.sum())
+    if count:
+        batch.loc[ready, "score"] = score
+        batch.loc[ready, "prediction"] = pd.Series(list(prediction), index=batch.index[ready])
+        batch.loc[ready, "model_version"] = version
+        batch.loc[ready, "scoring_s"] = seconds / count
+        batch.loc[ready, "model_batch"] = model_batch
+    batch["score"] = batch["score"].where(ready, None)
+    batch["scoring_s"] = batch["scoring_s"].where(ready, None)
+    return batch[SCORED_COLUMNS]
+
+
 def _scorer_of_kind(ref: ModelRef, kind: type[WindowScorer] | type[CarryScorer]) -> Any:
     scorer = scorer_for(batch_model(ref))
     if not isinstance(scorer, kind):
@@ -133,22 +156,13 @@ def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.
         "reason"
     ].isna().to_numpy()
     count = int(ready.sum())
-    if count:
-        started = time.perf_counter()
-        scores = scorer.score(windows[ready], batch["window_length"].to_numpy()[ready])
-        batch.loc[ready, "score"] = scores.score
-        batch.loc[ready, "prediction"] = pd.Series(
-            list(scores.prediction), index=batch.index[ready]
-        )
-        batch.loc[ready, "model_version"] = spec.version
-        batch.loc[ready, "scoring_s"] = (time.perf_counter() - started) / count
-        sizes = np.minimum(
-            scorer.batch_size, count - np.arange(count) // scorer.batch_size * scorer.batch_size
-        )
-        batch.loc[ready, "model_batch"] = sizes
-    batch["score"] = batch["score"].where(ready, None)
-    batch["scoring_s"] = batch["scoring_s"].where(ready, None)
-    return batch[SCORED_COLUMNS]
+    started = time.perf_counter()
+    scores = scorer.score(windows[ready], batch["window_length"].to_numpy()[ready])
+    seconds = time.perf_counter() - started
+    sizes = np.minimum(
+        scorer.batch_size, count - np.arange(count) // scorer.batch_size * scorer.batch_size
+    )
+    return _with_scores(batch, ready, scores.score, scores.prediction, spec.version, seconds, sizes)
 
 
 def score_carried(
@@ -168,22 +182,20 @@ def score_carried(
     seconds = time.perf_counter() - started
     ready = np.zeros(len(batch), bool)
     ready[:n] = ~np.isnan(scores.score)
-    events = np.zeros(len(batch), bool)
-    events[:n] = True
     batch["window_length"] = np.concatenate(
         [np.minimum(scores.position, 2**31 - 1), np.zeros(len(batch) - n, np.int64)]
     ).astype(np.int32)
-    batch.loc[ready, "score"] = scores.score[ready[:n]]
-    batch.loc[events, "prediction"] = pd.Series(list(scores.prediction), index=batch.index[:n])
-    batch.loc[ready, "model_version"] = scorer.spec.version
-    count = int(ready.sum())
-    if count:
-        batch.loc[ready, "scoring_s"] = seconds / count
-        batch.loc[ready, "model_batch"] = scores.model_batch[ready[:n]]
-    batch["prediction"] = batch["prediction"].where(ready, None)
-    batch["score"] = batch["score"].where(ready, None)
-    batch["scoring_s"] = batch["scoring_s"].where(ready, None)
-    return batch[SCORED_COLUMNS], new_states
+    done = ready[:n]
+    scored = _with_scores(
+        batch,
+        ready,
+        scores.score[done],
+        scores.prediction[done],
+        scorer.spec.version,
+        seconds,
+        scores.model_batch[done],
+    )
+    return scored, new_states
 
 
 @dataclass(frozen=True)
@@ -224,6 +236,8 @@ def score_partition(
         )
     made = window_rows(kafka_rows, state_of, length, schema, max_bytes)
     emit = (made.rows["offset"] >= emit_from).to_numpy()
+    if not emit.any():  # a context read: no model work
+        return ScoredPartition(_scored_columns(made.rows.iloc[:0])[SCORED_COLUMNS], made.contexts)
     if emit.all():
         return ScoredPartition(score_windows(made.rows, made.windows, ref), made.contexts)
     rows = made.rows[emit].reset_index(drop=True)
