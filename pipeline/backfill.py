@@ -4,7 +4,7 @@
     spark-submit jobs/backfill.py --config seqstream.yaml --starting-offsets earliest
 
 The plan (request, ranges, chunks, output checks) is ``backfill_plan``'s. Same parsing,
-windowing (``window_step.window_rows``), scoring and sinks as the streaming job, as batch jobs.
+windowing and scoring (``scoring.score_partition``) and sinks as the streaming job, as batch jobs.
 Windows at the range start are complete: before the first chunk, each key's last N-1 events
 before the start are read (looking back until every key of the range has them, or the log
 begins). The range is cut into chunks (every partition's k-th slice, read
