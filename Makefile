@@ -10,7 +10,7 @@ TYPECHECK := build/typecheck
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock scripts/setup.sh
+$(STAMP): pyproject.toml requirements.lock scripts/setup.sh scripts/jvm_jars.sh jvm/spark-kafka/pom.xml jvm/kafka-broker/pom.xml
 	bash scripts/setup.sh $(VENV)
 
 # make demo CARRY=1: the carry demo model (each key's LSTM state carried) instead of the window one

@@ -28,7 +28,7 @@ import pandas as pd
 
 from seqstream.model.artifact import DEMO_MODEL_DIR
 from seqstream.pipeline.config import load_settings
-from seqstream.pipeline.kafka import kafka_format
+from seqstream.pipeline.kafka import SHORT_NAME, kafka_format
 from seqstream.pipeline.model_versions import ModelVersions, check_artifact
 from seqstream.pipeline.outputs import BatchWriter
 from seqstream.pipeline.rows import SCORED_SCHEMA
@@ -110,6 +110,7 @@ def main() -> None:
                 fmt,
                 connector_options(settings, bootstrap, fmt),
                 transactional_id=f"bench-{stamp}",
+                transaction_options=connector_options(settings, bootstrap, SHORT_NAME),
             )
             # Each exactly-once batch stands for later source offsets: the offsets go on.
             batches = [

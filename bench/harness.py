@@ -87,7 +87,13 @@ def workload_messages(w: Workload, schema: EventSchema) -> list[Message]:
 
 
 def settings_for(
-    bootstrap: str, topic: str, model_dir: Path, features: list[str], work: Path, **sections: Any
+    bootstrap: str,
+    topic: str,
+    model_dir: Path,
+    features: list[str],
+    work: Path,
+    connector: str = "auto",
+    **sections: Any,
 ) -> Settings:
     stream = {
         "topics": [topic],
@@ -99,7 +105,7 @@ def settings_for(
     return load_settings(
         None,
         {
-            "kafka": {"bootstrap_servers": bootstrap},
+            "kafka": {"bootstrap_servers": bootstrap, "connector": connector},
             "events": {"features": features},
             "stream": stream,
             **sections,
@@ -198,6 +204,39 @@ def spark_floor(spark: Any, work: Path, seconds: float, *, stateful: bool) -> fl
     query.stop()
     batches = [p for p in query.recentProgress if p["numInputRows"] > 0][5:]  # JIT warm-up
     return float(np.median([p["durationMs"]["triggerExecution"] / 1000 for p in batches]))
+
+
+def model_share(history: list) -> float:
+    """The model's share of the micro-batches' time, after the first."""
+    return sum(m.scoring_s for m in history[1:]) / max(sum(m.duration_s for m in history[1:]), 1e-9)
+
+
+def connector_table(by_connector: dict[str, dict], best: float, carry_best: float) -> dict:
+    """Per connector the streaming figures of the issue's table, and jvm / python ratios."""
+    table: dict[str, Any] = {
+        name: {
+            "over_model": f["rate"] / best,
+            "events_per_s": f["rate"],
+            "small_batches_over_model": f["small_rate"] / best,
+            "fixed_cost_s": f["trickle"]["median_s"],
+            "carry_streaming_events_per_s": f["carry_rate"],
+            "carry_over_carry_model_alone": f["carry_rate"] / carry_best,
+            "micro_batch_phases_s": f["phases"],
+        }
+        for name, f in by_connector.items()
+    }
+    if {"jvm", "python"} <= set(table):
+        jvm, python = table["jvm"], table["python"]
+        table["jvm_over_python"] = {
+            name: jvm[name] / python[name]
+            for name in (
+                "over_model",
+                "small_batches_over_model",
+                "fixed_cost_s",
+                "carry_streaming_events_per_s",
+            )
+        }
+    return table
 
 
 def state_calls_per_batch(progress: list) -> float:
@@ -542,6 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument(
+        "--connectors",
+        type=lambda text: text.split(","),
+        default=["jvm", "python"],
+        help="Spark Kafka connectors to stream with, the first for the headline figures",
+    )
+    parser.add_argument(
         "--naive-sample", type=int, default=3_000, help="windows the naive UDF scores"
     )
     parser.add_argument("--out", default=None, help="default bench/results/harness_<device>.json")
@@ -601,14 +646,19 @@ def main(argv: list[str] | None = None) -> int:
         stream_section = {"device": args.device, "model_batch_size": 1024}
 
         # 2. streaming, sustained: small micro-batches first (over part of the topic), then the
-        # headline over all of it (its first batch, with the JVM's start-up, is left out).
-        def drain(cap: int, events: int, name: str, model: Path = model_dir) -> tuple[list, list]:
+        # headline over all of it (its first batch, with the JVM's start-up, is left out); the
+        # window and carry models, and a trickle for the fixed cost of a micro-batch; with each
+        # Spark Kafka connector, on the same topic.
+        def drain(
+            cap: int, events: int, name: str, connector: str, model: Path = model_dir
+        ) -> tuple[list, list]:
             settings = settings_for(
                 bootstrap,
                 topic,
                 model,
                 features,
                 work / name,
+                connector,
                 stream={
                     **stream_section,
                     "max_offsets_per_trigger": cap,
@@ -617,28 +667,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return streaming(spark, settings, bootstrap, events)
 
-        small_cap = args.max_per_trigger // 4
-        small_rate, _ = sustained(
-            drain(small_cap, min(len(messages), 6 * small_cap), "drain-small")[0]
-        )
-        progress, history = drain(args.max_per_trigger, len(messages), "drain")
-        rate, phases = sustained(progress)
-        calls = state_calls_per_batch(progress)
-        carry_progress, carry_history = drain(
-            args.max_per_trigger, len(messages), "carry-drain", carry_dir
-        )
-        carry_rate, carry_phases = sustained(carry_progress)
-        carry_scoring_share = sum(m.scoring_s for m in carry_history[1:]) / max(
-            sum(m.duration_s for m in carry_history[1:]), 1e-9
-        )
-        plain_rate = plain_loop(bootstrap, topic, args.partitions, model_dir, schema, len(messages))
-        scoring_share = sum(m.scoring_s for m in history[1:]) / max(
-            sum(m.duration_s for m in history[1:]), 1e-9
-        )
-
-        # 2a. the fixed cost of a micro-batch, as configured by default and with the
-        # low-latency setting (as many state partitions as cores)
-        def trickle(name: str, **stream: Any) -> dict:
+        def trickle(name: str, connector: str = "auto", **stream: Any) -> dict:
             admin.create_topic(f"{topic}-{name}", args.partitions)
             settings = settings_for(
                 bootstrap,
@@ -646,12 +675,49 @@ def main(argv: list[str] | None = None) -> int:
                 model_dir,
                 features,
                 work / name,
+                connector,
                 stream={**stream_section, "trigger_interval": "0 seconds", **stream},
             )
             trickled = messages[: int(4 * args.trickle_seconds)]
             return fixed_cost(spark, settings, bootstrap, f"{topic}-{name}", trickled)
 
-        trickle_default = trickle("trickle")
+        small_cap = args.max_per_trigger // 4
+
+        def stream_figures(connector: str) -> dict[str, Any]:
+            small = drain(
+                small_cap, min(len(messages), 6 * small_cap), f"small-{connector}", connector
+            )
+            progress, history = drain(
+                args.max_per_trigger, len(messages), f"drain-{connector}", connector
+            )
+            carry_progress, carry_history = drain(
+                args.max_per_trigger, len(messages), f"carry-{connector}", connector, carry_dir
+            )
+            rate, phases = sustained(progress)
+            carry_rate, carry_phases = sustained(carry_progress)
+            return {
+                "small_rate": sustained(small[0])[0],
+                "rate": rate,
+                "phases": phases,
+                "calls": state_calls_per_batch(progress),
+                "scoring_share": model_share(history),
+                "carry_rate": carry_rate,
+                "carry_phases": carry_phases,
+                "carry_scoring_share": model_share(carry_history),
+                "trickle": trickle(f"trickle-{connector}", connector),
+            }
+
+        by_connector = {c: stream_figures(c) for c in args.connectors}
+        main_figures = by_connector[args.connectors[0]]
+        small_rate, rate, phases = (main_figures[k] for k in ("small_rate", "rate", "phases"))
+        calls, scoring_share = main_figures["calls"], main_figures["scoring_share"]
+        carry_rate, carry_phases = main_figures["carry_rate"], main_figures["carry_phases"]
+        carry_scoring_share = main_figures["carry_scoring_share"]
+        trickle_default = main_figures["trickle"]
+        plain_rate = plain_loop(bootstrap, topic, args.partitions, model_dir, schema, len(messages))
+
+        # 2a. the fixed cost of a micro-batch with the low-latency setting (as many state
+        # partitions as cores), and Spark's own floor for the job's shape
         trickle_lean = trickle("trickle-lean", state_partitions=args.latency_state_partitions)
         floors = {
             kind: spark_floor(spark, work, args.trickle_seconds, stateful=kind == "stateful")
@@ -805,6 +871,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "spark_floor_s": floors,
             "fixed_cost_over_spark_floor": trickle_default["median_s"] / floors["stateful"],
+            "connector": args.connectors[0],
+            "by_connector": connector_table(by_connector, best, carry_best),
             "state_calls_per_batch": calls,
             "over_plain_loop": rate / plain_rate,
             "model_share_of_batch_time": scoring_share,
@@ -945,7 +1013,31 @@ def summary_table(r: dict[str, Any]) -> str:
                 f"{carry['state_bytes_per_key']['carry_stored']:,.0f} bytes",
             ),
         ]
-    return "\n".join(["| figure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]])
+    table = "\n".join(["| figure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]])
+    return table + "\n\n" + connector_summary(r["streaming"].get("by_connector", {}))
+
+
+def connector_summary(table: dict[str, Any]) -> str:
+    """The streaming figures per Spark Kafka connector, and their ratio."""
+    names = [n for n in table if n != "jvm_over_python"]
+    if not names:
+        return ""
+    columns = [
+        ("streaming / model", "over_model", "{:.2f}"),
+        ("15k-event batches / model", "small_batches_over_model", "{:.2f}"),
+        ("fixed cost (s)", "fixed_cost_s", "{:.2f}"),
+        ("carry streaming (events/s)", "carry_streaming_events_per_s", "{:,.0f}"),
+    ]
+    lines = [
+        "| connector | " + " | ".join(c[0] for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name in [*names, "jvm_over_python"] if "jvm_over_python" in table else names:
+        row = table[name]
+        ratio = name == "jvm_over_python"
+        cells = [("{:.2f}" if ratio else fmt).format(row[key]) for _, key, fmt in columns]
+        lines.append(f"| {'jvm / python' if ratio else name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

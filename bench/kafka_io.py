@@ -144,7 +144,9 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "versions": {"pyspark": pyspark.__version__},
-        "broker": "external" if os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS") else "embedded tansu",
+        "broker": "external"
+        if os.environ.get("SEQSTREAM_BOOTSTRAP_SERVERS")
+        else "embedded Apache Kafka",
         "figures": figures,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

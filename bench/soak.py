@@ -1,10 +1,13 @@
-"""Soak: a steady stream for a long time, with the broker paused and the job SIGKILLed on a
-schedule; then nothing may be lost or written twice, and the scores must equal a clean run's.
+"""Soak: a steady stream for a long time, with the broker paused, the broker SIGKILLed and started
+again on its storage, and the job SIGKILLed on a schedule; then nothing may be lost or written
+twice, and the scores must equal a clean run's.
 
     python -m bench.soak [--minutes 30] [--rate 300] [--pause-every 300] [--pause-s 30]
-                         [--kill-every 420]
+                         [--kill-every 420] [--broker-kill-every 540] [--broker-down-s 10]
+                         [--connector auto|jvm|python]
 
-Runs its own embedded broker, a producer thread at ``--rate`` events/s (synthetic keys), and the
+Runs its own embedded broker (Apache Kafka), a producer thread at ``--rate`` events/s (synthetic
+keys; it retries while the broker is down), and the
 streaming job as a subprocess (``jobs/stream.py``, as spark-submit runs it; restarted after each
 SIGKILL from its checkpoint). At the end the job catches up and stops; a clean available-now run
 of the same job scores the same topic into another folder as the reference. Writes
@@ -35,9 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 MIN_LENGTH = 8  # the demo model's window.min_length
 
 
-def _job(bootstrap: str, topic: str, out: Path, *extra: str) -> list[str]:
+def _job(bootstrap: str, topic: str, out: Path, connector: str, *extra: str) -> list[str]:
     sets = {
         "kafka.bootstrap_servers": bootstrap,
+        "kafka.connector": connector,
         "kafka.connect_timeout_s": "5",
         "kafka.retry_timeout_s": "180",
         "stream.topics": f"[{topic}]",
@@ -115,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kill-every", type=float, default=420.0, help="seconds between SIGKILLs of the job"
     )
+    parser.add_argument(
+        "--broker-kill-every",
+        type=float,
+        default=540.0,
+        help="seconds between SIGKILLs of the broker (started again on its storage)",
+    )
+    parser.add_argument(
+        "--broker-down-s", type=float, default=10.0, help="how long a killed broker stays down"
+    )
+    parser.add_argument("--connector", default="auto", help="kafka.connector of the job")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "soak.json"))
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="seqstream-soak-"))
@@ -129,13 +143,27 @@ def main(argv: list[str] | None = None) -> int:
         producer = threading.Thread(
             target=_produce, args=(bootstrap, topic, args.rate, seconds, sent, stop)
         )
-        job = _start(_job(bootstrap, topic, work / "soak"), work / "job.log")
+        job_command = _job(bootstrap, topic, work / "soak", args.connector)
+        job = _start(job_command, work / "job.log")
         started = time.monotonic()
         producer.start()
         next_pause, next_kill = args.pause_every, args.kill_every
+        next_broker_kill = args.broker_kill_every
         while producer.is_alive():
             elapsed = time.monotonic() - started
-            if elapsed >= next_pause:
+            if elapsed >= next_broker_kill:
+                broker.kill()
+                time.sleep(args.broker_down_s)
+                broker.start()
+                faults.append(
+                    {
+                        "at_s": round(elapsed),
+                        "fault": f"broker SIGKILLed, started again on its storage after "
+                        f"{args.broker_down_s:g}s",
+                    }
+                )
+                next_broker_kill += args.broker_kill_every
+            elif elapsed >= next_pause:
                 os.kill(broker.info.pid, signal.SIGSTOP)
                 time.sleep(args.pause_s)
                 os.kill(broker.info.pid, signal.SIGCONT)
@@ -144,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             elif elapsed >= next_kill:
                 os.killpg(job.pid, signal.SIGKILL)
                 job.wait()
-                job = _start(_job(bootstrap, topic, work / "soak"), work / "job.log")
+                job = _start(job_command, work / "job.log")
                 faults.append({"at_s": round(elapsed), "fault": "job SIGKILLed and restarted"})
                 next_kill += args.kill_every
             elif job.poll() is not None:
@@ -160,7 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(timeout=300)
         clean = subprocess.run(
-            _job(bootstrap, topic, work / "clean", "--trigger-interval", "available-now"),
+            _job(
+                bootstrap,
+                topic,
+                work / "clean",
+                args.connector,
+                "--trigger-interval",
+                "available-now",
+            ),
             cwd=REPO,
             capture_output=True,
         )
@@ -175,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     beyond = sum(abs(got[p] - s) > 1e-5 * max(1.0, abs(s)) for p, s in expected.items() if p in got)
     result = {
         "minutes": args.minutes,
+        "broker": broker.info.description,
+        "connector": args.connector,
         "rate_per_s": args.rate,
         "events_produced": sent[0],
         "faults": faults,

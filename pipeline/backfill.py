@@ -53,6 +53,7 @@ from seqstream.pipeline.backfill_plan import (
 from seqstream.pipeline.config import EventSchema, Settings, StreamSettings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import (
+    SHORT_NAME,
     PartitionRange,
     assign_json,
     kafka_format,
@@ -221,6 +222,7 @@ class Backfill:
             self.format,
             self.options,
             transactional_id=f"{prefix}-backfill-{run_id or uuid.uuid4().hex}",
+            transaction_options=connector_options(settings, bootstrap, SHORT_NAME),
         )
 
     def read_kafka(self, ranges: list[PartitionRange]) -> Any:

@@ -9,7 +9,7 @@ import logging
 from seqstream.pipeline.config import BOOTSTRAP_ENV, Settings
 from seqstream.pipeline.errors import BrokerError
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.broker import detached_status, start_detached
+from seqstream.pipeline.kafka.broker import detached_status, embedded_broker, start_detached
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ def resolve_bootstrap(settings: Settings, *, start_if_missing: bool = False) -> 
         state_dir, port=settings.broker.port, start_timeout_s=settings.broker.start_timeout_s
     )
     log.info(
-        "started the embedded broker on %s (stop it with `seqstream broker stop`)",
+        "started the embedded broker (%s) on %s (stop it with `seqstream broker stop`)",
+        info.description,
         info.bootstrap_servers,
     )
     return info.bootstrap_servers
@@ -43,3 +44,12 @@ def kafka_admin(settings: Settings, bootstrap: str) -> TopicAdmin:
     return TopicAdmin(
         bootstrap, client=kafka.client, timeout_s=kafka.connect_timeout_s, options=kafka.options
     )
+
+
+def describe_kafka(admin: TopicAdmin) -> str:
+    """Which Kafka ``admin`` talks to, for start-up lines: ``Apache Kafka 4.4.0 (embedded) at
+    127.0.0.1:9092``, or ``Kafka cluster <id> at <servers>``."""
+    cluster = admin.cluster_id()
+    embedded = embedded_broker(cluster)
+    what = f"{embedded} (embedded)" if embedded else f"Kafka cluster {cluster}"
+    return f"{what} at {admin.bootstrap_servers}"

@@ -106,14 +106,18 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         verb = "started" if started else "already running"
         print(
             f"embedded broker {verb}: {started_info.bootstrap_servers} "
-            f"(pid {started_info.pid}, log {started_info.log_file})"
+            f"({started_info.description}, pid {started_info.pid}, storage "
+            f"{started_info.storage}, log {started_info.log_file})"
         )
     elif args.action == "status":
         running = broker.detached_status(state_dir)
         if running is None:
             print("embedded broker: not running")
             return 1
-        print(f"embedded broker running: {running.bootstrap_servers} (pid {running.pid})")
+        print(
+            f"embedded broker running: {running.bootstrap_servers} ({running.description}, "
+            f"pid {running.pid})"
+        )
     else:
         stopped = broker.stop_detached(state_dir)
         print("embedded broker stopped" if stopped else "embedded broker: was not running")
@@ -433,9 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqstream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="start, stop or query the embedded Kafka-compatible broker")
+    p = sub.add_parser(
+        "broker", help="start, stop or query the embedded broker (Apache Kafka, one node)"
+    )
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--port", type=int, help="loopback port (default: a free one)")
+    p.add_argument("--port", type=int, help="loopback port (default: the last one, or a free one)")
     _common(p, kafka=False)
     p.set_defaults(func=_cmd_broker)
 

@@ -111,7 +111,7 @@ class BrokerSettings(_Section):
 
     state_dir: Path = Path(".seqstream")
     port: int | None = Field(None, ge=1, le=65535)
-    start_timeout_s: float = Field(15.0, gt=0)
+    start_timeout_s: float = Field(60.0, gt=0)
 
 
 # Spark's interval strings, as Trigger.ProcessingTime and window() read them: "5 seconds",

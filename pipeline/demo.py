@@ -136,10 +136,12 @@ def run_demo(settings: Settings) -> None:
     with ExitStack() as stack:
         bootstrap = settings.kafka.bootstrap_servers
         if not bootstrap:
-            bootstrap = stack.enter_context(
+            broker = stack.enter_context(
                 EmbeddedBroker(start_timeout_s=settings.broker.start_timeout_s)
-            ).bootstrap_servers
-            print(f"started the embedded broker (Tansu) on {bootstrap}")
+            )
+            bootstrap = broker.bootstrap_servers
+            assert broker.info is not None
+            print(f"started the embedded broker ({broker.info.description}) on {bootstrap}")
         events = _produce(settings, bootstrap, topic)
         scores = _stream(settings, bootstrap, topic, events, run_dir)
     png = _report(scores, run_dir)

@@ -136,6 +136,8 @@ class BatchWriter:
     """The ``foreachBatch`` function: picklable settings; the only resource it keeps between
     batches is the exactly-once producer, whose transactional id fences earlier runs.
     ``transactional_id``: for exactly-once, else the prefix and the streaming query's id.
+    ``transaction_options``: seqstream-kafka's options for the exactly-once producer (default:
+    ``kafka_options``, when those are seqstream-kafka's too).
     ``models``: the streaming query's model choice, made before each batch runs (hot swap)."""
 
     def __init__(
@@ -146,11 +148,13 @@ class BatchWriter:
         *,
         transactional_id_prefix: str = "seqstream",
         transactional_id: str | None = None,
+        transaction_options: dict[str, str] | None = None,
         models: ModelVersions | None = None,
     ) -> None:
         self.settings = settings
         self.kafka_format = kafka_format
         self.kafka_options = kafka_options
+        self.transaction_options = transaction_options or kafka_options
         self.transactional_id_prefix = transactional_id_prefix
         self.transactional_id = transactional_id
         self._sender: TransactionalSender | None = None
@@ -167,7 +171,7 @@ class BatchWriter:
                         "and this batch is not part of a streaming query"
                     )
                 transactional_id = f"{self.transactional_id_prefix}-{query}"
-            client = parse_sink_options(self.kafka_options).kafka
+            client = parse_sink_options(self.transaction_options).kafka
             self._sender = TransactionalSender(client, transactional_id)
         return self._sender
 

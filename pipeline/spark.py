@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from seqstream.pipeline.config import SparkSettings
 from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.kafka.jars import spark_connector_jars
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -71,9 +72,25 @@ def local_spark(
         .config("spark.executorEnv.MKL_NUM_THREADS", "1")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}")
     )
-    for key, value in (extra_conf or {}).items():
+    conf = {**(extra_conf or {})}
+    conf.update(connector_jars_conf(conf))
+    for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def connector_jars_conf(conf: dict[str, str]) -> dict[str, str]:
+    """``spark.jars`` with Spark's Kafka connector that set-up resolved for this pyspark (Spark's
+    own resolver, ``spark.jars.packages``, does not read Maven's settings), unless the user's
+    configuration brings a connector itself or none was resolved."""
+    import pyspark
+
+    jars = spark_connector_jars(pyspark.__version__)
+    named = conf.get("spark.jars", "") + conf.get("spark.jars.packages", "")
+    if not jars or "spark-sql-kafka" in named:
+        return {}
+    given = [conf["spark.jars"]] if conf.get("spark.jars") else []
+    return {"spark.jars": ",".join([*given, *(str(jar) for jar in jars)])}
 
 
 def job_spark(app_name: str, spark: SparkSettings | None = None) -> SparkSession:

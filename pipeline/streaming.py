@@ -25,10 +25,11 @@ from pyspark.errors import StreamingQueryException
 from seqstream.model.artifact import DEMO_MODEL_DIR
 from seqstream.model.carry import CarryLayout
 from seqstream.model.spec import ModelSpec
-from seqstream.pipeline.bootstrap import kafka_admin
+from seqstream.pipeline.bootstrap import describe_kafka, kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_format, kafka_options
+from seqstream.pipeline.kafka.connector import jvm_no_answer, jvm_options, jvm_retry_attempts
 from seqstream.pipeline.metrics import (
     BatchMetrics,
     MetricsListener,
@@ -64,6 +65,9 @@ LOCAL_CHECKPOINT_FILES = (
     "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 )
 CHECKPOINT_IDENTITY = "seqstream.json"  # beside Spark's own files in stream.checkpoint
+# Query id -> how a failure of Spark's kafka connector on a silent broker is worded (the
+# connector's own error names neither the address nor how long it tried).
+_KAFKA_SILENT: dict[str, str] = {}
 
 
 def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
@@ -177,14 +181,19 @@ def check_checkpoint(settings: Settings, spec: ModelSpec) -> str:
 
 
 def connector_options(settings: Settings, bootstrap: str, fmt: str) -> dict[str, str]:
-    """A job's Kafka reader and writer options: the client properties, and for seqstream-kafka
-    the chosen client, its per-request timeout and how long it rides out a silent broker."""
-    options = kafka_options(bootstrap, settings.kafka.options)
+    """A job's Kafka reader and writer options: the client properties, each connector's
+    per-request timeout and how long it rides out a silent broker (``kafka.retry_timeout_s``),
+    and for seqstream-kafka the chosen client. The user's ``kafka.options`` win."""
+    kafka = settings.kafka
     if fmt == SHORT_NAME:
-        options["seqstream.client"] = settings.kafka.client
-        options["seqstream.timeoutSeconds"] = f"{settings.kafka.connect_timeout_s:g}"
-        options["seqstream.retryTimeoutSeconds"] = f"{settings.kafka.retry_timeout_s:g}"
-    return options
+        options = {
+            "seqstream.client": kafka.client,
+            "seqstream.timeoutSeconds": f"{kafka.connect_timeout_s:g}",
+            "seqstream.retryTimeoutSeconds": f"{kafka.retry_timeout_s:g}",
+        }
+    else:
+        options = jvm_options(kafka.connect_timeout_s, kafka.retry_timeout_s)
+    return {**options, **kafka_options(bootstrap, kafka.options)}
 
 
 def create_output_topics(settings: Settings, bootstrap: str) -> None:
@@ -199,10 +208,11 @@ def create_output_topics(settings: Settings, bootstrap: str) -> None:
                 admin.create_topic(topic, settings.producer.partitions)
 
 
-def topic_partitions(settings: Settings, bootstrap: str) -> dict[str, int]:
-    """Each subscribed topic's partition count."""
+def topic_partitions(settings: Settings, bootstrap: str) -> tuple[dict[str, int], str]:
+    """Each subscribed topic's partition count, and which Kafka holds them (``describe_kafka``)."""
     with kafka_admin(settings, bootstrap) as admin:
-        return {t: admin.describe_topic(t).partitions for t in settings.stream.topics}
+        counts = {t: admin.describe_topic(t).partitions for t in settings.stream.topics}
+        return counts, describe_kafka(admin)
 
 
 def state_partitions(spark: Any, settings: Settings, kafka_partitions: int) -> int:
@@ -274,7 +284,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     create_output_topics(settings, bootstrap)
     for key, value in state_store_conf(stream.checkpoint).items():
         spark.conf.set(key, value)
-    counts = topic_partitions(settings, bootstrap)
+    counts, kafka_at = topic_partitions(settings, bootstrap)
     partitions = state_partitions(spark, settings, sum(counts.values()))
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     fmt = kafka_format(spark, settings.kafka.connector)
@@ -341,6 +351,7 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
                     stream,
                     fmt,
                     options,
+                    transaction_options=connector_options(settings, bootstrap, SHORT_NAME),
                     transactional_id_prefix=settings.kafka.transactional_id_prefix,
                     models=ModelVersions(
                         settings, ref, spec, model_location(settings), metrics.model_change
@@ -356,15 +367,30 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         metrics.close()
         raise
     metrics.query_id = str(query.id)
+    if fmt != SHORT_NAME:  # seqstream-kafka words its own giving up
+        kafka = settings.kafka
+        attempts = jvm_retry_attempts(kafka.connect_timeout_s, kafka.retry_timeout_s)
+        _KAFKA_SILENT[str(query.id)] = (
+            f"Kafka at {bootstrap} did not answer for {kafka.retry_timeout_s:g}s ({attempts} "
+            f"attempts; kafka.retry_timeout_s)"
+        )
     context = spark.sparkContext
     where = f"Spark {context.master}" + (f", UI {context.uiWebUrl}" if context.uiWebUrl else "")
-    log.info(start_line(settings, spec, str(ref.path), where))
+    reading = f"{kafka_at} through {connector_name(fmt)}"
+    log.info(start_line(settings, spec, str(ref.path), where, reading))
     return query, metrics
 
 
-def start_line(settings: Settings, spec: ModelSpec, model_path: str, spark_at: str) -> str:
-    """What the job is about to do, in one line: topics and where it starts, model, outputs,
-    where Spark runs."""
+def connector_name(fmt: str) -> str:
+    """The Spark connector a ``format`` name stands for, as start-up lines name it."""
+    return "seqstream-kafka (Python connector)" if fmt == SHORT_NAME else "Spark's kafka connector"
+
+
+def start_line(
+    settings: Settings, spec: ModelSpec, model_path: str, spark_at: str, reading: str
+) -> str:
+    """What the job is about to do, in one line: topics and where it starts, the Kafka and the
+    connector it reads through, model, outputs, where Spark runs."""
     stream = settings.stream
     checkpoint = Path(str(stream.checkpoint))
     committed = _batches(checkpoint, "commits") if on_local_disk(checkpoint) else []
@@ -385,7 +411,7 @@ def start_line(settings: Settings, spec: ModelSpec, model_path: str, spark_at: s
         if value
     ]
     return (
-        f"streaming {', '.join(stream.topics)} {position}, {stream.mode} mode, trigger "
+        f"streaming {', '.join(stream.topics)} of {reading} {position}, {stream.mode} mode, trigger "
         f"{stream.trigger_interval}; model {spec.version} ({model_path}) on {stream.device}; "
         f"{'; '.join(outputs)}; checkpoint {checkpoint}; {spark_at}"
     )
@@ -433,17 +459,21 @@ def run_until_stopped(
             metrics.close()
     failure = query.exception()
     if failure is not None:
-        raise SeqstreamError(describe_failure(str(failure), checkpoint))
+        silent = _KAFKA_SILENT.get(str(query.id))
+        raise SeqstreamError(describe_failure(str(failure), checkpoint, silent))
 
 
-def describe_failure(error: str, checkpoint: Path | None) -> str:
+def describe_failure(error: str, checkpoint: Path | None, kafka_silent: str | None = None) -> str:
     """One paragraph for a failed query: where (micro-batch, partitions, offsets) and why (the
-    innermost error line, not Spark's page of stack traces)."""
+    innermost error line, not Spark's page of stack traces). ``kafka_silent`` is what to say
+    first when Spark's kafka connector gave up on a silent broker."""
     causes = re.findall(
         r"^\s*((?:[\w.]+\.)?\w*(?:Error|Exception): .+)$", error, flags=re.MULTILINE
     )
     plain = [c for c in causes if not c.lstrip().startswith(("org.apache", "py4j", "java."))]
     cause = (plain or causes or [error.strip().splitlines()[0] if error.strip() else "unknown"])[-1]
+    if kafka_silent and jvm_no_answer(error):
+        cause = f"{kafka_silent}: {cause.strip()}"
     return (
         f"the streaming query failed{_failed_batch(checkpoint)}: {cause.strip()[:1000].rstrip('.')}. The "
         "checkpoint keeps its place: fix the cause and start the job again to re-run that "

@@ -65,11 +65,15 @@ def expected_scores(log, reference_scorer) -> dict[tuple[int, int], float]:  # t
     return expected
 
 
-def settings_for(tmp_path: Path, topic: str, bootstrap: str, **stream):  # type: ignore[no-untyped-def]
+# Spark's own Kafka connector (the default, which set-up installs) and seqstream-kafka
+CONNECTORS = ["jvm", "python"]
+
+
+def settings_for(tmp_path: Path, topic: str, bootstrap: str, connector: str = "auto", **stream):  # type: ignore[no-untyped-def]
     return load_settings(
         None,
         {
-            "kafka": {"bootstrap_servers": bootstrap},
+            "kafka": {"bootstrap_servers": bootstrap, "connector": connector},
             "stream": {
                 "topics": [topic],
                 "checkpoint": str(tmp_path / "cp"),

@@ -1,9 +1,10 @@
-"""Shared fixtures, registered for every test module by ``pytest_plugins`` in conftest.py: a
-real Kafka-compatible broker, a real local SparkSession, the shared NAB data, a synthetic topic
-with its log, and an independent reference scorer.
+"""Shared fixtures, registered for every test module by ``pytest_plugins`` in conftest.py:
+Apache Kafka, a real local SparkSession (with Spark's Kafka connector that set-up resolved), the
+shared NAB data, a synthetic topic with its log, and an independent reference scorer.
 
-The broker is the embedded Tansu unless SEQSTREAM_BOOTSTRAP_SERVERS names a real Kafka, in which
-case every test runs against that cluster instead (topics get unique names and are deleted).
+The broker is the embedded Apache Kafka (one KRaft node for the session) unless
+SEQSTREAM_BOOTSTRAP_SERVERS names another Kafka, in which case every test runs against that
+cluster instead (topics get unique names and are deleted).
 """
 
 from __future__ import annotations

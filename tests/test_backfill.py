@@ -25,7 +25,7 @@ from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError, TopicError
 from seqstream.pipeline.kafka.clients import read_range
 
-from helpers import LENGTH, run_until, settings_for
+from helpers import CONNECTORS, LENGTH, run_until, settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_STD = json.loads((DEMO_MODEL_DIR / "config.json").read_text())["normalization"]["std"]
@@ -44,11 +44,13 @@ def streamed(spark, bootstrap_servers, stream_topic, tmp_path_factory):  # type:
     return topic, log, scores, dead
 
 
-def backfill_settings(folder: Path, topic: str, bootstrap: str, chunk_events: int):  # type: ignore[no-untyped-def]
+def backfill_settings(
+    folder: Path, topic: str, bootstrap: str, chunk_events: int, connector: str = "auto"
+):  # type: ignore[no-untyped-def]
     return load_settings(
         None,
         {
-            "kafka": {"bootstrap_servers": bootstrap},
+            "kafka": {"bootstrap_servers": bootstrap, "connector": connector},
             "stream": {"topics": [topic]},
             "backfill": {
                 "parquet_path": str(folder / "scores"),
@@ -88,9 +90,11 @@ def assert_same_rows(backfilled: Path, streamed: dict, starts: dict[int, int]) -
         assert max(drift) < 1e-6, (pos, row["prediction"], want[pos]["prediction"])
 
 
+@pytest.mark.parametrize("connector", CONNECTORS)
 def test_backfill_from_mid_range_equals_the_stream_row_for_row(
-    spark, bootstrap_servers, streamed, tmp_path
+    spark, bootstrap_servers, streamed, tmp_path, connector
 ) -> None:  # type: ignore[no-untyped-def]
+    """The stream ran through Spark's connector; the backfill reads through each connector."""
     topic, log, stream_scores, stream_dead = streamed
     ends: dict[int, int] = {}
     for partition, offset in log:
@@ -99,7 +103,7 @@ def test_backfill_from_mid_range_equals_the_stream_row_for_row(
     request = Request(
         [topic], starting_offsets=json.dumps({topic: {str(p): o for p, o in starts.items()}})
     )
-    settings = backfill_settings(tmp_path, topic, bootstrap_servers, chunk_events=120)
+    settings = backfill_settings(tmp_path, topic, bootstrap_servers, 120, connector)
     counts = run_backfill(spark, settings, bootstrap_servers, request)
     in_range = {pos: m for pos, m in log.items() if pos[1] >= starts[pos[0]]}
     assert len(counts) >= 3  # several chunks: state carried between them

@@ -37,7 +37,7 @@ def offsets_seen_by(client: str, bootstrap: str, topic: str) -> dict[str, object
 def test_both_clients_see_the_same_topics_and_true_offsets(bootstrap_servers, new_topic) -> None:  # type: ignore[no-untyped-def]
     topic = new_topic(partitions=3)
     producer = open_producer(bootstrap_servers, client="confluent")
-    for i in range(300):  # confluent batches: on Tansu "latest" is the last batch's base + 1
+    for i in range(300):  # confluent sends these in batches of many records
         producer.send(topic, b"x", partition=i % 3, timestamp_ms=BASE_MS + 10 * (i // 3))
     raise_for_failures(producer.flush(30), topic)
     producer.close()

@@ -1,6 +1,7 @@
 """README's standalone-cluster commands, run as written against a Spark master and worker started
-from the installed pyspark: the streaming job, submitted with spark-submit, scores a topic of the
-embedded broker on the worker's executors exactly as the reference does."""
+from the installed pyspark: the streaming job, submitted with spark-submit and Spark's Kafka
+connector (--jars), scores a topic of the embedded broker on the worker's executors exactly as the
+reference does."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pyspark
 import pytest
 
 from seqstream.model.artifact import DEMO_MODEL_DIR
+from seqstream.pipeline.kafka.jars import spark_connector_jars
 
 from helpers import expected_scores
 
@@ -119,6 +122,7 @@ def test_readme_standalone_commands_score_a_topic_on_the_cluster(
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",
+        "CONNECTOR_JARS": ",".join(str(j) for j in spark_connector_jars(pyspark.__version__)),
     }
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", readme_block("cluster-standalone")],
@@ -136,6 +140,7 @@ def test_readme_standalone_commands_score_a_topic_on_the_cluster(
     lines = run.stdout.splitlines()
     start = [line for line in lines if "INFO seqstream.stream: streaming " in line]
     assert len(start) == 1 and f"Spark {standalone_master}" in start[0]
+    assert "Apache Kafka 4." in start[0] and "through Spark's kafka connector" in start[0]
     assert sum("INFO seqstream.stream: stream stopped after" in line for line in lines) == 1
     jvm_info = [
         line for line in run.stdout.splitlines() + run.stderr.splitlines() if " INFO " in line

@@ -122,12 +122,22 @@ def test_an_available_now_run_prints_a_start_line_its_batches_and_a_summary(
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert done.returncode == 0, "\n".join(lines[-40:])
     batches = [line for line in lines if '"event": "batch"' in line]
-    assert len(batches) == 10
-    start = [line for line in lines if f"streaming {topic} from earliest, events mode" in line]
-    assert len(start) == 1 and "; Spark local[1], UI http://" in start[0]  # --master, --spark-ui
+    # Spark's connector rounds each partition's share of the cap down: 10 or a few more batches
+    assert 10 <= len(batches) <= 13
+    start = [line for line in lines if f"streaming {topic} of " in line]
+    # the default run: Apache Kafka (the embedded broker) through Spark's own connector
+    assert len(start) == 1
+    assert (
+        f"streaming {topic} of Apache Kafka 4." in start[0]
+        and f"(embedded) at {bootstrap_servers} through Spark's kafka connector from earliest, "
+        "events mode"
+        in start[0]
+    )
+    assert "; Spark local[1], UI http://" in start[0]  # --master, --spark-ui
     dead = sum(1 for m in log.values() if m.event is None)
     summary = [line for line in lines if "stream stopped after" in line]
-    assert len(summary) == 1 and "stream stopped after 10 micro-batch(es) with data" in summary[0]
+    assert len(summary) == 1
+    assert f"stream stopped after {len(batches)} micro-batch(es) with data" in summary[0]
     assert f"{len(log):,} events in" in summary[0] and f"{dead:,} dead-lettered" in summary[0]
     assert no_stack_traces(lines), "\n".join(lines)
     assert len(lines) < 30, "\n".join(lines)

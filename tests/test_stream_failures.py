@@ -45,7 +45,8 @@ def test_a_failed_query_names_the_micro_batch_its_offsets_and_the_cause(
     )
     # the cause, as the source met it: the data-loss check, or the broker's answer to a lookup
     assert re.search(
-        rf"data loss: {topic}-0: partition no longer exists|UnknownTopicOrPartitionError", message
+        rf"data loss: {topic}-0: partition no longer exists|UnknownTopicOrPartition(Error|Exception)",
+        message,
     )
     assert message.endswith("fix the cause and start the job again to re-run that micro-batch")
     assert "Traceback" not in message and "\tat " not in message

@@ -16,6 +16,7 @@ from seqstream.pipeline.streaming import build_query
 
 from checkpoints import sigkill_mid_batch, start_stream_job
 from helpers import (
+    CONNECTORS,
     MIN_LENGTH,
     expected_scores,
     run_until,
@@ -42,11 +43,14 @@ def check_output(tmp_path: Path, log, expected) -> None:  # type: ignore[no-unty
     assert all(r["reason"] and r["value"] == log[(r["partition"], r["offset"])].value for r in dead)
 
 
+@pytest.mark.parametrize("connector", CONNECTORS)
 def test_every_event_accounted_and_scores_exact_across_batches_and_a_restart(
-    spark, bootstrap_servers, topic_in_halves, reference_scorer, tmp_path
+    spark, bootstrap_servers, topic_in_halves, reference_scorer, tmp_path, connector
 ) -> None:
     topic = topic_in_halves.topic
-    settings = settings_for(tmp_path, topic, bootstrap_servers, output_topic=f"{topic}-scores")
+    settings = settings_for(
+        tmp_path, topic, bootstrap_servers, connector, output_topic=f"{topic}-scores"
+    )
     # The first run sees half the topic; the second, after a graceful stop, the rest: state must
     # carry over.
     first = run_until(spark, settings, bootstrap_servers, topic_in_halves.first)
@@ -171,13 +175,15 @@ def check_kafka_scores(bootstrap: str, topic: str, log, expected) -> None:  # ty
     assert max(abs(seen[p] - expected[p]) for p in seen) < 1e-5
 
 
+@pytest.mark.parametrize("connector", CONNECTORS)
 def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
-    spark, bootstrap_servers, stream_topic, reference_scorer, tmp_path
+    spark, bootstrap_servers, stream_topic, reference_scorer, tmp_path, connector
 ) -> None:
     topic, log = stream_topic
-    settings = settings_for(tmp_path, topic, bootstrap_servers)
+    settings = settings_for(tmp_path, topic, bootstrap_servers, connector)
     sets = [
         f"kafka.bootstrap_servers={bootstrap_servers}",
+        f"kafka.connector={connector}",
         f"stream.topics=[{topic}]",
         f"stream.checkpoint={tmp_path / 'cp'}",
         f"stream.parquet_path={tmp_path / 'scores'}",
@@ -233,3 +239,37 @@ def test_without_a_dead_letter_output_the_stream_says_they_are_counted_only(
         "not written anywhere"
     ]
     assert not (tmp_path / "dead").exists()
+
+
+def test_both_connectors_give_identical_rows_on_the_same_topic(
+    spark, bootstrap_servers, stream_topic, reference_scorer, tmp_path
+) -> None:
+    """The same topic through Spark's connector and seqstream-kafka, each in the same
+    micro-batches (one per run, as an available-now catch-up reads it): the same rows, dead
+    letters and, bit for bit, the same scores; both exact against the reference."""
+    topic, log = stream_topic
+    expected = expected_scores(log, reference_scorer)
+    rows = {}
+    for connector in CONNECTORS:
+        out = tmp_path / connector
+        settings = settings_for(
+            out,
+            topic,
+            bootstrap_servers,
+            connector,
+            max_offsets_per_trigger=None,
+            trigger_interval="available-now",
+        )
+        history = run_until(spark, settings, bootstrap_servers, len(log))
+        assert len(history) == 1 and history[0].events_in == len(log)
+        check_output(out, log, expected)
+        scores = read_scores(out / "scores")
+        rows[connector] = {
+            (r["partition"], r["offset"]): (r["key"], r["score"], r["window_length"])
+            for r in scores
+        }
+        rows[connector, "dead"] = sorted(
+            (r["partition"], r["offset"], r["reason"]) for r in read_scores(out / "dead")
+        )
+    assert rows["jvm"] == rows["python"]
+    assert rows["jvm", "dead"] == rows["python", "dead"]

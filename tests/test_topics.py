@@ -60,7 +60,7 @@ def test_offsets_for_times(admin: TopicAdmin, new_topic, bootstrap_servers: str)
     assert admin.offsets_for_times(topic, base) == {0: 0, 1: 0}
     assert admin.offsets_for_times(topic, base + 10 * 42) == {0: 42, 1: 1}
     assert admin.offsets_for_times(topic, base + 10 * 41 + 1) == {0: 42, 1: 1}
-    # Past the last record: the end of each partition (Tansu answers 0, which would re-read all).
+    # Past the last record: the end of each partition (Kafka answers "none", -1).
     assert admin.offsets_for_times(topic, base + 10**9) == {0: 100, 1: 1}
 
 

@@ -4,34 +4,24 @@
 written for librdkafka work everywhere with ``kafka.client=confluent``. Each client sits behind
 five primitives (``_Backend``); what needs care is shared above them.
 
-Offsets here are the log's real bounds even on brokers whose ListOffsets answers are off
-(Tansu: "latest" is the base offset of the last write batch + 1; times are looked up by batch
-append time, not record timestamps; a time past the last record maps to offset 0 with timestamp
--1). See ``end_offsets`` and ``offsets_for_times``.
+Offsets are the broker's ListOffsets answers: the log start, the high watermark (the offset after
+the last record, a transaction's marker included), and the first record at or after a time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 
-from seqstream.pipeline.errors import KafkaUnavailableError, TopicError
+from seqstream.pipeline.errors import TopicError
 from seqstream.pipeline.kafka.clients import confluent_config, no_broker, resolve_client
 from seqstream.pipeline.kafka.properties import kafka_python_options
 
-# How long one poll waits for the tail of a partition when checking where it really ends.
-_TAIL_POLL_S = 0.5
-
 # An offset lookup: the first offset, the end of the log, or the first offset at a time (ms).
 Spec = Literal["earliest", "latest"] | int
-# What one poll of a partition brought: its partition, the (offset, timestamp) of each record,
-# and the high watermark the broker sent with them.
-# (partition, [(offset, timestamp ms)], high watermark, the consumer's next offset): a poll can
-# pass a transactional topic's commit and abort markers without a record.
-Fetched = tuple[int, list[tuple[int, int]], int, int]
 
 
 @dataclass(frozen=True)
@@ -47,6 +37,10 @@ class _Backend(Protocol):
         """Every topic on the cluster (or just ``only``, if it exists) with its partition count."""
         ...
 
+    def cluster_id(self) -> str:
+        """The cluster's id (DescribeCluster)."""
+        ...
+
     def create(self, name: str, partitions: int, replication_factor: int) -> bool:
         """Create ``name`` and wait for its leaders; False if it already existed."""
         ...
@@ -57,11 +51,6 @@ class _Backend(Protocol):
 
     def list_offsets(self, topic: str, partitions: Sequence[int], spec: Spec) -> dict[int, tuple]:
         """The broker's (offset, timestamp) answer to ListOffsets, per partition."""
-        ...
-
-    def fetch(self, topic: str, starts: Mapping[int, int], deadline: float) -> Iterator[Fetched]:
-        """Records from ``starts`` on, poll after poll, until the caller stops or the
-        ``time.monotonic()`` deadline passes."""
         ...
 
     def close(self) -> None: ...
@@ -84,8 +73,6 @@ class TopicAdmin:
         self.client = resolve_client(client)
         backend = _ConfluentBackend if self.client == "confluent" else _KafkaPythonBackend
         self._backend: _Backend = backend(bootstrap_servers, timeout_s, options or {})
-        # (topic, partition) -> (the broker's "latest" answer, the true end found for it).
-        self._ends: dict[tuple[str, int], tuple[int, int]] = {}
 
     # --- topics ------------------------------------------------------------------------------
 
@@ -95,6 +82,9 @@ class TopicAdmin:
 
     def list_topics(self) -> set[str]:
         return set(self.topic_partitions())
+
+    def cluster_id(self) -> str:
+        return self._backend.cluster_id()
 
     def create_topic(
         self, name: str, partitions: int, *, replication_factor: int = 1, exist_ok: bool = False
@@ -119,7 +109,6 @@ class TopicAdmin:
         return TopicInfo(name, partitions)
 
     def delete_topic(self, name: str) -> None:
-        self._ends = {k: v for k, v in self._ends.items() if k[0] != name}
         if not self._backend.delete(name):
             raise TopicError(f"cannot delete topic {name!r}: it does not exist")
 
@@ -137,83 +126,20 @@ class TopicAdmin:
         return {p: offset for p, (offset, _) in found.items()}
 
     def end_offsets(self, topic: str, partitions: Sequence[int] | None = None) -> dict[int, int]:
-        """The offset after the last record of each of ``partitions`` (default: all of the
-        topic's), the true high watermark.
-
-        One ListOffsets request; the log tail is fetched only for partitions whose answer
-        changed since this admin last looked (an unchanged answer means an unchanged last batch,
-        so an unchanged true end)."""
+        """The high watermark of each of ``partitions`` (default: all of the topic's): the offset
+        after its last record, one ListOffsets request."""
         chosen = list(partitions) if partitions is not None else self._partitions(topic)
         found = self._backend.list_offsets(topic, chosen, "latest")
-        reported = {p: offset for p, (offset, _) in found.items()}
-        ends: dict[int, int] = {}
-        changed: dict[int, int] = {}
-        for p, offset in reported.items():
-            known = self._ends.get((topic, p))
-            if known is not None and known[0] == offset:
-                ends[p] = known[1]
-            else:
-                changed[p] = offset
-        if changed:
-            starts = self.beginning_offsets(topic, list(changed))
-            ends.update(self._true_ends(topic, changed, starts))
-            self._ends.update({(topic, p): (changed[p], ends[p]) for p in changed})
-        return ends
+        return {p: offset for p, (offset, _) in found.items()}
 
     def offsets_for_times(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         """Per partition, the first offset whose record timestamp is >= ``timestamp_ms``, or the
-        end offset when there is none (Kafka's contract).
-
-        The broker's answer is only a starting point: Tansu indexes whole batches by its own
-        append time, which is never earlier than a record's create time, so its answer is at or
-        before the true one. Reading forward from it to the first record at or after the time is
-        exact there and costs one fetch on Kafka."""
+        end offset when there is none (Kafka answers -1 then)."""
         partitions = self._partitions(topic)
         found = self._backend.list_offsets(topic, partitions, timestamp_ms)
-        ends = self.end_offsets(topic, partitions)
-        result = {p: ends[p] for p in found}
-        # Kafka answers -1 when no record is that late; Tansu answers offset 0, timestamp -1.
-        starts = {p: o for p, (o, ts) in found.items() if o >= 0 and ts >= 0 and o < ends[p]}
-        if not starts:
-            return result
-        deadline = time.monotonic() + self.timeout_s
-        for partition, records, _, position in self._backend.fetch(topic, dict(starts), deadline):
-            hit = next((o for o, ts in records if ts >= timestamp_ms), None)
-            if partition in starts and (hit is not None or position >= ends[partition]):
-                result[partition] = ends[partition] if hit is None else hit
-                del starts[partition]
-            if not starts:
-                break
-        if starts:
-            raise self._no_answer(topic, starts)
-        return result
-
-    def _true_ends(
-        self, topic: str, reported: dict[int, int], starts: dict[int, int]
-    ) -> dict[int, int]:
-        """One fetch from ``reported - 1`` per non-empty partition. A correct broker returns the
-        record at ``reported - 1``; Tansu returns its whole last batch. Either way the fetch
-        response's high watermark (right on both) and the records' offsets give the true end."""
-        pending = {p: end - 1 for p, end in reported.items() if end > starts[p]}
-        ends = dict(reported)
-        if not pending:
-            return ends
-        deadline = time.monotonic() + self.timeout_s
-        for partition, _, high, position in self._backend.fetch(topic, dict(pending), deadline):
-            if partition in pending:
-                ends[partition] = max(ends[partition], position, high)
-                del pending[partition]
-            if not pending:
-                break
-        if pending:
-            raise self._no_answer(topic, pending)
-        return ends
-
-    def _no_answer(self, topic: str, pending: Mapping[int, int]) -> KafkaUnavailableError:
-        return KafkaUnavailableError(
-            f"{topic}: no answer within {self.timeout_s:g}s to a fetch of partitions "
-            f"{sorted(pending)} from {self.bootstrap_servers}"
-        )
+        late = [p for p, (offset, _) in found.items() if offset < 0]
+        ends = self.end_offsets(topic, late) if late else {}
+        return {p: ends[p] if offset < 0 else offset for p, (offset, _) in found.items()}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -263,14 +189,18 @@ class _ConfluentBackend:
             raise no_broker(bootstrap, timeout_s, exc.args[0].str()) from None
 
     def topics(self, only: str | None = None) -> dict[str, int]:
-        # Always the whole cluster's metadata, one request: asking for one topic by name makes
-        # Tansu create it.
+        # The whole cluster's metadata in one request: asking for a topic by name would create
+        # it on a broker that auto-creates topics.
         metadata = self._admin.list_topics(timeout=self._timeout_s)
         return {
             name: len(topic.partitions)
             for name, topic in metadata.topics.items()
             if topic.error is None
         }
+
+    def cluster_id(self) -> str:
+        described = self._admin.describe_cluster(request_timeout=self._timeout_s)
+        return str(described.result().cluster_id)
 
     def create(self, name: str, partitions: int, replication_factor: int) -> bool:
         from confluent_kafka import KafkaError
@@ -318,46 +248,6 @@ class _ConfluentBackend:
             for answer in [future.result()]
         }
 
-    def fetch(self, topic: str, starts: Mapping[int, int], deadline: float) -> Iterator[Fetched]:
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-        # A consumer per call: librdkafka 2.16 crashes (SIGSEGV) when a consumer outlives the
-        # deletion of a topic it read, which an admin's long life makes likely.
-        consumer = Consumer(
-            {
-                "client.id": "seqstream-admin-tail",
-                "group.id": "seqstream-admin",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
-                **self._config,
-            }
-        )
-        consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
-        try:
-            while time.monotonic() < deadline:
-                # consume() waits out its whole timeout unless num_messages come: keep it short.
-                messages = consumer.consume(num_messages=100_000, timeout=0.02)
-                polled: dict[int, list[tuple[int, int]]] = {}
-                for message in messages:
-                    if message.error() is not None:
-                        raise KafkaException(message.error())
-                    # A consumed message always has a partition and an offset.
-                    partition, offset = cast(int, message.partition()), cast(int, message.offset())
-                    polled.setdefault(partition, []).append((offset, message.timestamp()[1]))
-                for partition, records in polled.items():
-                    _, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), cached=True
-                    )
-                    yield partition, records, max(high, 0), records[-1][0] + 1
-                if not messages:  # offsets passed without a record (transaction markers)?
-                    wanted = [TopicPartition(topic, p) for p in starts]
-                    for tp in consumer.position(wanted):
-                        if tp.offset > starts[tp.partition]:
-                            _, high = consumer.get_watermark_offsets(tp, cached=True)
-                            yield tp.partition, [], max(high, 0), tp.offset
-        finally:
-            consumer.close()
-
     def close(self) -> None:
         pass  # AdminClient has no close; it is freed with the object
 
@@ -381,7 +271,6 @@ class _KafkaPythonBackend:
             self._admin = KafkaAdminClient(**{"client_id": "seqstream-admin", **self._options})
         except KafkaError as exc:
             raise no_broker(bootstrap, timeout_s, exc) from None
-        self._consumer: Any = None
 
     def topics(self, only: str | None = None) -> dict[str, int]:
         names = self._admin.list_topics()
@@ -394,6 +283,9 @@ class _KafkaPythonBackend:
             for d in self._admin.describe_topics(names)
             if d.get("error_code", 0) == 0 and d.get("partitions")
         }
+
+    def cluster_id(self) -> str:
+        return str(self._admin.describe_cluster()["cluster_id"])
 
     def create(self, name: str, partitions: int, replication_factor: int) -> bool:
         from kafka.errors import TopicAlreadyExistsError
@@ -433,40 +325,5 @@ class _KafkaPythonBackend:
         )
         return {tp.partition: (info.offset, info.timestamp) for tp, info in answer.items()}
 
-    def fetch(self, topic: str, starts: Mapping[int, int], deadline: float) -> Iterator[Fetched]:
-        from kafka import KafkaConsumer, TopicPartition
-
-        if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                **{
-                    "client_id": "seqstream-admin-tail",
-                    "enable_auto_commit": False,
-                    # One poll must answer every partition: kafka-python's default of 500
-                    # records per poll leaves the others buffered.
-                    "fetch_max_wait_ms": 100,
-                    "max_poll_records": 1_000_000,
-                    **self._options,
-                }
-            )
-        consumer = self._consumer
-        consumer.assign([TopicPartition(topic, p) for p in starts])
-        for p, offset in starts.items():
-            consumer.seek(TopicPartition(topic, p), offset)
-        try:
-            while time.monotonic() < deadline:
-                polled = consumer.poll(timeout_ms=int(_TAIL_POLL_S * 1000))
-                for tp, messages in polled.items():
-                    records = [(m.offset, m.timestamp) for m in messages]
-                    yield tp.partition, records, consumer.highwater(tp) or 0, records[-1][0] + 1
-                if not polled:  # offsets passed without a record (transaction markers)?
-                    for p, start in starts.items():
-                        tp = TopicPartition(topic, p)
-                        if consumer.position(tp) > start:
-                            yield p, [], consumer.highwater(tp) or 0, consumer.position(tp)
-        finally:
-            consumer.assign([])
-
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
         self._admin.close()

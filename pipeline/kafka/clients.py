@@ -205,6 +205,9 @@ def _confluent_read(
         {
             "group.id": "seqstream-reader",  # librdkafka wants one, even to assign
             "enable.auto.commit": False,
+            # Kafka's and Spark's connector's default (librdkafka's is read_committed): the
+            # planned ranges end at the high watermark, which read_committed may never reach.
+            "isolation.level": "read_uncommitted",
             **confluent_config(bootstrap, timeout_s, options),
             **({"group.id": group_id} if group_id else {}),
         }

@@ -2,17 +2,21 @@
 
 ``jvm`` is Spark's ``format("kafka")`` (spark-sql-kafka-0-10 on the classpath); ``python`` is
 seqstream's ``seqstream-kafka`` data source with the same schema and options; ``auto`` takes the
-JVM connector when its classes are there. Jobs call ``kafka_format`` and ``kafka_options`` and
+JVM connector when its classes are there (set-up resolves it from Maven and the jobs' sessions
+load it, see ``seqstream.pipeline.spark``). Jobs call ``kafka_format`` and ``kafka_options`` and
 see the same DataFrame either way.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.kafka.jars import SPARK_KAFKA_ARTIFACT
 
 JVM_PROVIDER = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 
@@ -39,9 +43,10 @@ def kafka_format(spark: Any, connector: str) -> str:
         return "kafka"
     if connector == "jvm":
         raise SeqstreamError(
-            "kafka.connector=jvm but Spark's Kafka connector is not on the classpath: start Spark "
-            f"with --packages org.apache.spark:spark-sql-kafka-0-10_2.13:{spark.version}, or use "
-            "kafka.connector=auto|python for seqstream's own connector"
+            "kafka.connector=jvm but Spark's Kafka connector is not on the classpath: run set-up "
+            "(`make setup` resolves it from Maven), or start Spark with --packages "
+            f"{SPARK_KAFKA_ARTIFACT}:{spark.version} (or --jars with that jar and its "
+            "dependencies), or use kafka.connector=auto|python for seqstream's own connector"
         )
     spark.dataSource.register(KafkaDataSource)
     return SHORT_NAME
@@ -53,3 +58,42 @@ def kafka_options(bootstrap: str, properties: Mapping[str, str]) -> dict[str, st
     options = {"kafka.bootstrap.servers": bootstrap}
     options.update({f"kafka.{name}": value for name, value in properties.items()})
     return options
+
+
+# Spark's kafka connector waits this long between attempts at the driver's offset lookups.
+JVM_RETRY_INTERVAL_S = 1.0
+# What Spark's kafka connector (and the Kafka clients under it) says when the broker is silent.
+_JVM_NO_ANSWER = re.compile(
+    r"org\.apache\.kafka\.common\.errors\.TimeoutException|Cannot fetch record for offset"
+    r"|Timed out waiting for a node assignment"
+)
+
+
+def jvm_retry_attempts(request_timeout_s: float, retry_timeout_s: float) -> int:
+    """How many offset-lookup attempts of ``request_timeout_s`` fill ``retry_timeout_s``."""
+    return max(1, math.ceil(retry_timeout_s / (request_timeout_s + JVM_RETRY_INTERVAL_S)))
+
+
+def jvm_options(request_timeout_s: float, retry_timeout_s: float) -> dict[str, str]:
+    """Options that make Spark's kafka connector ride out a silent broker for about
+    ``retry_timeout_s``, as seqstream-kafka does: the driver's offset lookups (attempts of
+    ``request_timeout_s`` each, ``fetchOffset.retryIntervalMs`` apart), a task's wait for records
+    (``kafkaConsumer.pollTimeoutMs``) and the sink's wait for acknowledgements
+    (``delivery.timeout.ms``). The clients ignore the properties that are not theirs."""
+
+    def ms(seconds: float) -> str:
+        return str(int(seconds * 1000))
+
+    return {
+        "kafka.request.timeout.ms": ms(request_timeout_s),
+        "kafka.default.api.timeout.ms": ms(request_timeout_s),
+        "kafka.delivery.timeout.ms": ms(max(retry_timeout_s, request_timeout_s)),
+        "fetchOffset.numRetries": str(jvm_retry_attempts(request_timeout_s, retry_timeout_s)),
+        "fetchOffset.retryIntervalMs": ms(JVM_RETRY_INTERVAL_S),
+        "kafkaConsumer.pollTimeoutMs": ms(retry_timeout_s),
+    }
+
+
+def jvm_no_answer(error: str) -> bool:
+    """True when a failure of Spark's kafka connector is the broker not answering in time."""
+    return bool(_JVM_NO_ANSWER.search(error))

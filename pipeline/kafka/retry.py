@@ -21,13 +21,17 @@ from seqstream.pipeline.errors import KafkaUnavailableError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# librdkafka codes that mean "no answer (yet)": transport, timeouts, all brokers down.
+# librdkafka codes that mean "no answer (yet)": transport, timeouts, all brokers down, and a
+# group or transaction coordinator still loading or just moved (a broker after its start).
 _CONFLUENT_TRANSIENT = {
     "_TRANSPORT",
     "_TIMED_OUT",
     "_ALL_BROKERS_DOWN",
     "_MSG_TIMED_OUT",
     "REQUEST_TIMED_OUT",
+    "NOT_COORDINATOR",
+    "COORDINATOR_LOAD_IN_PROGRESS",
+    "COORDINATOR_NOT_AVAILABLE",
 }
 
 

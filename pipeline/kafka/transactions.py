@@ -33,6 +33,7 @@ from seqstream.pipeline.kafka.clients import (
     resolve_client,
 )
 from seqstream.pipeline.kafka.options import ClientSettings
+from seqstream.pipeline.kafka.retry import retrying
 
 log = logging.getLogger("seqstream.kafka.transactions")
 
@@ -119,8 +120,13 @@ class TransactionalSender:
         """Whether a transaction already committed these positions (a replayed batch)."""
         from confluent_kafka import TopicPartition
 
-        found = self._consumer.committed(
-            [TopicPartition(t, p) for t, p in positions], self.client.timeout_s
+        found = retrying(
+            lambda: self._consumer.committed(
+                [TopicPartition(t, p) for t, p in positions], self.client.timeout_s
+            ),
+            what=f"the committed offsets of group {self.transactional_id}",
+            bootstrap=self.client.bootstrap,
+            timeout_s=self.client.retry_timeout_s,
         )
         done = [tp.offset >= positions[(tp.topic, tp.partition)] for tp in found]
         if any(done) and not all(done):
