@@ -5,7 +5,7 @@
 Scores every labelled NAB series with the demo window model (global normalisation), a window
 model of the same options with per-key normalisation (trained here, seeded, on the demo model's
 six training series), the carry demo model, and the persistence baseline |x_t - x_(t-1)|.
-Writes bench/results/quality.json and prints a Markdown table (README, "Which model kind").
+Writes bench/results/quality.json and prints a Markdown table (docs/models.md, "Which model kind").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The model artifact: a directory with ``config.json`` and ``weights.safetensors``.
 
-Loadable by any PyTorch user without seqstream (see README, "Model artifact"). Loading checks
+Loadable by any PyTorch user without seqstream (see docs/models.md). Loading checks
 everything it can and names exactly what is wrong; it never unpickles anything.
 """
 

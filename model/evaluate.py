@@ -60,3 +60,25 @@ def window_auc(scores: np.ndarray, inside: np.ndarray) -> float:
         if not inside[i : i + width].any()
     ]
     return roc_auc(peaks_in, peaks_out)
+
+
+# --- naive baselines: what a careful user would write before training anything ---------------
+
+
+def persistence_scores(values: np.ndarray) -> np.ndarray:
+    """|x_t - x_(t-1)|, the largest over features ([n, features] -> [n]; the first event 0)."""
+    values = np.asarray(values, np.float64).reshape(len(values), -1)
+    jumps = np.abs(np.diff(values, axis=0)).max(axis=1) if len(values) > 1 else np.zeros(0)
+    return np.concatenate([[0.0], jumps])
+
+
+def rolling_zscores(values: np.ndarray, window: int) -> np.ndarray:
+    """|x_t - mean| / std of the ``window - 1`` events before each one (a window-model's view of
+    the key's history), the largest over features; the std floored as per-key normalisation
+    floors it (0 until two events came before)."""
+    frame = pd.DataFrame(np.asarray(values, np.float64).reshape(len(values), -1))
+    before = frame.shift(1).rolling(window - 1, min_periods=2)
+    mean, std = before.mean(), before.std(ddof=0)
+    floor = 1e-3 * (mean.abs() + 1.0)
+    z = (frame - mean).abs() / np.maximum(std, floor)
+    return z.max(axis=1).fillna(0.0).to_numpy()

@@ -43,6 +43,7 @@ from pyspark.sql.types import ArrayType, BooleanType, DoubleType, StructField, S
 from seqstream.model.carry import CarryLayout
 from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.backfill_plan import (
+    BACKFILL_OWNER,
     DEFAULT_PROGRESS_ROOT,
     Request,
     check_sinks,
@@ -59,7 +60,7 @@ from seqstream.pipeline.kafka import (
     kafka_format,
     offsets_json,
 )
-from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter
+from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter, claim_folder
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef, score_partition
@@ -641,6 +642,8 @@ def run_backfill(
         spark, settings, bootstrap, (prepared.model, prepared.spec), run_id=plan_run_id(plan)
     )
     create_output_topics(settings.model_copy(update={"stream": job.sink_settings()}), bootstrap)
+    for name in ("parquet_path", "dead_letter_path"):
+        claim_folder(getattr(settings.backfill, name), f"backfill.{name}", BACKFILL_OWNER)
     if prepared.fresh:
         progress.clear()
         progress.start(plan)

@@ -20,7 +20,15 @@ from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
-from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, check_delivery, check_folder
+from seqstream.pipeline.outputs import (
+    NO_DEAD_LETTER_OUTPUT,
+    check_delivery,
+    check_folder,
+    check_owner,
+)
+
+# How the backfill marks its Parquet folders (``outputs.OUTPUT_MARKER``).
+BACKFILL_OWNER = {"job": "backfill"}
 
 # Where a backfill keeps its progress unless backfill.progress_dir names a folder: one folder
 # per request under it.
@@ -267,6 +275,8 @@ def check_sinks(settings: Settings) -> None:
         path = getattr(b, name)
         if path is not None:
             check_folder(path, f"backfill.{name}")
+    for name in ("parquet_path", "dead_letter_path"):
+        check_owner(getattr(b, name), f"backfill.{name}", BACKFILL_OWNER)
     check_delivery(settings, "backfill")
 
 

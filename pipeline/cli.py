@@ -8,9 +8,13 @@ flags), finds Kafka (``bootstrap``) and hands over to the library; every deliber
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import os
+import signal
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -223,7 +227,8 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         producer.close()
     keys = len({m.key for m in messages})
     print(
-        f"produced {result.sent} events ({keys} keys, {result.malformed} malformed on purpose) "
+        f"produced {result.sent} events ({keys} key{'s' if keys != 1 else ''}, "
+        f"{result.malformed} malformed on purpose) "
         f"to {result.topic} on {bootstrap} with {producer.client}: {result.acked} acknowledged, "
         f"{result.failed} failed, {result.elapsed_s:.1f}s ({result.rate:,.0f} events/s)"
     )
@@ -265,20 +270,28 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _artifact_folder(path: str) -> Path:
+    """``--out`` of a command that writes an artifact: a folder, new or existing, never a file."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise SeqstreamError(f"--out {out} is a file: give a folder for the artifact")
+    return out
+
+
 def _cmd_model_import(args: argparse.Namespace) -> int:
     """Another framework's LSTM weights (an .npz) and a config.json become an artifact."""
+    out = _artifact_folder(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise SeqstreamError(f"--out {out} is not empty: give a new folder for the artifact")
     spec = spec_from_file(Path(args.config))
     if args.model_version:
         spec = spec.model_copy(update={"version": args.model_version})
     try:
         with np.load(args.weights) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise SeqstreamError(f"cannot read {args.weights} as an .npz of arrays: {exc}") from None
     network = imported_network(args.framework, arrays, spec, forget_bias=args.forget_bias)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise SeqstreamError(f"--out {out} is not empty: give a new folder for the artifact")
     written = save_artifact(network, spec, out)
     load_artifact(out)  # validated as the jobs will load it
     print(
@@ -317,7 +330,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     spec, report = train_and_save(
         series,
         list(settings.events.features),
-        args.out,
+        _artifact_folder(args.out),
         options,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -326,8 +339,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ):
         print(f"epoch {epoch}: train loss {train:.4f}, validation loss {val:.4f}")
     print(
-        f"trained {spec.version} on {report.train_windows} {'forecasts' if args.carry else 'windows'} "
-        f"({report.validation_windows} for validation) in {report.seconds:.0f}s; wrote "
+        f"trained {spec.version} on {report.train_windows} {'forecasts' if args.carry else 'windows'}, "
+        f"validated on {report.validation_windows} more, in {report.seconds:.0f}s; wrote "
         f"{args.out} (sha256 {(spec.weights_sha256 or '')[:12]})"
     )
     return 0
@@ -335,9 +348,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_stream(args: argparse.Namespace) -> int:
     settings = job_settings(args)
-    streaming.check_outputs(settings)
-    streaming.check_model(settings)
-    streaming.run_stream(settings, resolve_bootstrap(settings))
+    streaming.check_outputs(settings)  # before looking for a broker: the cheapest mistakes first
+    bootstrap = resolve_bootstrap(settings)
+    checks = streaming.check_stream(settings, bootstrap)  # all before Spark starts
+    streaming.run_stream(settings, bootstrap, checks)
     return 0
 
 
@@ -370,6 +384,14 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                 resumed=resumed,
                 carry=prepared.spec.kind == "carry",
             )
+        )
+        return 0
+    finished, chunks = len(prepared.progress.finished()), len(prepared.plan["chunks"])
+    if not prepared.fresh and finished == chunks:
+        print(
+            f"backfill: already complete ({chunks} chunk(s) written, progress in "
+            f"{prepared.progress.folder}); nothing to do. To score the range again, pass "
+            "--restart (the outputs' partitions are then written anew)"
         )
         return 0
     spark = job_spark("seqstream-backfill", settings.spark)
@@ -431,8 +453,15 @@ TRAIN_HELP = {
 }
 
 
+DESCRIPTION = (
+    "Score keyed Kafka event streams with an LSTM, in Spark Structured Streaming (stream) and "
+    "over Kafka history (backfill); with an embedded broker, a producer and a demo for a laptop. "
+    "Every command takes --config FILE and --set section.field=value; see README.md."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqstream", description=__doc__)
+    parser = argparse.ArgumentParser(prog="seqstream", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"seqstream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -588,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         imp.add_argument(
             "weights",
-            help="an .npz with layer{n}/kernel ... and head/kernel, head/bias (see README)",
+            help="an .npz with layer{n}/kernel ... and head/kernel, head/bias (see docs/models.md)",
         )
         imp.add_argument(
             "--config",
@@ -631,9 +660,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the (sub)subcommand ``argv`` names: ``seqstream model info`` -> info's."""
+    for word in argv:
+        found = next(
+            (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if found is None:
+            break
+        if word in found.choices:
+            parser = found.choices[word]
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """argparse, except that a flag no command knows is reported by the subcommand that got it,
+    with its usage and the closest flag it has (argparse's own report is the top level's)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        owner = _subcommand_parser(parser, argv)
+        flags = [flag for action in owner._actions for flag in action.option_strings]
+        given = next((u.split("=", 1)[0] for u in unknown if u.startswith("-")), "")
+        close = difflib.get_close_matches(given, flags, n=1) if given else []
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -644,13 +701,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # py4j logs every gateway connection it opens and closes at INFO.
         logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, so that a reader gone away is met below, not at exit
+        return code
     except (SeqstreamError, ModelError) as exc:  # ConfigError is a SeqstreamError
         print(f"seqstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"seqstream {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as a Unix tool ended by SIGPIPE does,
+        # with nothing left for the interpreter to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -194,15 +194,18 @@ class StreamSettings(_Section):
         "1 minute"  # mode time: how late an event may be before it is dropped (and counted)
     )
 
-    @field_validator("trigger_interval")
+    # "before": a bare number (``--set stream.trigger_interval=5``) gets the duration message,
+    # not pydantic's "should be a valid string".
+    @field_validator("trigger_interval", mode="before")
     @classmethod
-    def _trigger(cls, value: str) -> str:
-        return value if value == "available-now" else _interval(value, "5 seconds")
+    def _trigger(cls, value: object) -> str:
+        text = str(value)
+        return text if text == "available-now" else _interval(text, "5 seconds")
 
-    @field_validator("time_window", "watermark", "time_slide")
+    @field_validator("time_window", "watermark", "time_slide", mode="before")
     @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        return None if value is None else _interval(value, "10 minutes")
+    def _durations(cls, value: object) -> str | None:
+        return None if value is None else _interval(str(value), "10 minutes")
 
     @field_validator("device")
     @classmethod

@@ -10,6 +10,7 @@ batch's records are one Kafka transaction (``kafka.transactions``), sent from th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -62,6 +63,57 @@ def check_folder(path: str | Path, name: str) -> None:
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SeqstreamError(f"{name} {folder}: {existing} is not writable by this user")
+
+
+# Written into each Parquet output folder by the job that owns it (Spark's readers skip files
+# whose names start with "_"): the stream and the backfill both number their batch_id
+# partitions from 0, so either writing into the other's folder would replace its rows.
+OUTPUT_MARKER = "_seqstream.json"
+
+
+def _batch_partitions(folder: Path) -> bool:
+    return any(folder.glob("batch_id=*")) or any(folder.glob("*=*/batch_id=*"))
+
+
+def check_owner(
+    path: str | Path | None, name: str, owner: dict[str, str], *, adopt: bool = False
+) -> None:
+    """Refuse a Parquet output folder that another job owns: one whose marker names another
+    job (or, for the stream, another checkpoint), or one holding batch_id partitions without a
+    marker (written before markers, by a job this cannot tell) unless ``adopt`` says this job
+    made them (a stream resuming its own checkpoint). Local folders only."""
+    if path is None or not on_local_disk(path):
+        return
+    folder = Path(str(path).removeprefix("file://")).absolute()
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if found != owner:
+            whose = ", ".join(f"{k} {v}" for k, v in found.items())
+            raise SeqstreamError(
+                f"{name} {folder} holds the output of another job ({whose}; {OUTPUT_MARKER}): "
+                "give this one its own folder, both number their batch_id partitions from 0 "
+                "and would replace each other's rows"
+            )
+    elif folder.is_dir() and _batch_partitions(folder) and not adopt:
+        raise SeqstreamError(
+            f"{name} {folder} holds batch_id partitions of another job (a streaming job's or a "
+            "backfill's output, written before they marked their folders): give this one its own "
+            "folder, both number their batch_id partitions from 0 and would replace each "
+            "other's rows"
+        )
+
+
+def claim_folder(
+    path: str | Path | None, name: str, owner: dict[str, str], *, adopt: bool = False
+) -> None:
+    """``check_owner``, then mark the folder as this job's (``OUTPUT_MARKER``)."""
+    check_owner(path, name, owner, adopt=adopt)
+    if path is None or not on_local_disk(path):
+        return
+    folder = Path(str(path).removeprefix("file://")).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / OUTPUT_MARKER).write_text(json.dumps(owner) + "\n")
 
 
 def check_delivery(settings: Settings, section: str) -> None:

@@ -77,6 +77,7 @@ def read_csv_events(
     ts_ms = (times.astype("int64") // 1_000_000).to_numpy()  # ns -> ms, whatever the unit
     values = _numbers(frame, list(schema.features), path)
     if key_column is None:
+        _check_one_key(frame, path, [time_column, *schema.features], ts_ms)
         keys = np.full(len(frame), path.stem, dtype=object)
     else:
         keys = frame[key_column].astype(str).str.strip().to_numpy()
@@ -93,6 +94,30 @@ def read_csv_events(
             [Event(key, int(ts_ms[i]), tuple(float(v) for v in values[i])) for i in order]
         )
     return series
+
+
+def _check_one_key(frame: pd.DataFrame, path: Path, used: list[str], ts_ms: np.ndarray) -> None:
+    """A file read as one key's series must look like one: refuse, naming the column, a file
+    whose other columns look like a key (a few values, each on many rows) or where many times
+    repeat, rather than interleave several keys' events under the file's name."""
+    rows = len(frame)
+    for column in (c for c in frame.columns if c not in used):
+        values = frame[column].astype(str).str.strip()
+        distinct = values.nunique()
+        if 1 < distinct <= rows // 2:
+            raise SeqstreamError(
+                f"{path}: column {column!r} looks like a key column ({distinct} distinct values "
+                f"over {rows} rows), and without --key-column every row is read as one key "
+                f"{path.stem!r}: pass --key-column {column} (long format, many keys per file), "
+                "or drop that column"
+            )
+    repeated = rows - len(np.unique(ts_ms))
+    if repeated > rows // 10:  # a real series may repeat a time now and then (clock changes)
+        raise SeqstreamError(
+            f"{path}: {repeated} of {rows} rows repeat an earlier time, so the file holds more "
+            f"than one series, and without --key-column every row is read as one key "
+            f"{path.stem!r}: pass --key-column with the column that names each row's key"
+        )
 
 
 def _numbers(frame: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:

@@ -8,9 +8,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from subprocess import PIPE
+from typing import IO, TYPE_CHECKING, Any
 
 from seqstream.pipeline.config import SparkSettings
 from seqstream.pipeline.errors import SeqstreamError
@@ -57,26 +59,71 @@ def local_spark(
     """A SparkSession whose Python workers use this interpreter and one torch thread each
     (two threads per worker on two cores halved throughput, see ENVIRONMENT.md)."""
     java_version()
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.executorEnv.OMP_NUM_THREADS", "1")
-        .config("spark.executorEnv.MKL_NUM_THREADS", "1")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}")
-    )
-    conf = {**(extra_conf or {})}
+    if master.startswith("local"):  # else Spark warns twice that the hostname is a loopback one
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.executorEnv.OMP_NUM_THREADS": "1",
+        "spark.executorEnv.MKL_NUM_THREADS": "1",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
+        **(extra_conf or {}),
+    }
     conf.update(connector_jars_conf(conf))
+    if SparkContext._active_spark_context is None:
+        _start_context(SparkConf().setAll(list(conf.items())))
+    builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+# What Spark's JVM, and the Python workers whose output it copies, print that no one acts on: the
+# JVM's note on its incubator modules, and the four lines Python transformWithState's driver
+# worker prints at every query start (one of them a dump of the whole schema), each followed by
+# a blank line.
+_JVM_NOISE = (
+    "WARNING: Using incubator modules:",
+    "Starting Streaming TransformWithStateInPandas Python worker",
+    "Streaming TransformWithStateInPandas Python worker ",
+)
+
+
+def _start_context(conf: Any) -> None:
+    """Start Spark's JVM with its output piped through ``_forward``, then the SparkContext."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    gateway = launch_gateway(conf, popen_kwargs={"stdout": PIPE, "stderr": PIPE})
+    for stream, name in ((gateway.proc.stdout, "stdout"), (gateway.proc.stderr, "stderr")):
+        threading.Thread(target=_forward, args=(stream, name), daemon=True).start()
+    SparkContext(conf=conf, gateway=gateway)
+
+
+def _forward(stream: IO[bytes], name: str) -> None:
+    """Copy the JVM's ``stdout`` or ``stderr`` to ours line by line, less ``_JVM_NOISE``."""
+    skip_blank = False
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        if line.startswith(_JVM_NOISE):
+            skip_blank = True
+            continue
+        if skip_blank and not line.strip():
+            skip_blank = False
+            continue
+        skip_blank = False
+        target = getattr(sys, name)  # looked up each time: a test harness may swap it
+        target.write(line)
+        target.flush()
 
 
 def connector_jars_conf(conf: dict[str, str]) -> dict[str, str]:

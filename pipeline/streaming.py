@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from seqstream.pipeline.bootstrap import describe_kafka, kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_format, kafka_options
-from seqstream.pipeline.kafka.connector import jvm_no_answer, jvm_options, jvm_retry_attempts
+from seqstream.pipeline.kafka.connector import jvm_no_answer, jvm_options
 from seqstream.pipeline.metrics import (
     BatchMetrics,
     MetricsListener,
@@ -42,6 +44,8 @@ from seqstream.pipeline.outputs import (
     BatchWriter,
     check_delivery,
     check_folder,
+    check_owner,
+    claim_folder,
     on_local_disk,
 )
 from seqstream.pipeline.parsing import parse_events
@@ -51,6 +55,7 @@ from seqstream.pipeline.spark import job_spark
 from seqstream.pipeline.state_buckets import LEGACY_LAYOUT, READABLE_LAYOUTS, STATE_LAYOUT
 from seqstream.pipeline.state_placement import SLOT_COLUMN, slot_column
 from seqstream.pipeline.stateful_windows import WindowProcessor
+from seqstream.pipeline.stop_gate import StopGate, stopped_by_request
 from seqstream.pipeline.time_windows import TIME_LAYOUT, event_time_windows
 
 log = logging.getLogger("seqstream.stream")
@@ -65,9 +70,19 @@ LOCAL_CHECKPOINT_FILES = (
     "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 )
 CHECKPOINT_IDENTITY = "seqstream.json"  # beside Spark's own files in stream.checkpoint
-# Query id -> how a failure of Spark's kafka connector on a silent broker is worded (the
-# connector's own error names neither the address nor how long it tried).
-_KAFKA_SILENT: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class _Running:
+    """What the driver keeps of a query it started: the gate its stop goes through, and how a
+    failure of Spark's kafka connector on a silent broker is worded (the connector's own error
+    names neither the address nor how long it tried)."""
+
+    gate: StopGate
+    kafka_silent: str | None
+
+
+_RUNNING: dict[str, _Running] = {}  # by query id
 
 
 def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
@@ -92,7 +107,48 @@ def check_outputs(settings: Settings) -> None:
         path = getattr(stream, name)
         if path is not None:
             check_folder(path, f"stream.{name}")
+    owner, resuming = output_owner(settings)
+    for name in ("parquet_path", "dead_letter_path"):
+        check_owner(getattr(stream, name), f"stream.{name}", owner, adopt=resuming)
     check_delivery(settings, "stream")
+
+
+def output_owner(settings: Settings) -> tuple[dict[str, str], bool]:
+    """How the stream marks its Parquet folders (its checkpoint names it), and whether it is
+    resuming (a checkpoint with offsets: folders it wrote before markers are its own)."""
+    checkpoint = str(settings.stream.checkpoint)
+    local = on_local_disk(checkpoint)
+    where = str(Path(checkpoint.removeprefix("file://")).absolute()) if local else checkpoint
+    resuming = local and bool(_batches(Path(where), "offsets"))
+    return {"job": "stream", "checkpoint": where}, resuming
+
+
+@dataclass(frozen=True)
+class StreamChecks:
+    """What the checks before Spark found: the model, the checkpoint's state layout, each
+    topic's partition count and which Kafka holds them."""
+
+    ref: ModelRef
+    spec: ModelSpec
+    layout: str
+    partitions: dict[str, int]
+    kafka_at: str
+
+
+def check_stream(settings: Settings, bootstrap: str) -> StreamChecks:
+    """Every check of the streaming job that needs no Spark, writing nothing: the outputs, the
+    model, the checkpoint's identity and the topics on the broker. Run before Spark starts."""
+    check_outputs(settings)
+    ref, spec = check_model(settings)
+    stream = settings.stream
+    if stream.mode == "time" and spec.kind != "window":
+        raise SeqstreamError(
+            f"model {spec.version} is a carry model, and stream.mode: time scores event-time "
+            "windows, which needs a window model: use stream.mode: events with a carry model"
+        )
+    layout = check_checkpoint(settings, spec)
+    partitions, kafka_at = topic_partitions(settings, bootstrap)
+    return StreamChecks(ref, spec, layout, partitions, kafka_at)
 
 
 def query_identity(
@@ -122,7 +178,8 @@ def query_identity(
 
 def check_checkpoint(settings: Settings, spec: ModelSpec) -> str:
     """Refuse a checkpoint made for other topics or another model shape (the query would go on
-    mixing histories), else record this query's identity in it (``seqstream.json``). Returns the
+    mixing histories); ``record_checkpoint`` then writes this query's identity, once every check
+    has passed. Returns the
     window state layout to run with: the checkpoint's own when it is one this version reads
     (``READABLE_LAYOUTS``); a checkpoint made with per-key state, or event-time state from before
     ``TIME_LAYOUT``, is refused with the offsets to go on from. Not checked on non-local file
@@ -175,9 +232,18 @@ def check_checkpoint(settings: Settings, spec: ModelSpec) -> str:
                 "with the settings it was made for"
             )
         return str(identity.get("state_layout", STATE_LAYOUT))
-    Path(checkpoint).mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(identity, indent=1) + "\n")
     return STATE_LAYOUT
+
+
+def record_checkpoint(settings: Settings, spec: ModelSpec, layout: str) -> None:
+    """Write this query's identity into its checkpoint (``seqstream.json``), if not there yet."""
+    checkpoint = settings.stream.checkpoint
+    if checkpoint is None or "://" in str(checkpoint):
+        return
+    path = Path(checkpoint) / CHECKPOINT_IDENTITY
+    if not path.is_file():
+        Path(checkpoint).mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(query_identity(settings, spec, layout), indent=1) + "\n")
 
 
 def connector_options(settings: Settings, bootstrap: str, fmt: str) -> dict[str, str]:
@@ -268,23 +334,22 @@ def state_store_conf(checkpoint: Path | str | None) -> dict[str, str]:
     return conf
 
 
-def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, MetricsListener]:
-    """Start the streaming query; returns it and its metrics listener (which keeps the counts)."""
-    check_outputs(settings)
-    ref, spec = check_model(settings)
+def build_query(
+    spark: Any, settings: Settings, bootstrap: str, checks: StreamChecks | None = None
+) -> tuple[Any, MetricsListener]:
+    """Start the streaming query; returns it and its metrics listener (which keeps the counts).
+    ``checks``: ``check_stream``'s result, if made already (else made here)."""
+    checks = checks or check_stream(settings, bootstrap)
+    ref, spec, layout, counts = checks.ref, checks.spec, checks.layout, checks.partitions
     stream = settings.stream
-    if stream.mode == "time" and spec.kind != "window":
-        raise SeqstreamError(
-            f"model {spec.version} is a carry model, and stream.mode: time scores event-time "
-            "windows, which needs a window model: use stream.mode: events with a carry model"
-        )
     if not (stream.dead_letter_path or stream.dead_letter_topic):
         log.warning(NO_DEAD_LETTER_OUTPUT.format(section="stream"))
-    layout = check_checkpoint(settings, spec)
     create_output_topics(settings, bootstrap)
     for key, value in state_store_conf(stream.checkpoint).items():
         spark.conf.set(key, value)
-    counts, kafka_at = topic_partitions(settings, bootstrap)
+    # Spark turns adaptive execution off for a stateful streaming query anyway, with a warning
+    # at every start; off here, it has nothing to say.
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
     partitions = state_partitions(spark, settings, sum(counts.values()))
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     fmt = kafka_format(spark, settings.kafka.connector)
@@ -344,18 +409,26 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
     spark.conf.set(
         "spark.sql.streaming.noDataMicroBatches.enabled", str(not data_batches_only).lower()
     )
+    # Every check has passed: the checkpoint and the output folders are this query's now.
+    record_checkpoint(settings, spec, layout)
+    owner, resuming = output_owner(settings)
+    for name in ("parquet_path", "dead_letter_path"):
+        claim_folder(getattr(stream, name), f"stream.{name}", owner, adopt=resuming)
+    gate = StopGate()
     try:
         query = (
             scored.writeStream.foreachBatch(
-                BatchWriter(
-                    stream,
-                    fmt,
-                    options,
-                    transaction_options=connector_options(settings, bootstrap, SHORT_NAME),
-                    transactional_id_prefix=settings.kafka.transactional_id_prefix,
-                    models=ModelVersions(
-                        settings, ref, spec, model_location(settings), metrics.model_change
-                    ),
+                gate.around(
+                    BatchWriter(
+                        stream,
+                        fmt,
+                        options,
+                        transaction_options=connector_options(settings, bootstrap, SHORT_NAME),
+                        transactional_id_prefix=settings.kafka.transactional_id_prefix,
+                        models=ModelVersions(
+                            settings, ref, spec, model_location(settings), metrics.model_change
+                        ),
+                    )
                 )
             )
             .option("checkpointLocation", str(stream.checkpoint))
@@ -367,16 +440,16 @@ def build_query(spark: Any, settings: Settings, bootstrap: str) -> tuple[Any, Me
         metrics.close()
         raise
     metrics.query_id = str(query.id)
+    silent = None
     if fmt != SHORT_NAME:  # seqstream-kafka words its own giving up
-        kafka = settings.kafka
-        attempts = jvm_retry_attempts(kafka.connect_timeout_s, kafka.retry_timeout_s)
-        _KAFKA_SILENT[str(query.id)] = (
-            f"Kafka at {bootstrap} did not answer for {kafka.retry_timeout_s:g}s ({attempts} "
-            f"attempts; kafka.retry_timeout_s)"
+        silent = (
+            f"Kafka at {bootstrap} did not answer for {settings.kafka.retry_timeout_s:g}s "
+            "(Spark's kafka connector retrying; kafka.retry_timeout_s)"
         )
+    _RUNNING[str(query.id)] = _Running(gate, silent)
     context = spark.sparkContext
     where = f"Spark {context.master}" + (f", UI {context.uiWebUrl}" if context.uiWebUrl else "")
-    reading = f"{kafka_at} through {connector_name(fmt)}"
+    reading = f"{checks.kafka_at} through {connector_name(fmt)}"
     log.info(start_line(settings, spec, str(ref.path), where, reading))
     return query, metrics
 
@@ -397,7 +470,7 @@ def start_line(
     if committed:
         offsets = committed_offsets(checkpoint)
         where = ", ".join(f"{t}-{p} at {o}" for t, ps in offsets.items() for p, o in ps.items())
-        position = f"going on after micro-batch {committed[-1]} ({where})"
+        position = f"going on where the last run stopped ({where})"
     else:
         position = f"from {stream.starting_offsets}"
     outputs = [
@@ -451,16 +524,16 @@ def run_until_stopped(
     """Wait for the query; on ``stop`` let the running micro-batch finish, then stop it (and
     detach ``metrics`` once its last report is in). A failed query raises a ``SeqstreamError``
     naming the micro-batch and its offsets (read from ``checkpoint``) and the first cause."""
+    running = _RUNNING.get(str(query.id), _Running(StopGate(), None))
     try:
-        _wait_then_stop(query, stop, grace_s)
+        _wait_then_stop(query, stop, grace_s, running.gate)
     finally:
         if metrics is not None:
             metrics.drain(query)
             metrics.close()
     failure = query.exception()
-    if failure is not None:
-        silent = _KAFKA_SILENT.get(str(query.id))
-        raise SeqstreamError(describe_failure(str(failure), checkpoint, silent))
+    if failure is not None and not stopped_by_request(str(failure)):
+        raise SeqstreamError(describe_failure(str(failure), checkpoint, running.kafka_silent))
 
 
 def describe_failure(error: str, checkpoint: Path | None, kafka_silent: str | None = None) -> str:
@@ -518,32 +591,17 @@ def _failed_batch(checkpoint: Path | None) -> str:
     return f" in micro-batch {failed} (offsets {ranges})"
 
 
-def _wait_then_stop(query: Any, stop: threading.Event, grace_s: float) -> None:
+def _wait_then_stop(query: Any, stop: threading.Event, grace_s: float, gate: StopGate) -> None:
     while query.isActive and not stop.is_set():
         try:
             query.awaitTermination(1)
         except StreamingQueryException:  # the query failed: run_until_stopped says why
             return
     if query.isActive:
-        # Finish the micro-batch running now (its progress report marks the end), then stop. A
-        # batch runs with new data, or without to expire state; a trigger that only polls
-        # offsets is not waited for.
-        reports = len(query.recentProgress)
-        deadline = time.monotonic() + grace_s
-        while (
-            _running_a_batch(query.status)
-            and len(query.recentProgress) == reports
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
+        # The micro-batch running now finishes (up to grace_s); one that starts after it ends
+        # the query at once (stop_gate).
+        gate.close(grace_s)
         query.stop()
-
-
-def _running_a_batch(status: dict[str, Any]) -> bool:
-    return bool(status["isTriggerActive"]) and (
-        bool(status["isDataAvailable"])
-        or status["message"].startswith("No new data but cleaning up state")
-    )
 
 
 def run_until_accounted(
@@ -572,16 +630,29 @@ def run_until_accounted(
     run_until_stopped(query, stop, metrics, checkpoint=checkpoint)
 
 
-def run_stream(settings: Settings, bootstrap: str) -> None:
+def run_stream(settings: Settings, bootstrap: str, checks: StreamChecks | None = None) -> None:
     """The streaming job: start the query (``build_query`` checks the outputs and the model
     first), run until SIGTERM or Ctrl-C, or with ``stream.trigger_interval: available-now``
     until it has caught up."""
+    stop, starting = threading.Event(), threading.Event()
+    starting.set()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not starting.is_set():
+            stop.set()  # the running micro-batch finishes, then the query stops
+            return
+        # While Spark starts, a KeyboardInterrupt would surface inside py4j calls as a page of
+        # tracebacks: end at once instead (nothing is written before the query has started;
+        # Spark's JVM ends with this process). No logging here: a handler must not re-enter it.
+        os.write(2, b"seqstream stream: interrupted while starting\n")
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     spark = job_spark("seqstream-stream", settings.spark)
     started = time.monotonic()
-    query, metrics = build_query(spark, settings, bootstrap)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    query, metrics = build_query(spark, settings, bootstrap, checks)
+    starting.clear()
     try:
         run_until_stopped(query, stop, metrics, checkpoint=settings.stream.checkpoint)
     finally:

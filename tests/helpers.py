@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,9 +20,9 @@ MIN_LENGTH, LENGTH = 8, 32  # the demo model's window
 
 
 def standalone_loader(marker: str = "standalone-loader") -> str:
-    """A Python block of README, the one after ``<!-- marker -->``."""
-    readme = (REPO / "README.md").read_text()
-    block = readme.split(f"<!-- {marker} -->", 1)[1]
+    """A Python block of docs/models.md, the one after ``<!-- marker -->``."""
+    page = (REPO / "docs" / "models.md").read_text()
+    block = page.split(f"<!-- {marker} -->", 1)[1]
     return block.split("```python\n", 1)[1].split("```", 1)[0]
 
 
@@ -118,3 +120,33 @@ def fill(
                 producer.flush(30)
     raise_for_failures(producer.flush(30), topic)
     producer.close()
+
+
+def stream_command(bootstrap: str, topic: str, folder: Path, *flags: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "seqstream.pipeline.cli",
+        "stream",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topics",
+        topic,
+        "--checkpoint",
+        str(folder / "cp"),
+        "--parquet-path",
+        str(folder / "scores"),
+        "--dead-letter-path",
+        str(folder / "dead"),
+        *flags,
+    ]
+
+
+def environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SEQSTREAM_")}
+
+
+def no_stack_traces(lines: list[str]) -> bool:
+    return not any(
+        "Traceback" in line or line.lstrip().startswith(("at ", "Caused by:")) for line in lines
+    )

@@ -78,9 +78,9 @@ def nab_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def reference_scorer():  # type: ignore[no-untyped-def]
-    """README's torch-only loader: no seqstream code computes the expected scores."""
+    """docs/models.md's torch-only loader: no seqstream code computes the expected scores."""
     namespace: dict = {}
-    exec(standalone_loader(), namespace)  # noqa: S102 - our own README snippet
+    exec(standalone_loader(), namespace)  # noqa: S102 - our own docs' snippet
     config, lstm, head = namespace["load_seqstream_model"](str(DEMO_MODEL_DIR))
     return lambda events: namespace["forecast_score"](config, lstm, head, events)
 

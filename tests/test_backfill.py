@@ -77,7 +77,7 @@ def assert_same_rows(backfilled: Path, streamed: dict, starts: dict[int, int]) -
     for pos, row in got.items():
         for column in ("key", "event_time", "topic", "window_length", "model_version"):
             assert row[column] == want[pos][column], (pos, column)
-        # README's bound: other model batch sizes round float32 differently (a score is a
+        # The documented bound: other model batch sizes round float32 differently (a score is a
         # difference of nearby numbers, so 1e-6 of it can move in the last digits)
         assert abs(row["score"] - want[pos]["score"]) < 1e-5, pos
         # the forecast is in original units: compare in the model's normalised units, as the score

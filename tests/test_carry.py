@@ -1,6 +1,6 @@
 """Carry models end to end: the stream (across micro-batches, a SIGKILL mid-batch and a graceful
 restart) and the backfill (the whole topic, and a sub-range that replays each key's state) give
-every row the score of README's torch-only reference, one ``nn.LSTM`` call over the key's whole
+every row the score of docs/models.md's torch-only reference, one ``nn.LSTM`` call over the key's whole
 history, on real NAB series of two scales."""
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ MODEL = str(DEMO_CARRY_MODEL_DIR)
 
 @pytest.fixture(scope="session")
 def carry_reference():  # type: ignore[no-untyped-def]
-    """README's torch-only carry reference over a key's whole history, for the carry demo model."""
+    """docs/models.md's torch-only carry reference over a key's whole history, for the carry demo model."""
     namespace: dict = {}
-    exec(standalone_loader(), namespace)  # noqa: S102 - our own README snippets
+    exec(standalone_loader(), namespace)  # noqa: S102 - our own docs' snippets
     exec(standalone_loader("standalone-carry"), namespace)  # noqa: S102
     config, lstm, head = namespace["load_seqstream_model"](MODEL)
     return lambda events: namespace["carry_forecast_scores"](config, lstm, head, events)
@@ -106,7 +106,7 @@ def assert_exact(rows: dict, expected: dict, *, version: str) -> None:
         score, count = expected[position]
         assert row["window_length"] == count  # the events the score has read
         assert row["model_version"] == version
-        # README's bound: 1e-5 relative, and 1e-5 absolute below 1 (a score is in units of a
+        # The documented bound: 1e-5 relative, and 1e-5 absolute below 1 (a score is in units of a
         # typical forecast error, and one near 0 is a difference of nearby float32 numbers)
         worst = max(worst, abs(row["score"] - score) / max(abs(score), 1.0))
     assert worst < 1e-5, f"largest score difference {worst} (relative, absolute below 1)"

@@ -1,4 +1,4 @@
-"""Carry models without Spark: scoring in pieces from carried states equals README's one-call
+"""Carry models without Spark: scoring in pieces from carried states equals docs/models.md's one-call
 torch reference for every ``nn.LSTM`` option; a bidirectional carry model is refused; per-key
 normalisation makes scores independent of a key's scale; ``train --carry`` is seeded."""
 
@@ -46,7 +46,7 @@ FEATURES = ["a", "b", "c"]
 @pytest.fixture(scope="module")
 def reference():  # type: ignore[no-untyped-def]
     namespace: dict = {}
-    exec(standalone_loader(), namespace)  # noqa: S102 - our own README snippets
+    exec(standalone_loader(), namespace)  # noqa: S102 - our own docs' snippets
     exec(standalone_loader("standalone-carry"), namespace)  # noqa: S102
     return namespace
 

@@ -1,4 +1,4 @@
-"""README's standalone-cluster commands, run as written against a Spark master and worker started
+"""The standalone-cluster commands of docs/deploy.md, run as written against a Spark master and worker started
 from the installed pyspark: the streaming job, submitted with spark-submit and Spark's Kafka
 connector (--jars), scores a topic of the embedded broker on the worker's executors exactly as the
 reference does."""
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def readme_block(marker: str) -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "deploy.md").read_text()
     return re.search(rf"<!-- {marker} -->\n```bash\n(.*?)```", text, re.S).group(1)
 
 

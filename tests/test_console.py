@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
 
-from helpers import REPO
+from helpers import REPO, environment, no_stack_traces, stream_command
 
 KEYS = 300
 
@@ -61,36 +60,6 @@ def test_a_stream_run_prints_no_per_key_warnings_and_no_py4j_chatter(
     assert [line for line in console if "doesn't contain key" in line] == []
     assert [line for line in console if "py4j" in line] == []
     assert [line for line in console if " INFO " in line and "seqstream" not in line] == []
-
-
-def stream_command(bootstrap: str, topic: str, folder: Path, *flags: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "seqstream.pipeline.cli",
-        "stream",
-        "--bootstrap-servers",
-        bootstrap,
-        "--topics",
-        topic,
-        "--checkpoint",
-        str(folder / "cp"),
-        "--parquet-path",
-        str(folder / "scores"),
-        "--dead-letter-path",
-        str(folder / "dead"),
-        *flags,
-    ]
-
-
-def environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("SEQSTREAM_")}
-
-
-def no_stack_traces(lines: list[str]) -> bool:
-    return not any(
-        "Traceback" in line or line.lstrip().startswith(("at ", "Caused by:")) for line in lines
-    )
 
 
 def test_an_available_now_run_prints_a_start_line_its_batches_and_a_summary(

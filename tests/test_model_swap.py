@@ -36,7 +36,7 @@ def publish(
     **spec: object,
 ) -> Path:
     """A version of the demo model with its head scaled (same shape, other scores), written
-    beside the folder and renamed in, as README says to publish one. ``broken``: its weights
+    beside the folder and renamed in, as docs/streaming.md says to publish one. ``broken``: its weights
     file is not what its config's sha256 says."""
     loaded = load_artifact(DEMO_MODEL_DIR)
     with torch.no_grad():
@@ -54,7 +54,7 @@ def publish(
 
 def reference(folder: Path):  # type: ignore[no-untyped-def]
     namespace: dict = {}
-    exec(standalone_loader(), namespace)  # noqa: S102 - README's torch-only loader
+    exec(standalone_loader(), namespace)  # noqa: S102 - docs/models.md's torch-only loader
     config, lstm, head = namespace["load_seqstream_model"](str(folder))
     return lambda events: namespace["forecast_score"](config, lstm, head, events)
 

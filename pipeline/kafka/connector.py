@@ -9,7 +9,6 @@ see the same DataFrame either way.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -60,8 +59,6 @@ def kafka_options(bootstrap: str, properties: Mapping[str, str]) -> dict[str, st
     return options
 
 
-# Spark's kafka connector waits this long between attempts at the driver's offset lookups.
-JVM_RETRY_INTERVAL_S = 1.0
 # What Spark's kafka connector (and the Kafka clients under it) says when the broker is silent.
 _JVM_NO_ANSWER = re.compile(
     r"org\.apache\.kafka\.common\.errors\.TimeoutException|Cannot fetch record for offset"
@@ -69,28 +66,30 @@ _JVM_NO_ANSWER = re.compile(
 )
 
 
-def jvm_retry_attempts(request_timeout_s: float, retry_timeout_s: float) -> int:
-    """How many offset-lookup attempts of ``request_timeout_s`` fill ``retry_timeout_s``."""
-    return max(1, math.ceil(retry_timeout_s / (request_timeout_s + JVM_RETRY_INTERVAL_S)))
-
-
 def jvm_options(request_timeout_s: float, retry_timeout_s: float) -> dict[str, str]:
-    """Options that make Spark's kafka connector ride out a silent broker for about
-    ``retry_timeout_s``, as seqstream-kafka does: the driver's offset lookups (attempts of
-    ``request_timeout_s`` each, ``fetchOffset.retryIntervalMs`` apart), a task's wait for records
-    (``kafkaConsumer.pollTimeoutMs``) and the sink's wait for acknowledgements
-    (``delivery.timeout.ms``). The clients ignore the properties that are not theirs."""
+    """Options for Spark's kafka connector: no waiting on fetches held by the broker, and riding
+    out a silent broker for ``retry_timeout_s``, as seqstream-kafka does. A request gives up after
+    ``request_timeout_s`` and the client retries it until ``default.api.timeout.ms`` has passed,
+    which the driver's offset lookups (in one attempt, ``fetchOffset.numRetries``) and the
+    tasks' consumers (their position lookups) share; a task waits that long for records
+    (``kafkaConsumer.pollTimeoutMs``) and the sink for acknowledgements (``delivery.timeout.ms``).
+    The clients ignore the properties that are not theirs."""
 
     def ms(seconds: float) -> str:
         return str(int(seconds * 1000))
 
+    retry = max(retry_timeout_s, request_timeout_s)
     return {
+        # A task reads a range already in the log, but its consumer (pooled between batches)
+        # has a fetch for the next offset in flight, which the broker holds for fetch.max.wait.ms
+        # (Kafka's 500 ms) when nothing is new: the next batch's fetch waits for it. 10 ms took
+        # a micro-batch of a few events from 0.63 s to 0.13 s (bench/README.md).
+        "kafka.fetch.max.wait.ms": "10",
         "kafka.request.timeout.ms": ms(request_timeout_s),
-        "kafka.default.api.timeout.ms": ms(request_timeout_s),
-        "kafka.delivery.timeout.ms": ms(max(retry_timeout_s, request_timeout_s)),
-        "fetchOffset.numRetries": str(jvm_retry_attempts(request_timeout_s, retry_timeout_s)),
-        "fetchOffset.retryIntervalMs": ms(JVM_RETRY_INTERVAL_S),
-        "kafkaConsumer.pollTimeoutMs": ms(retry_timeout_s),
+        "kafka.default.api.timeout.ms": ms(retry),
+        "kafka.delivery.timeout.ms": ms(retry),
+        "fetchOffset.numRetries": "1",
+        "kafkaConsumer.pollTimeoutMs": ms(retry),
     }
 
 
