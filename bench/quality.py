@@ -3,10 +3,11 @@
     python -m bench.quality [--nab ../shared/data/nab]
 
 Scores every labelled NAB series that no model here was trained or tuned on (``TRAINING`` names
-the excluded ones) with the window demo model, a window model of the same options with per-key
-normalisation (trained here, seeded, on the same series), the carry demo model, and two
-baselines a careful user writes before training anything: persistence ``|x_t - x_(t-1)|`` and a
-rolling z-score of each value against the window demo model's length of events before it.
+the excluded ones) with the window and the carry demo models, each also with its forecast error
+in normalised units (``task.error_units``, the one change: what scoring in the event's own units
+is worth), and two baselines a careful user writes before training anything: persistence
+``|x_t - x_(t-1)|`` and a rolling z-score of each value against the window demo model's length of
+events before it.
 Writes bench/results/quality.json (per series, per NAB group, median) and prints Markdown tables
 (docs/models.md, "Which model kind").
 """
@@ -15,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from seqstream.model.artifact import DEMO_CARRY_MODEL_DIR, DEMO_MODEL_DIR, load_artifact
+from seqstream.model.artifact import (
+    DEMO_CARRY_MODEL_DIR,
+    DEMO_MODEL_DIR,
+    LoadedModel,
+    load_artifact,
+)
 from seqstream.model.carry import CarryScorer, score_history
 from seqstream.model.evaluate import (
     load_nab_windows,
@@ -30,9 +36,9 @@ from seqstream.model.evaluate import (
     window_labels,
 )
 from seqstream.model.inference import WindowScorer, score_series
-from seqstream.model.train import TrainOptions, train_and_save
+from seqstream.model.spec import ForecastTask
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.series import demo_series_files, load_series, read_series_csv
+from seqstream.pipeline.series import demo_series_files, read_series_csv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The demo models' training series (model/demo_model/README.md, model/demo_carry_model/README.md):
@@ -45,8 +51,22 @@ TRAINING = [
     "realAWSCloudwatch/ec2_cpu_utilization_fe7f93.csv",
     "realAWSCloudwatch/rds_cpu_utilization_e47b3b.csv",
 ]
-COLUMNS = ["persistence", "rolling_zscore", "window_global", "window_per_key", "carry"]
-HEADERS = ["persistence", "rolling z", "window", "window, per key", "carry"]
+COLUMNS = [
+    "persistence",
+    "rolling_zscore",
+    "window",
+    "window_normalized",
+    "carry",
+    "carry_normalized",
+]
+HEADERS = [
+    "persistence",
+    "rolling z",
+    "window",
+    "(normalised units)",
+    "carry",
+    "(normalised units)",
+]
 
 
 def window_scores(scorer: WindowScorer, values: np.ndarray) -> np.ndarray:
@@ -60,6 +80,17 @@ def carry_scores(scorer: CarryScorer, values: np.ndarray) -> np.ndarray:
     return np.nan_to_num(score_history(scorer, values).score, nan=0.0)
 
 
+def normalized_units(model: LoadedModel) -> LoadedModel:
+    """The model with its forecast error in normalised units (error_std then only rescales every
+    score of a one-feature model alike: no AUC changes by it)."""
+    task = model.spec.task
+    assert isinstance(task, ForecastTask)
+    spec = model.spec.model_copy(
+        update={"task": task.model_copy(update={"error_units": "normalized"})}
+    )
+    return replace(model, spec=spec)
+
+
 def _medians(rows: list[dict[str, object]]) -> dict[str, float]:
     return {c: float(np.nanmedian([float(r[c]) for r in rows])) for c in COLUMNS}  # type: ignore[arg-type]
 
@@ -70,18 +101,12 @@ def main() -> None:
     args = parser.parse_args()
     schema = EventSchema()
     labels_file = args.nab / "anomaly_windows.json"
-    demo = load_artifact(DEMO_MODEL_DIR).spec
-    length = demo.window_spec.length
-    with tempfile.TemporaryDirectory() as folder:
-        train_and_save(
-            load_series([args.nab / name for name in TRAINING], schema),
-            ["value"],
-            folder,
-            TrainOptions(per_key=True, version="window-per-key"),
-        )
-        per_key = WindowScorer(load_artifact(folder), batch_size=4096)
-    window = WindowScorer(load_artifact(DEMO_MODEL_DIR), batch_size=4096)
-    carry = CarryScorer(load_artifact(DEMO_CARRY_MODEL_DIR))
+    window_model, carry_model = load_artifact(DEMO_MODEL_DIR), load_artifact(DEMO_CARRY_MODEL_DIR)
+    length = window_model.spec.window_spec.length
+    window = WindowScorer(window_model, batch_size=4096)
+    carry = CarryScorer(carry_model)
+    window_normalized = WindowScorer(normalized_units(window_model), batch_size=4096)
+    carry_normalized = CarryScorer(normalized_units(carry_model))
     bundled = {p.name for p in demo_series_files()}
     rows: list[dict[str, object]] = []
     for name in json.loads(labels_file.read_text()):
@@ -98,9 +123,10 @@ def main() -> None:
         scores = {
             "persistence": persistence_scores(values),
             "rolling_zscore": rolling_zscores(values, length),
-            "window_global": window_scores(window, values),
-            "window_per_key": window_scores(per_key, values),
+            "window": window_scores(window, values),
+            "window_normalized": window_scores(window_normalized, values),
             "carry": carry_scores(carry, values),
+            "carry_normalized": carry_scores(carry_normalized, values),
         }
         rows.append(
             {
@@ -119,9 +145,10 @@ def main() -> None:
         "series but the excluded ones; medians per NAB group and over all",
         "excluded_training_series": TRAINING,
         "models": {
-            "window_global": f"{demo.version} (model/demo_model)",
-            "window_per_key": "the demo model's options with normalization.per_key, trained here",
-            "carry": f"{load_artifact(DEMO_CARRY_MODEL_DIR).spec.version} (model/demo_carry_model)",
+            "window": f"{window_model.spec.version} (model/demo_model)",
+            "window_normalized": "the same, task.error_units normalized",
+            "carry": f"{carry_model.spec.version} (model/demo_carry_model)",
+            "carry_normalized": "the same, task.error_units normalized",
             "persistence": "|x_t - x_(t-1)|",
             "rolling_zscore": f"|x_t - mean| / std of the {length - 1} events before x_t",
         },

@@ -12,7 +12,8 @@ the offline reference all go through ``CarryScorer`` or the same equations.
 Per event t of a key (``z`` = normalised event, ``f`` = head output):
     z_t = (x_t - mean_{<t}) / std_{<t}   (global stats, or the key's running ones before t)
     o_t, (h_t, c_t) = LSTM(clip(z_t, +-CARRY_INPUT_CLIP), (h_{t-1}, c_{t-1}));  f_t = head(o_t)
-    forecast: score_t = RMS((z_t - f_{t-1}) / error_std), prediction_t = f_{t-1} in x's units
+    forecast: score_t = RMS((z_t - f_{t-1}) [* std_{<t}] / error_std) (``* std`` with error_units
+    original), prediction_t = f_{t-1} in x's units
     regression / classification: from f_t, as for window models
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from seqstream.model.errors import ModelError
-from seqstream.model.inference import ModelRunner
+from seqstream.model.inference import ModelRunner, forecast_scores
 from seqstream.model.spec import (
     CARRY_INPUT_CLIP,
     PER_KEY_STD_FLOOR,
@@ -187,9 +188,8 @@ class CarryScorer(ModelRunner):
             previous = np.concatenate(
                 [layout.part(carried, "forecast")[:, None], head[:, :-1]], axis=1
             )
-            spread = np.asarray(spec.task.error_std)
-            error = (z - previous) / spread
-            all_scores = np.sqrt(np.mean(error**2, axis=2))[grouped, rank]
+            std_used = np.broadcast_to(std, z.shape)[grouped, rank]
+            all_scores = forecast_scores((z - previous)[grouped, rank], std_used, spec.task)
             prediction = (previous * std + mean)[grouped, rank]
         else:
             pick = -1 if isinstance(spec.task, ClassificationTask) else 0

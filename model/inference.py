@@ -65,6 +65,12 @@ def normalize(windows: np.ndarray, lengths: np.ndarray, spec: ModelSpec) -> np.n
     return normed
 
 
+def clip_inputs(inputs: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """What the LSTM reads: the normalised inputs, clipped to ``normalization.clip`` if set."""
+    clip = spec.normalization.clip
+    return inputs if clip is None else np.clip(inputs, -clip, clip)
+
+
 def forecast_split(
     normed: np.ndarray, lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,6 +83,15 @@ def forecast_split(
     short = lengths < normed.shape[1]  # their target sits inside the inputs: make it padding
     inputs[rows[short], lengths[short] - 1] = 0.0
     return inputs, lengths - 1, targets
+
+
+def forecast_scores(error: np.ndarray, std: np.ndarray, task: ForecastTask) -> np.ndarray:
+    """RMS over features of the forecast error (normalised units, [n, F]) over the task's
+    ``error_std``, the error first taken back to the event's units (times the ``std`` it was
+    normalised with, [n or 1, F]) when ``error_units`` is ``original``."""
+    if task.error_units == "original":
+        error = error * std
+    return np.sqrt(np.mean((error / np.asarray(task.error_std)) ** 2, axis=1))
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -179,12 +194,11 @@ class WindowScorer(ModelRunner):
         normed = normalize(windows, lengths, spec)
         if isinstance(spec.task, ForecastTask):
             inputs, input_lengths, targets = forecast_split(normed, lengths)
-            forecast = self._run(inputs, input_lengths).astype(np.float64)
-            spread = np.asarray(spec.task.error_std)
-            score = np.sqrt(np.mean(((targets - forecast) / spread) ** 2, axis=1))
+            forecast = self._run(clip_inputs(inputs, spec), input_lengths).astype(np.float64)
             mean, std = window_frame(windows, lengths, spec)
+            score = forecast_scores(targets - forecast, std[:, 0], spec.task)
             return Scores(score, forecast * std[:, 0] + mean[:, 0])
-        output = self._run(normed, lengths).astype(np.float64)
+        output = self._run(clip_inputs(normed, spec), lengths).astype(np.float64)
         if isinstance(spec.task, ClassificationTask):
             return Scores(output[:, -1], output)
         return Scores(output[:, 0], output)

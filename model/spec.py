@@ -77,6 +77,11 @@ class Normalization(_Strict):
     mean: list[float]
     std: list[float]
     per_key: bool = False
+    # A window model's LSTM reads the normalised events clipped to [-clip, clip] (a forecast's
+    # score still compares the unclipped target): under per-key statistics a flat window makes
+    # the next small move a huge value the network never saw in training. None: no clip. Carry
+    # models always clip, at CARRY_INPUT_CLIP, and leave this None.
+    clip: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _positive_std(self) -> Normalization:
@@ -107,11 +112,17 @@ class CarrySpec(_Strict):
 
 
 class ForecastTask(_Strict):
-    """Predict the window's last event from the ones before it. Score: the forecast error in
-    normalised units, divided per feature by its spread on the training data, RMS over features."""
+    """Predict the window's last event from the ones before it. Score: the forecast error,
+    divided per feature by its spread on the training data (``error_std``, in the same units),
+    RMS over features. ``error_units`` says which units: ``normalized`` (the model's input
+    units: with per-key normalisation an error counts relative to the window's or key's own
+    spread, so a small move in a flat stretch scores high) or ``original`` (the event's own
+    units, the normalised error times the std it was normalised with: a move scores by its size,
+    as ``|x_t - x_(t-1)|`` does; measured better on NAB, docs/models.md)."""
 
     type: Literal["forecast"] = "forecast"
     error_std: list[float]
+    error_units: Literal["normalized", "original"] = "normalized"
 
 
 class RegressionTask(_Strict):
@@ -187,9 +198,21 @@ class ModelSpec(_Strict):
 
     def _kind_problems(self) -> list[str]:
         if self.format_version == 1 and (
-            self.kind != "window" or self.carry is not None or self.normalization.per_key
+            self.kind != "window"
+            or self.carry is not None
+            or self.normalization.per_key
+            or self.normalization.clip is not None
+            or (isinstance(self.task, ForecastTask) and self.task.error_units != "normalized")
         ):
-            return ["format_version 1 has window models with global normalisation only"]
+            return [
+                "format_version 1 has window models with global normalisation and "
+                "normalised forecast errors only"
+            ]
+        if self.kind == "carry" and self.normalization.clip is not None:
+            return [
+                f"a carry model clips its inputs at {CARRY_INPUT_CLIP} always: "
+                "normalization.clip must be null"
+            ]
         if self.kind == "window":
             if self.window is None or self.carry is not None:
                 return ["a window model needs a window section and no carry section"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,8 +23,9 @@ from tqdm import tqdm
 
 from seqstream.model.artifact import save_artifact
 from seqstream.model.carry import CarryLayout, running_stats
+from seqstream.model.ensemble import average_network
 from seqstream.model.errors import ModelError
-from seqstream.model.inference import forecast_split, normalize
+from seqstream.model.inference import clip_inputs, forecast_split, normalize, window_frame
 from seqstream.model.network import SequenceModel
 from seqstream.model.spec import (
     CARRY_INPUT_CLIP,
@@ -37,25 +39,47 @@ from seqstream.model.spec import (
 )
 from seqstream.model.windows import empty_context, extend_windows
 
+# Each kind's default epochs and learning rate (None in TrainOptions picks these).
+KIND_DEFAULTS: dict[str, tuple[int, float]] = {"window": (6, 5e-3), "carry": (40, 2e-3)}
+
 
 @dataclass(frozen=True)
 class TrainOptions:
-    window: int = 32
+    """The defaults are the demo models' (measured against naive baselines on NAB:
+    docs/models.md, "Which model kind"): per-key normalisation, errors scored in the events' own
+    units, 64-event windows."""
+
+    window: int = 64
     min_length: int = 8
     hidden_size: int = 32
     num_layers: int = 2
     bidirectional: bool = False
     proj_size: int = 0
     dropout: float = 0.0
-    epochs: int = 6
+    epochs: int | None = None  # None: the kind's (KIND_DEFAULTS)
     batch_size: int = 256
-    learning_rate: float = 5e-3
+    learning_rate: float | None = None  # None: the kind's (KIND_DEFAULTS)
     validation_fraction: float = 0.2
     seed: int = 0
     version: str = "forecast"
-    per_key: bool = False  # normalise with each key's (window's) own statistics
+    per_key: bool = True  # normalise with each key's (window's) own statistics
     carry: bool = False  # a carry model (``model.carry``), trained with TBPTT
-    tbptt_steps: int = 64  # carry: steps per truncated-backpropagation chunk
+    tbptt_steps: int = 128  # carry: steps per truncated-backpropagation chunk
+    error_units: Literal["normalized", "original"] = "original"  # see ForecastTask
+    stride: int = 2  # window: train on every stride-th window of a key (validation: all)
+    ensemble: int = 3  # members trained from seeds seed..seed+ensemble-1, averaged (model.ensemble)
+
+    @property
+    def epochs_to_run(self) -> int:
+        return KIND_DEFAULTS[self.kind][0] if self.epochs is None else self.epochs
+
+    @property
+    def learning_rate_to_use(self) -> float:
+        return KIND_DEFAULTS[self.kind][1] if self.learning_rate is None else self.learning_rate
+
+    @property
+    def kind(self) -> str:
+        return "carry" if self.carry else "window"
 
 
 @dataclass
@@ -65,19 +89,25 @@ class TrainReport:
     train_loss: list[float] = field(default_factory=list)  # per epoch, MSE in normalised units
     validation_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    members: int = 1  # networks averaged (losses: their mean per epoch)
 
 
 def _windows(
-    series: Mapping[str, np.ndarray], length: int, min_length: int, val_fraction: float
+    series: Mapping[str, np.ndarray],
+    length: int,
+    min_length: int,
+    val_fraction: float,
+    stride: int = 1,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per key: every window (shared sequencing code), the last ``val_fraction`` for validation."""
+    """Per key: every window (shared sequencing code), the last ``val_fraction`` for validation;
+    of the others every ``stride``-th (neighbouring windows share all but one event)."""
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "validation": []}
     for values in series.values():
         batch = extend_windows(empty_context(values.shape[1]), values, length)
         keep = batch.lengths >= min_length
         windows, lengths = batch.windows[keep], batch.lengths[keep]
         cut = int(round(len(windows) * (1 - val_fraction)))
-        parts["train"].append((windows[:cut], lengths[:cut]))
+        parts["train"].append((windows[:cut:stride], lengths[:cut:stride]))
         parts["validation"].append((windows[cut:], lengths[cut:]))
     return {
         name: (np.concatenate([w for w, _ in chunks]), np.concatenate([n for _, n in chunks]))
@@ -103,13 +133,17 @@ def _mse(
         return float(((predicted - torch.from_numpy(targets)) ** 2).mean())
 
 
-def with_error_spread(spec: ModelSpec, residuals: np.ndarray) -> ModelSpec:
+def with_error_spread(spec: ModelSpec, residuals: np.ndarray, std: np.ndarray) -> ModelSpec:
     """The spec with the forecast task's ``error_std``: the training residuals' spread per
-    feature (normalised units), which scores are divided by."""
+    feature ([n, F] in normalised units, times the ``std`` each was normalised with when the
+    task's ``error_units`` is ``original``), which scores are divided by."""
+    task = spec.task
+    assert isinstance(task, ForecastTask)
+    if task.error_units == "original":
+        residuals = residuals * std
     spread = residuals.std(axis=0)
-    return spec.model_copy(
-        update={"task": ForecastTask(error_std=np.where(spread > 0, spread, 1.0).tolist())}
-    )
+    error_std = np.where(spread > 0, spread, 1.0).tolist()
+    return spec.model_copy(update={"task": task.model_copy(update={"error_std": error_std})})
 
 
 def train_forecaster(
@@ -119,18 +153,60 @@ def train_forecaster(
     *,
     progress: bool = False,
 ) -> tuple[SequenceModel, ModelSpec, TrainReport]:
-    """Fit with a fixed seed; returns the network, its spec (with the error spread) and losses."""
+    """Fit with a fixed seed on one CPU thread: torch's reductions round differently with
+    another thread count, so only a fixed one makes the same command write the same weights
+    (sha256) on any machine of the same CPU kind. Returns the network, its spec (with the error
+    spread) and losses."""
     if not series:
         raise ModelError("no training series")
+    if options.ensemble < 1 or options.stride < 1:
+        raise ModelError(
+            f"ensemble and stride must be at least 1, got {options.ensemble} and {options.stride}"
+        )
     started = time.monotonic()
-    torch.manual_seed(options.seed)
-    rng = np.random.default_rng(options.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = _untrained_spec(series, features, options)
+        fit = _fit_carry if options.carry else _fit_window
+        members = [
+            fit(series, spec, replace(options, seed=options.seed + i), progress=progress)
+            for i in range(options.ensemble)
+        ]
+        if len(members) == 1:
+            network = members[0][0]
+        else:
+            lstm, network = average_network([m for m, _ in members], spec.lstm, spec.head)
+            spec = spec.model_copy(update={"lstm": lstm})
+        spec = _with_error_spread(network, series, spec, options)
+    finally:
+        torch.set_num_threads(threads)
+    reports = [r for _, r in members]
+    report = TrainReport(
+        reports[0].train_windows,
+        reports[0].validation_windows,
+        [float(np.mean(losses)) for losses in zip(*(r.train_loss for r in reports), strict=True)],
+        [
+            float(np.mean(losses))
+            for losses in zip(*(r.validation_loss for r in reports), strict=True)
+        ],
+        time.monotonic() - started,
+        len(members),
+    )
+    return network, spec, report
+
+
+def _untrained_spec(
+    series: Mapping[str, np.ndarray], features: list[str], options: TrainOptions
+) -> ModelSpec:
+    """The artifact's spec for one member: normalisation from the data, error_std still 1."""
     all_rows = np.concatenate(list(series.values()))
     std = all_rows.std(axis=0)
     normalization = Normalization(
         mean=all_rows.mean(axis=0).tolist(),
         std=np.where(std > 0, std, 1.0).tolist(),
         per_key=options.per_key,
+        clip=None if options.carry else CARRY_INPUT_CLIP,
     )
     lstm = LSTMArgs(
         input_size=len(features),
@@ -141,7 +217,7 @@ def train_forecaster(
         bidirectional=options.bidirectional,
         proj_size=options.proj_size,
     )
-    spec = ModelSpec(
+    return ModelSpec(
         version=options.version,
         kind="carry" if options.carry else "window",
         features=features,
@@ -152,23 +228,47 @@ def train_forecaster(
         carry=CarrySpec(min_events=options.min_length) if options.carry else None,
         lstm=lstm,
         head=HeadSpec(output_size=len(features)),
-        task=ForecastTask(error_std=[1.0] * len(features)),
+        task=ForecastTask(error_std=[1.0] * len(features), error_units=options.error_units),
     )
-    if options.carry:
-        return _train_carry(series, spec, options, started, progress=progress)
-    data = _windows(series, options.window, options.min_length, options.validation_fraction)
+
+
+def _window_data(
+    series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Training and validation forecasts: (inputs, input lengths, targets, std) each, inputs and
+    targets normalised and clipped (one jump out of a flat window must not dominate the loss),
+    std the one each window was normalised with."""
+    data = _windows(
+        series, options.window, options.min_length, options.validation_fraction, options.stride
+    )
     prepared = {}
     for name, (windows, lengths) in data.items():
-        prepared[name] = forecast_split(normalize(windows, lengths, spec), lengths)
-    inputs, input_lengths, targets = prepared["train"]
-    if len(inputs) == 0:
+        inputs, input_lengths, targets = forecast_split(normalize(windows, lengths, spec), lengths)
+        std = window_frame(windows, lengths, spec)[1][:, 0]
+        prepared[name] = (
+            clip_inputs(inputs, spec),
+            input_lengths,
+            clip_inputs(targets, spec),
+            np.broadcast_to(std, targets.shape),
+        )
+    if len(prepared["train"][0]) == 0:
         raise ModelError(f"no window of at least {options.min_length} events in the training data")
-    report = TrainReport(len(inputs), len(prepared["validation"][0]))
+    return prepared
 
-    network = SequenceModel(lstm, spec.head)
-    optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
+
+def _fit_window(
+    series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions, *, progress: bool
+) -> tuple[SequenceModel, TrainReport]:
+    """One window forecaster from ``options.seed``: Adam on MSE in (clipped) normalised units."""
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    prepared = _window_data(series, spec, options)
+    inputs, input_lengths, targets, _ = prepared["train"]
+    report = TrainReport(len(inputs), len(prepared["validation"][0]))
+    network = SequenceModel(spec.lstm, spec.head)
+    optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate_to_use)
     loss_fn = nn.MSELoss()
-    epochs = tqdm(range(options.epochs), desc="train", unit="epoch", disable=not progress)
+    epochs = tqdm(range(options.epochs_to_run), desc="train", unit="epoch", disable=not progress)
     for _ in epochs:
         network.train()
         total, count = 0.0, 0
@@ -182,24 +282,36 @@ def train_forecaster(
             total, count = total + loss.item() * len(batch), count + len(batch)
         network.eval()
         report.train_loss.append(total / count)
-        report.validation_loss.append(_mse(network, *prepared["validation"]))
+        report.validation_loss.append(_mse(network, *prepared["validation"][:3]))
         epochs.set_postfix(
             train=f"{report.train_loss[-1]:.4f}", val=f"{report.validation_loss[-1]:.4f}"
         )
 
-    with torch.inference_mode():
-        residuals = (
-            targets - network(torch.from_numpy(inputs), torch.from_numpy(input_lengths)).numpy()
+    return network.eval(), report
+
+
+def _with_error_spread(
+    network: SequenceModel, series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions
+) -> ModelSpec:
+    """``with_error_spread`` from the (final, possibly averaged) network's training residuals."""
+    if options.carry:
+        z, lengths, std = _carry_inputs(series, spec)
+        residuals, _, residual_std = _carry_residuals(
+            network, torch.from_numpy(z), lengths, _carry_cut(lengths, options), std
         )
-    report.seconds = time.monotonic() - started
-    return network, with_error_spread(spec, residuals), report
+        return with_error_spread(spec, residuals, residual_std)
+    inputs, input_lengths, targets, std = _window_data(series, spec, options)["train"]
+    with torch.inference_mode():
+        forecast = network(torch.from_numpy(inputs), torch.from_numpy(input_lengths)).numpy()
+    return with_error_spread(spec, targets - forecast, std)
 
 
 def _carry_inputs(
     series: Mapping[str, np.ndarray], spec: ModelSpec
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every key's whole series normalised and clipped as ``CarryScorer`` feeds it to the LSTM
-    (padded [keys, T, F] float32; also the training targets), and the keys' lengths."""
+    (padded [keys, T, F] float32; also the training targets), the keys' lengths, and the std
+    each step was normalised with ([keys or 1, T or 1, F])."""
     layout = CarryLayout.of(spec)
     lengths = np.array([len(v) for v in series.values()], np.int64)
     x = np.zeros((len(series), int(lengths.max()), layout.features), np.float64)
@@ -212,31 +324,32 @@ def _carry_inputs(
         std = np.asarray(spec.normalization.std)[None, None]
     real = (np.arange(x.shape[1])[None, :] < lengths[:, None])[:, :, None]
     z = np.clip(np.where(real, (x - mean) / std, 0.0), -CARRY_INPUT_CLIP, CARRY_INPUT_CLIP)
-    return z.astype(np.float32), lengths
+    return z.astype(np.float32), lengths, std
 
 
-def _train_carry(
-    series: Mapping[str, np.ndarray],
-    spec: ModelSpec,
-    options: TrainOptions,
-    started: float,
-    *,
-    progress: bool,
-) -> tuple[SequenceModel, ModelSpec, TrainReport]:
+def _carry_cut(lengths: np.ndarray, options: TrainOptions) -> np.ndarray:
+    """Each key's first validation step: the last ``validation_fraction`` of its steps."""
+    cut = np.maximum(np.round(lengths * (1 - options.validation_fraction)).astype(np.int64), 2)
+    return np.minimum(cut, lengths)
+
+
+def _fit_carry(
+    series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions, *, progress: bool
+) -> tuple[SequenceModel, TrainReport]:
     """TBPTT over each key's series: f_t forecasts z_{t+1}; the last ``validation_fraction`` of
     each key's steps are validation (read with the state the training part left)."""
+    torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
-    z_all, lengths = _carry_inputs(series, spec)
-    cut = np.maximum(np.round(lengths * (1 - options.validation_fraction)).astype(np.int64), 2)
-    cut = np.minimum(cut, lengths)
+    z_all, lengths, std = _carry_inputs(series, spec)
+    cut = _carry_cut(lengths, options)
     report = TrainReport(int((cut - 1).sum()), int((lengths - cut).sum()))
     if report.train_windows < 1:
         raise ModelError("no key has two events to train a carry forecaster on")
     network = SequenceModel(spec.lstm, spec.head)
-    optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
+    optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate_to_use)
     z = torch.from_numpy(z_all)
     steps = options.tbptt_steps
-    epochs = tqdm(range(options.epochs), desc="train", unit="epoch", disable=not progress)
+    epochs = tqdm(range(options.epochs_to_run), desc="train", unit="epoch", disable=not progress)
     for _ in epochs:
         network.train()
         total, count = 0.0, 0
@@ -271,7 +384,7 @@ def _train_carry(
                 state = (h.detach(), c.detach())
                 batch = rows
         network.eval()
-        residuals, validation = _carry_residuals(network, z, lengths, cut)
+        _, validation, _ = _carry_residuals(network, z, lengths, cut, std)
         report.train_loss.append(total / count)
         report.validation_loss.append(
             float(np.mean(validation**2)) if validation.size else math.nan
@@ -279,16 +392,15 @@ def _train_carry(
         epochs.set_postfix(
             train=f"{report.train_loss[-1]:.4f}", val=f"{report.validation_loss[-1]:.4f}"
         )
-    residuals, _ = _carry_residuals(network, z, lengths, cut)
-    report.seconds = time.monotonic() - started
-    return network, with_error_spread(spec, residuals), report
+    return network.eval(), report
 
 
 def _carry_residuals(
-    network: SequenceModel, z: torch.Tensor, lengths: np.ndarray, cut: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    network: SequenceModel, z: torch.Tensor, lengths: np.ndarray, cut: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Forecast residuals (normalised units) over each key's whole series from a zero state, one
-    call: those of targets before ``cut`` (training) and from it on (validation)."""
+    call: those of targets before ``cut`` (training) and from it on (validation), and the std
+    each training target was normalised with."""
     with torch.inference_mode():
         out, _ = network.steps(z, torch.from_numpy(lengths))
         forecast = network.head_output(out)[:, :-1].numpy()
@@ -296,7 +408,8 @@ def _carry_residuals(
     target = np.arange(1, z.shape[1])[None, :]
     train = target < cut[:, None]
     validation = (target >= cut[:, None]) & (target < lengths[:, None])
-    return errors[train], errors[validation]
+    target_std = np.broadcast_to(std, z.shape)[:, 1:]
+    return errors[train], errors[validation], target_std[train]
 
 
 def train_and_save(

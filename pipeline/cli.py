@@ -320,6 +320,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         per_key=args.per_key,
         carry=args.carry,
         tbptt_steps=args.tbptt_steps,
+        error_units=args.error_units,
+        stride=args.stride,
+        ensemble=args.ensemble,
     )
     series = load_series(
         args.data or demo_series_files(),
@@ -338,8 +341,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         zip(report.train_loss, report.validation_loss, strict=True), 1
     ):
         print(f"epoch {epoch}: train loss {train:.4f}, validation loss {val:.4f}")
+    members = f" (the mean of {report.members} LSTMs, seeds {args.seed}..{args.seed + report.members - 1})"
     print(
-        f"trained {spec.version} on {report.train_windows} {'forecasts' if args.carry else 'windows'}, "
+        f"trained {spec.version}{members if report.members > 1 else ''} on "
+        f"{report.train_windows} {'forecasts' if args.carry else 'windows'}, "
         f"validated on {report.validation_windows} more, in {report.seconds:.0f}s; wrote "
         f"{args.out} (sha256 {(spec.weights_sha256 or '')[:12]})"
     )
@@ -447,6 +452,9 @@ TRAIN_HELP = {
     "batch_size": "windows (--carry: keys) per training batch",
     "seed": "random seed",
     "tbptt_steps": "--carry: steps per truncated-backpropagation chunk",
+    "stride": "train on every N-th window of a key (validation reads them all)",
+    "ensemble": "LSTMs trained from consecutive seeds and averaged into one nn.LSTM N times "
+    "as wide (steadier scores; N=1: one LSTM, the fastest to score)",
     "dropout": "dropout between LSTM layers",
     "learning_rate": "Adam learning rate",
     "validation_fraction": "share of each series held out for validation",
@@ -554,30 +562,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="long-format CSV: the column with each row's key (default: one key per file)",
     )
     defaults = TrainOptions()
-    for name in (
-        "window",
-        "min_length",
-        "hidden_size",
-        "num_layers",
-        "proj_size",
-        "epochs",
-        "batch_size",
-        "seed",
-        "tbptt_steps",
+    per_kind = {  # None in TrainOptions: each kind has its own
+        "epochs": TrainOptions(carry=True).epochs_to_run,
+        "learning_rate": TrainOptions(carry=True).learning_rate_to_use,
+    }
+    window_kind = {"epochs": defaults.epochs_to_run, "learning_rate": defaults.learning_rate_to_use}
+    for names, kind in (
+        (
+            (
+                "window",
+                "min_length",
+                "hidden_size",
+                "num_layers",
+                "proj_size",
+                "epochs",
+                "batch_size",
+                "seed",
+                "tbptt_steps",
+                "stride",
+                "ensemble",
+            ),
+            int,
+        ),
+        (("dropout", "learning_rate", "validation_fraction"), float),
     ):
-        p.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=int,
-            default=getattr(defaults, name),
-            help=f"{TRAIN_HELP[name]} (default: {getattr(defaults, name)})",
-        )
-    for name in ("dropout", "learning_rate", "validation_fraction"):
-        p.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=float,
-            default=getattr(defaults, name),
-            help=f"{TRAIN_HELP[name]} (default: {getattr(defaults, name)})",
-        )
+        for name in names:
+            default = getattr(defaults, name)
+            shown = (
+                f"{window_kind[name]}, --carry: {per_kind[name]}" if name in per_kind else default
+            )
+            p.add_argument(
+                f"--{name.replace('_', '-')}",
+                type=kind,
+                default=default,
+                help=f"{TRAIN_HELP[name]} (default: {shown})",
+            )
     p.add_argument("--bidirectional", action="store_true", help="a bidirectional LSTM")
     p.add_argument(
         "--carry",
@@ -588,9 +607,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--per-key",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.per_key,
         help="normalise with each key's own statistics (a carry model: its running mean and "
-        "std; a window model: the window's), so one model scores keys of any scale",
+        "std; a window model: the window's), so one model scores keys of any scale; "
+        "--no-per-key: the training data's one mean and std (default: per key)",
+    )
+    p.add_argument(
+        "--error-units",
+        choices=["normalized", "original"],
+        default=defaults.error_units,
+        help="a score's forecast error in the model's normalised units or in the event's own "
+        f"(original: a move scores by its size; default: {defaults.error_units})",
     )
     p.add_argument(
         "--version",

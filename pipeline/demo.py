@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seqstream.model.evaluate import load_nab_windows, point_auc, window_auc, window_labels
+from seqstream.model.evaluate import (
+    load_nab_windows,
+    persistence_scores,
+    point_auc,
+    window_auc,
+    window_labels,
+)
 from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import EventSchema, Settings
 from seqstream.pipeline.errors import SeqstreamError
@@ -100,7 +106,8 @@ def _report(scores: pd.DataFrame, run_dir: Path) -> Path:
     files = demo_series_files()
     fig, axes = plt.subplots(len(files), 1, figsize=(12, 2.6 * len(files)), sharex=False)
     print(
-        f"\n{'series':28} {'scored':>7} {'window AUC':>10} {'point AUC':>9}  (labelled anomaly windows vs the rest)"
+        f"\n{'series':28} {'scored':>7} {'window AUC':>10} {'point AUC':>9} {'persistence':>11}"
+        "  (labelled anomaly windows vs the rest; persistence: |x_t - x_(t-1)|'s window AUC)"
     )
     for ax, path in zip(np.atleast_1d(axes), files, strict=True):
         events = read_series_csv(path, EventSchema())
@@ -113,8 +120,11 @@ def _report(scores: pd.DataFrame, run_dir: Path) -> Path:
         windows = load_nab_windows(DEMO_NAB_DIR / "anomaly_windows.json", path)
         inside = window_labels((times.astype("int64") // 1_000_000).to_numpy(), windows)
         score = mine["score"].to_numpy()
+        jumps = pd.Series(persistence_scores(values.to_numpy()), index=values.index)
+        baseline = jumps.reindex(times.to_numpy()).to_numpy()  # on the same scored events
         print(
-            f"{path.stem:28} {len(mine):>7} {window_auc(score, inside):>10.2f} {point_auc(score, inside):>9.2f}"
+            f"{path.stem:28} {len(mine):>7} {window_auc(score, inside):>10.2f} "
+            f"{point_auc(score, inside):>9.2f} {window_auc(baseline, inside):>11.2f}"
         )
         ax.plot(values.index, values.to_numpy(), color="0.55", lw=0.6, label="value")
         twin = ax.twinx()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import defaultdict
@@ -16,7 +17,8 @@ from seqstream.pipeline.streaming import build_query, run_until_accounted
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_NAB = REPO.parent / "shared" / "data" / "nab"
-MIN_LENGTH, LENGTH = 8, 32  # the demo model's window
+_DEMO_WINDOW = json.loads((REPO / "model" / "demo_model" / "config.json").read_text())["window"]
+MIN_LENGTH, LENGTH = _DEMO_WINDOW["min_length"], _DEMO_WINDOW["length"]  # the demo model's window
 
 
 def standalone_loader(marker: str = "standalone-loader") -> str:

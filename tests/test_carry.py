@@ -150,7 +150,7 @@ def test_the_stream_scores_every_event_from_its_keys_whole_history(
 ) -> None:
     topic, log, folder, history = carry_streamed
     expected = expected_scores(log, carry_reference)
-    assert_exact(rows_by_position(folder / "scores"), expected, version="nab-cpu-carry-1")
+    assert_exact(rows_by_position(folder / "scores"), expected, version="nab-cpu-carry-2")
     dead = rows_by_position(folder / "dead")
     assert set(dead) == {p for p, m in log.items() if m.event is None}
     keys = {m.key for m in log.values() if m.event is not None}
@@ -183,7 +183,7 @@ def test_a_backfill_of_the_whole_topic_equals_the_stream(
     counts = run_backfill(spark, settings, bootstrap_servers, Request([topic]))
     assert len(counts) >= 3 and sum(c.events_in for c in counts) == len(log)
     got = rows_by_position(tmp_path / "scores")
-    assert_exact(got, expected_scores(log, carry_reference), version="nab-cpu-carry-1")
+    assert_exact(got, expected_scores(log, carry_reference), version="nab-cpu-carry-2")
     stream = rows_by_position(folder / "scores")
     assert max(abs(got[p]["score"] - stream[p]["score"]) for p in got) < 1e-5
 
@@ -207,7 +207,7 @@ def test_a_sub_range_replays_each_keys_state_and_equals_the_stream(
     assert sum(c.events_in for c in counts) == len(in_range)
     assert sum(c.not_yet_scoreable for c in counts) == 0  # every key's state was replayed
     expected = {p: v for p, v in expected_scores(log, carry_reference).items() if p in in_range}
-    assert_exact(rows_by_position(tmp_path / "scores"), expected, version="nab-cpu-carry-1")
+    assert_exact(rows_by_position(tmp_path / "scores"), expected, version="nab-cpu-carry-2")
     replayed = sum(starts.values())
     assert f"/{replayed} events before the range (nothing written)" in caplog.text
 

@@ -53,12 +53,12 @@ def reference():  # type: ignore[no-untyped-def]
     return namespace
 
 
-def carry_model(folder: Path, *, per_key: bool = False, **lstm) -> Path:  # type: ignore[no-untyped-def]
+def carry_model(folder: Path, *, per_key: bool = False, units: str = "normalized", **lstm) -> Path:  # type: ignore[no-untyped-def]
     spec = ModelSpec(
         version="carry-test",
         kind="carry",
         features=FEATURES,
-        task=ForecastTask(error_std=[0.5, 1.0, 2.0]),
+        task=ForecastTask(error_std=[0.5, 1.0, 2.0], error_units=units),
         normalization=Normalization(mean=[10.0, 0.0, -5.0], std=[3.0, 1.0, 2.0], per_key=per_key),
         carry=CarrySpec(min_events=3),
         lstm=LSTMArgs(input_size=3, hidden_size=16, **lstm),
@@ -106,14 +106,22 @@ def score_in_pieces(scorer: CarryScorer, data: dict[str, np.ndarray], seed: int)
         {"per_key": True},
         {"num_layers": 3, "proj_size": 8, "batch_first": False, "per_key": True},
         {"num_layers": 2, "bias": False, "dropout": 0.3},
+        {"per_key": True, "units": "original"},
+        {"units": "original"},
     ],
-    ids=["global", "per-key", "projected-time-major", "no-bias-dropout"],
+    ids=[
+        "global",
+        "per-key",
+        "projected-time-major",
+        "no-bias-dropout",
+        "per-key-original-units",
+        "global-original-units",
+    ],
 )
 def test_scoring_in_pieces_equals_one_call_over_the_whole_history(
     reference, tmp_path, options
 ) -> None:  # type: ignore[no-untyped-def]
-    per_key = options.pop("per_key", False)
-    folder = carry_model(tmp_path / "m", per_key=per_key, **options)
+    folder = carry_model(tmp_path / "m", **options)
     config, lstm, head = reference["load_seqstream_model"](str(folder))
     scorer = CarryScorer(load_artifact(folder), batch_size=2)  # several packed calls per piece
     data = histories()
@@ -154,9 +162,19 @@ def test_a_bidirectional_carry_model_is_refused_at_load_saying_why(tmp_path) -> 
         load_artifact(folder)
 
 
-def test_format_version_1_files_are_window_models_and_still_load() -> None:
-    spec = load_artifact(DEMO_MODEL_DIR).spec
+def test_format_version_1_files_are_window_models_and_still_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A version 1 config (the first demo model's: no kind, global normalisation, errors in
+    normalised units) loads as a window model with those defaults."""
+    folder = shutil.copytree(DEMO_MODEL_DIR, tmp_path / "v1")
+    config = json.loads((folder / "config.json").read_text())
+    config["format_version"] = 1
+    for section, field in (("", "kind"), ("", "carry"), ("task", "error_units")):
+        (config[section] if section else config).pop(field)
+    config["normalization"] = {k: config["normalization"][k] for k in ("mean", "std")}
+    (folder / "config.json").write_text(json.dumps(config))
+    spec = load_artifact(folder).spec
     assert (spec.format_version, spec.kind, spec.normalization.per_key) == (1, "window", False)
+    assert spec.task.error_units == "normalized" and spec.normalization.clip is None
     with pytest.raises(ValueError, match="format_version 1 has window models"):
         spec.model_copy(update={"kind": "carry"}).model_validate(
             {**spec.model_dump(), "kind": "carry", "window": None, "carry": {"min_events": 2}}
@@ -170,31 +188,33 @@ def test_each_scorer_refuses_the_other_kind() -> None:
         CarryScorer(load_artifact(DEMO_MODEL_DIR))
 
 
-def test_per_key_normalisation_scores_a_key_the_same_at_any_scale(tmp_path) -> None:
-    """The issue's nyc_taxi case: values near 15,000 score as the same series near 15. (Not
-    while the std floor binds: this series has no constant stretch, whose std is 0.)"""
+def in_units(folder: Path, units: str, out: Path) -> Path:
+    """The artifact at ``folder`` with its forecast error in ``units``."""
+    loaded = load_artifact(folder)
+    task = loaded.spec.task.model_copy(update={"error_units": units})
+    save_artifact(loaded.network, loaded.spec.model_copy(update={"task": task}), out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["carry", "window"])
+def test_per_key_normalisation_scores_a_key_the_same_at_any_scale(tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
+    """The issue's nyc_taxi case: values near 15,000 score as the same series near 15 in
+    normalised units, and x1000 in the events' own units (the forecast is the same, scaled).
+    (Not while the std floor binds: this series has no constant stretch, whose std is 0.)"""
     values = load_series([p for p in demo_series_files() if "5f5533" in p.name], EventSchema())
     series = next(iter(values.values()))[:600]
     scaled = (series.astype(np.float64) * 1000 + 15000).astype(np.float32)
-    carry = CarryScorer(load_artifact(DEMO_CARRY_MODEL_DIR))
-    a, b = score_history(carry, series).score, score_history(carry, scaled).score
-    assert np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1)) < 1e-3
-    window_spec = load_artifact(DEMO_MODEL_DIR).spec
-    per_key = window_spec.model_copy(
-        update={
-            "format_version": 2,
-            "normalization": window_spec.normalization.model_copy(update={"per_key": True}),
-        }
-    )
-    save_artifact(load_artifact(DEMO_MODEL_DIR).network, per_key, tmp_path / "w")
-    windows = WindowScorer(load_artifact(tmp_path / "w"))
-    a, b = score_series(windows, series)[1].score, score_series(windows, scaled)[1].score
-    assert np.max(np.abs(a - b) / np.maximum(np.abs(a), 1)) < 1e-3
-    # the global demo model does not: the scaled series is far off its training scale
-    plain = WindowScorer(load_artifact(DEMO_MODEL_DIR))
-    assert np.median(score_series(plain, scaled)[1].score) > 100 * np.median(
-        score_series(plain, series)[1].score
-    )
+    demo = DEMO_CARRY_MODEL_DIR if kind == "carry" else DEMO_MODEL_DIR
+    assert load_artifact(demo).spec.normalization.per_key
+    for units, factor in (("normalized", 1.0), ("original", 1000.0)):
+        model = load_artifact(in_units(demo, units, tmp_path / units))
+        if kind == "carry":
+            carry = CarryScorer(model)
+            a, b = score_history(carry, series).score, score_history(carry, scaled).score
+        else:
+            windows = WindowScorer(model)
+            a, b = score_series(windows, series)[1].score, score_series(windows, scaled)[1].score
+        assert np.nanmax(np.abs(a * factor - b) / np.maximum(np.abs(a * factor), factor)) < 1e-3
 
 
 def test_train_carry_is_seeded_and_writes_a_carry_model(tmp_path, capsys) -> None:
@@ -222,16 +242,18 @@ def test_a_swapped_in_model_must_keep_the_state_shape(tmp_path) -> None:
     with pytest.raises(
         SeqstreamError,
         match=r"keeps another per-key state than the running model "
-        r"nab-cpu-carry-1: hidden_size 16 \(running: 32\)",
+        r"nab-cpu-carry-2: hidden_size 16 \(running: 32\)",
     ):
         check_artifact(tmp_path / "small", settings, running)
     with pytest.raises(SeqstreamError, match=r"kind window \(running: carry\)"):
         check_artifact(DEMO_MODEL_DIR, settings, running)
     # new weights of the same shape are taken: the stream goes on from the states the old made
-    retrained = running.model_copy(update={"version": "nab-cpu-carry-2"})
+    retrained = running.model_copy(update={"version": "nab-cpu-carry-retrained"})
     torch.manual_seed(5)
     save_artifact(SequenceModel(retrained.lstm, retrained.head), retrained, tmp_path / "v2")
-    assert check_artifact(tmp_path / "v2", settings, running)[1].version == "nab-cpu-carry-2"
+    assert (
+        check_artifact(tmp_path / "v2", settings, running)[1].version == "nab-cpu-carry-retrained"
+    )
 
 
 def test_event_time_mode_needs_a_window_model(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -267,8 +289,10 @@ def float64_carry_scores(folder: Path, events: np.ndarray) -> np.ndarray:
             torch.tensor([len(x)]),
         )
         forecast = network.head_output(out)[0].numpy()
-    spread = np.asarray(spec.task.error_std)
-    scores = np.sqrt((((z[1:] - forecast[:-1]) / spread) ** 2).mean(axis=1))
+    error = z[1:] - forecast[:-1]
+    if spec.task.error_units == "original":
+        error = error * std[0, 1:]
+    scores = np.sqrt(((error / np.asarray(spec.task.error_std)) ** 2).mean(axis=1))
     scores = np.concatenate([[np.nan], scores])
     scores[: spec.min_events - 1] = np.nan
     return scores

@@ -8,9 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-from seqstream.pipeline.series import demo_series_files
+import pandas as pd
+
+from seqstream.model.evaluate import load_nab_windows, window_auc, window_labels
+from seqstream.pipeline.series import DEMO_NAB_DIR, demo_series_files
 
 MIN_LENGTH = 8  # the demo model's window.min_length
+
+
+def persistence_auc(path: Path) -> float:
+    """|x_t - x_(t-1)|'s window-level AUC over the events the model scores (all but the first
+    MIN_LENGTH - 1), from the CSV and NAB's labels."""
+    frame = pd.read_csv(path)
+    ts_ms = pd.to_datetime(frame["timestamp"]).astype("int64").to_numpy() // 1_000_000
+    jumps = frame["value"].diff().abs().fillna(0.0).to_numpy()
+    windows = load_nab_windows(DEMO_NAB_DIR / "anomaly_windows.json", path)
+    inside = window_labels(ts_ms, windows)
+    return window_auc(jumps[MIN_LENGTH - 1 :], inside[MIN_LENGTH - 1 :])
 
 
 def test_demo_streams_every_bundled_event_and_draws_the_plot(tmp_path: Path) -> None:
@@ -37,11 +51,13 @@ def test_demo_streams_every_bundled_event_and_draws_the_plot(tmp_path: Path) -> 
         f"{total} events in: {total - unscored} scored, {unscored} not yet scoreable "
         "(a key's first events), 0 dead-lettered"
     ) in out
-    for key, count in per_key.items():
-        line = next(line for line in out.splitlines() if line.startswith(key))
-        scored, window_auc, _ = line.split()[1:4]
+    for path in demo_series_files():
+        count = per_key[path.stem]
+        line = next(line for line in out.splitlines() if line.startswith(path.stem))
+        scored, model_auc, _, baseline_auc = line.split()[1:5]
         assert int(scored) == count - (MIN_LENGTH - 1)
-        assert 0.5 < float(window_auc) <= 1.0
+        assert 0.5 < float(model_auc) <= 1.0
+        assert float(baseline_auc) == round(persistence_auc(path), 2)
     png = Path(tmp_path, re.search(r"plot: (\S+)", out).group(1))
     # README shows what the demo prints: each of its lines matches one printed, numbers, names
     # and times aside.

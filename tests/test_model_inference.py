@@ -25,6 +25,8 @@ from seqstream.model.spec import (
 )
 from seqstream.model.windows import empty_context, extend_windows
 
+from helpers import standalone_loader
+
 MEAN, STD, SPREAD = np.array([5.0, -1.0]), np.array([2.0, 0.25]), np.array([0.3, 0.7])
 
 
@@ -161,3 +163,53 @@ def test_bf16_on_cuda_stays_close_and_leaves_the_float32_model_alone() -> None:
     )
     assert next(model.network.parameters()).dtype == torch.float32
     np.testing.assert_allclose(bf16.score, exact.score, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("per_key", "clip", "units"),
+    [(False, None, "original"), (True, None, "normalized"), (True, 1.5, "original")],
+    ids=["global-original", "per-key-normalized", "per-key-clipped-original"],
+)
+def test_forecast_scores_equal_the_documented_torch_reference(per_key, clip, units) -> None:  # type: ignore[no-untyped-def]
+    """docs/models.md's torch-only forecast_score, for every normalisation, clip and error unit;
+    a wild event (x40 the spread) makes the clip and the units matter."""
+    namespace: dict = {}
+    exec(standalone_loader(), namespace)  # noqa: S102 - our own docs' snippet
+    model = loaded(task=ForecastTask(error_std=SPREAD.tolist(), error_units=units))
+    spec = model.spec.model_copy(
+        update={
+            "normalization": Normalization(
+                mean=MEAN.tolist(), std=STD.tolist(), per_key=per_key, clip=clip
+            )
+        }
+    )
+    model = LoadedModel(spec, model.network, Path("."))
+    events = series(40)
+    events[20] = MEAN + 40 * STD
+    batch = extend_windows(empty_context(2), events, 10)
+    keep = batch.lengths >= 2
+    got = WindowScorer(model, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
+    config = spec.model_dump(mode="json")
+    for row, end in enumerate(np.flatnonzero(keep)):
+        window = events[max(0, end - 9) : end + 1]
+        want = namespace["forecast_score"](config, model.network.lstm, model.network.head, window)
+        assert got.score[row] == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
+def test_error_units_original_is_the_normalised_error_times_the_std() -> None:
+    """Globally normalised: the same forecast, each feature's error scaled by its std."""
+    events = series(30)
+    batch = extend_windows(empty_context(2), events, 10)
+    full = batch.lengths == 10
+    scores = {}
+    for units in ("normalized", "original"):
+        model = loaded(task=ForecastTask(error_std=[1.0, 1.0], error_units=units))
+        scores[units] = WindowScorer(model, num_threads=None).score(
+            batch.windows[full], batch.lengths[full]
+        )
+    np.testing.assert_array_equal(scores["normalized"].prediction, scores["original"].prediction)
+    error = (events[np.flatnonzero(full)] - scores["original"].prediction) / STD
+    np.testing.assert_allclose(scores["normalized"].score, np.sqrt((error**2).mean(1)), rtol=1e-4)
+    np.testing.assert_allclose(
+        scores["original"].score, np.sqrt(((error * STD) ** 2).mean(1)), rtol=1e-4
+    )

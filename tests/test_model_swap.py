@@ -73,7 +73,7 @@ def test_models_swap_twice_under_load_and_a_broken_one_is_refused(
     models = tmp_path / "models"
     models.mkdir()
     shutil.copytree(DEMO_MODEL_DIR, models / "v1")
-    versions = {"nab-cpu-forecast-1": models / "v1"}
+    versions = {"nab-cpu-forecast-2": models / "v1"}
     topic = f"swap-{int(time.time() * 1000)}"
     admin.create_topic(topic, 3)
     spec = SyntheticSpec(keys=6, events_per_key=160, late_rate=0.0, malformed_rate=0.0, seed=9)
@@ -122,7 +122,7 @@ def test_models_swap_twice_under_load_and_a_broken_one_is_refused(
     assert all(len(v) == 1 for v in by_batch.values()), "a micro-batch mixed model versions"
     order = [next(iter(by_batch[b])) for b in sorted(by_batch)]
     assert [v for i, v in enumerate(order) if i == 0 or order[i - 1] != v] == [
-        "nab-cpu-forecast-1",
+        "nab-cpu-forecast-2",
         "demo-v2",
         "demo-v4",
     ]
@@ -156,8 +156,8 @@ def test_a_pointer_file_names_the_current_artifact(tmp_path, pointer) -> None:
     [
         (
             "window",
-            "keeps another per-key state than the running model nab-cpu-forecast-1: window 16 "
-            "(running: 32)",
+            "keeps another per-key state than the running model nab-cpu-forecast-2: window 16 "
+            "(running: 64)",
         ),
         ("features", "needs a restart with events.features changed"),
     ],

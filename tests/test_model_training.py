@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ from seqstream.model.train import TrainOptions, train_forecaster
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.series import DEMO_NAB_DIR, demo_series_files, load_series, read_series_csv
 
-SMALL = TrainOptions(window=12, min_length=4, hidden_size=8, num_layers=1, epochs=1, batch_size=64)
+SMALL = TrainOptions(
+    window=12, min_length=4, hidden_size=8, num_layers=1, epochs=1, batch_size=64, stride=1
+)
 
 
 def test_training_windows_come_from_the_streaming_sequencing_code() -> None:
@@ -31,6 +34,12 @@ def test_training_windows_come_from_the_streaming_sequencing_code() -> None:
     }
     _, _, report = train_forecaster(series, ["value"], SMALL)
     assert report.train_windows + report.validation_windows == (50 - 4 + 1) + (20 - 4 + 1)
+    # stride 2: every other training window of each key, validation untouched
+    _, _, strided = train_forecaster(series, ["value"], replace(SMALL, stride=2))
+    assert strided.validation_windows == report.validation_windows
+    assert (
+        strided.train_windows == (38 + 1) // 2 + (14 + 1) // 2
+    )  # round(47 * 0.8), round(17 * 0.8)
 
 
 def test_same_seed_same_weights() -> None:

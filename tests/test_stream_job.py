@@ -36,7 +36,7 @@ def check_output(tmp_path: Path, log, expected) -> None:  # type: ignore[no-unty
     assert set(positions) == set(expected), "scored events differ from the reference's"
     worst = max(abs(r["score"] - expected[(r["partition"], r["offset"])]) for r in scores)
     assert worst < 1e-5, f"largest score difference {worst}"
-    assert {r["model_version"] for r in scores} == {"nab-cpu-forecast-1"}
+    assert {r["model_version"] for r in scores} == {"nab-cpu-forecast-2"}
     dead = read_scores(tmp_path / "dead")
     dead_positions = sorted((r["partition"], r["offset"]) for r in dead)
     assert dead_positions == sorted(p for p, m in log.items() if m.event is None)
