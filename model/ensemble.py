@@ -74,5 +74,5 @@ def average_network(
                         ] = source[f"lstm.weight_hr_{key}"]
             target["head.weight"][:, output_cols] = source["head.weight"] / k
             if head.bias:
-                target["head.bias"] += source["head.bias"] / k
+                target["head.bias"].add_(source["head.bias"] / k)
     return merged_args, merged.eval()

@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         "learning_rate": TrainOptions(carry=True).learning_rate_to_use,
     }
     window_kind = {"epochs": defaults.epochs_to_run, "learning_rate": defaults.learning_rate_to_use}
-    for names, kind in (
+    for names, parse in (
         (
             (
                 "window",
@@ -593,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 f"--{name.replace('_', '-')}",
-                type=kind,
+                type=parse,
                 default=default,
                 help=f"{TRAIN_HELP[name]} (default: {shown})",
             )

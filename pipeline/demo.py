@@ -107,7 +107,7 @@ def _report(scores: pd.DataFrame, run_dir: Path) -> Path:
     fig, axes = plt.subplots(len(files), 1, figsize=(12, 2.6 * len(files)), sharex=False)
     print(
         f"\n{'series':28} {'scored':>7} {'window AUC':>10} {'point AUC':>9} {'persistence':>11}"
-        "  (labelled anomaly windows vs the rest; persistence: |x_t - x_(t-1)|'s window AUC)"
+        "  (labelled anomaly windows vs the rest; persistence: |x_t - x_(t-1)|)"
     )
     for ax, path in zip(np.atleast_1d(axes), files, strict=True):
         events = read_series_csv(path, EventSchema())
