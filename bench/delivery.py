@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from seqstream.model.artifact import DEMO_MODEL_DIR
+from seqstream.pipeline.bootstrap import connector_options
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_format
 from seqstream.pipeline.model_versions import ModelVersions, check_artifact
@@ -34,7 +35,6 @@ from seqstream.pipeline.outputs import BatchWriter
 from seqstream.pipeline.rows import SCORED_SCHEMA
 from seqstream.pipeline.scoring import scorer_for
 from seqstream.pipeline.spark import local_spark
-from seqstream.pipeline.streaming import connector_options
 
 from bench.broker import bench_broker
 

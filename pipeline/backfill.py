@@ -51,6 +51,7 @@ from seqstream.pipeline.backfill_plan import (
     plan_backfill,
     split_chunks,
 )
+from seqstream.pipeline.bootstrap import connector_options, create_output_topics
 from seqstream.pipeline.config import EventSchema, Settings, StreamSettings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import (
@@ -60,11 +61,11 @@ from seqstream.pipeline.kafka import (
     kafka_format,
     offsets_json,
 )
+from seqstream.pipeline.model_versions import check_model
 from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter, claim_folder
 from seqstream.pipeline.parsing import parse_events
 from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
 from seqstream.pipeline.scoring import ModelRef, score_partition
-from seqstream.pipeline.streaming import check_model, connector_options, create_output_topics
 
 log = logging.getLogger("seqstream.backfill")
 

@@ -1,6 +1,7 @@
 """Which Kafka a command talks to: the configured servers, else the embedded broker that
-``seqstream broker start`` left running, else (where a command may) a new one; and an admin
-client for it with the configured client settings."""
+``seqstream broker start`` left running, else (where a command may) a new one; an admin client
+for it with the configured client settings; and what the stream and the backfill both set up
+on it (each connector's options, the output topics)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import logging
 
 from seqstream.pipeline.config import BOOTSTRAP_ENV, Settings
 from seqstream.pipeline.errors import BrokerError
+from seqstream.pipeline.kafka import SHORT_NAME, kafka_options
 from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.kafka.broker import detached_status, embedded_broker, start_detached
+from seqstream.pipeline.kafka.connector import jvm_options
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +56,31 @@ def describe_kafka(admin: TopicAdmin) -> str:
     embedded = embedded_broker(cluster)
     what = f"{embedded} (embedded)" if embedded else f"Kafka cluster {cluster}"
     return f"{what} at {admin.bootstrap_servers}"
+
+
+def connector_options(settings: Settings, bootstrap: str, fmt: str) -> dict[str, str]:
+    """A job's Kafka reader and writer options: the client properties, each connector's
+    per-request timeout and how long it rides out a silent broker (``kafka.retry_timeout_s``),
+    and for seqstream-kafka the chosen client. The user's ``kafka.options`` win."""
+    kafka = settings.kafka
+    if fmt == SHORT_NAME:
+        options = {
+            "seqstream.client": kafka.client,
+            "seqstream.timeoutSeconds": f"{kafka.connect_timeout_s:g}",
+            "seqstream.retryTimeoutSeconds": f"{kafka.retry_timeout_s:g}",
+        }
+    else:
+        options = jvm_options(kafka.connect_timeout_s, kafka.retry_timeout_s)
+    return {**options, **kafka_options(bootstrap, kafka.options)}
+
+
+def create_output_topics(settings: Settings, bootstrap: str) -> None:
+    """Kafka clusters often refuse to auto-create topics: make the output topics up front."""
+    wanted = [t for t in (settings.stream.output_topic, settings.stream.dead_letter_topic) if t]
+    if not wanted:
+        return
+    with kafka_admin(settings, bootstrap) as admin:
+        existing = admin.list_topics()
+        for topic in wanted:
+            if topic not in existing:
+                admin.create_topic(topic, settings.producer.partitions)

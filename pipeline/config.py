@@ -31,15 +31,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.errors import ConfigError
 
 ENV_PREFIX = "SEQSTREAM_"
 BOOTSTRAP_ENV = "SEQSTREAM_BOOTSTRAP_SERVERS"
 CONFIG_FILE_ENV = "SEQSTREAM_CONFIG"
-
-
-class ConfigError(SeqstreamError, ValueError):
-    """Configuration that cannot be used; the message names every offending field."""
 
 
 class _Section(BaseModel):

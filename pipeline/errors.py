@@ -19,3 +19,11 @@ class TopicError(SeqstreamError):
 
 class DeliveryError(SeqstreamError):
     """Some produced records were not acknowledged by the broker."""
+
+
+class ConfigError(SeqstreamError, ValueError):
+    """Configuration that cannot be used; the message names every offending field."""
+
+
+class OptionError(SeqstreamError, ValueError):
+    """An option of the seqstream-kafka source or sink is unknown, malformed or contradicts another."""

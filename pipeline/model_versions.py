@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from seqstream.model.artifact import CONFIG_FILE, load_artifact
+from seqstream.model.artifact import CONFIG_FILE, DEMO_MODEL_DIR, load_artifact
 from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
@@ -160,9 +160,29 @@ class ModelVersions:
             if self.on_change is not None:
                 self.on_change("refused")
 
+    def around(self, write: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
+        """``write`` (a ``foreachBatch`` function) run after the batch's model is chosen: the
+        choice is made before the batch's first action, so all its tasks score with it."""
+
+        def chosen_then_written(batch: Any, batch_id: int) -> None:
+            self.before_batch(batch.sparkSession.sparkContext)
+            write(batch, batch_id)
+
+        return chosen_then_written
+
     def before_batch(self, context: Any) -> ModelRef:
         """Choose the model for the micro-batch about to run on ``context`` (the SparkContext of
         the batch's thread) and hand it to its tasks."""
         self._look()
         context.setLocalProperty(MODEL_PROPERTY, json.dumps(asdict(self.ref)))
         return self.ref
+
+
+def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
+    """Load and validate the model ``stream.model`` names now, on the driver, before any data
+    is read."""
+    return check_artifact(current_artifact(model_location(settings)), settings)
+
+
+def model_location(settings: Settings) -> Path:
+    return Path(settings.stream.model or DEMO_MODEL_DIR).resolve()

@@ -27,7 +27,6 @@ from seqstream.pipeline.kafka.transactions import (
     SOURCE_COLUMNS,
     TransactionalSender,
 )
-from seqstream.pipeline.model_versions import ModelVersions
 from seqstream.pipeline.rows import DEAD_LETTER_COLUMNS, SCORE_COLUMNS
 
 # Said at the start of a job without a dead-letter output, and by the backfill's --dry-run.
@@ -189,8 +188,8 @@ class BatchWriter:
     batches is the exactly-once producer, whose transactional id fences earlier runs.
     ``transactional_id``: for exactly-once, else the prefix and the streaming query's id.
     ``transaction_options``: seqstream-kafka's options for the exactly-once producer (default:
-    ``kafka_options``, when those are seqstream-kafka's too).
-    ``models``: the streaming query's model choice, made before each batch runs (hot swap)."""
+    ``kafka_options``, when those are seqstream-kafka's too). It writes what the batch scored:
+    which model scores a batch is the stream driver's choice (``ModelVersions.around``)."""
 
     def __init__(
         self,
@@ -201,7 +200,6 @@ class BatchWriter:
         transactional_id_prefix: str = "seqstream",
         transactional_id: str | None = None,
         transaction_options: dict[str, str] | None = None,
-        models: ModelVersions | None = None,
     ) -> None:
         self.settings = settings
         self.kafka_format = kafka_format
@@ -210,7 +208,6 @@ class BatchWriter:
         self.transactional_id_prefix = transactional_id_prefix
         self.transactional_id = transactional_id
         self._sender: TransactionalSender | None = None
-        self.models = models
 
     def _transactions(self, batch: DataFrame) -> TransactionalSender:
         if self._sender is None:
@@ -267,8 +264,6 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         s = self.settings
-        if self.models is not None:  # before any action: the batch's tasks run in these
-            self.models.before_batch(batch.sparkSession.sparkContext)
         batch = batch.withColumn("processing_time", F.current_timestamp())
         outputs = sum(
             1

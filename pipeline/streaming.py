@@ -24,21 +24,25 @@ from typing import Any
 
 from pyspark.errors import StreamingQueryException
 
-from seqstream.model.artifact import DEMO_MODEL_DIR
 from seqstream.model.carry import CarryLayout
 from seqstream.model.spec import ModelSpec
-from seqstream.pipeline.bootstrap import describe_kafka, kafka_admin
+from seqstream.pipeline.bootstrap import (
+    connector_options,
+    create_output_topics,
+    describe_kafka,
+    kafka_admin,
+)
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.kafka import SHORT_NAME, kafka_format, kafka_options
-from seqstream.pipeline.kafka.connector import jvm_no_answer, jvm_options
+from seqstream.pipeline.kafka import SHORT_NAME, kafka_format
+from seqstream.pipeline.kafka.connector import jvm_no_answer
 from seqstream.pipeline.metrics import (
     BatchMetrics,
     MetricsListener,
     observe_input,
     observe_output,
 )
-from seqstream.pipeline.model_versions import ModelVersions, check_artifact, current_artifact
+from seqstream.pipeline.model_versions import ModelVersions, check_model, model_location
 from seqstream.pipeline.outputs import (
     NO_DEAD_LETTER_OUTPUT,
     BatchWriter,
@@ -83,16 +87,6 @@ class _Running:
 
 
 _RUNNING: dict[str, _Running] = {}  # by query id
-
-
-def check_model(settings: Settings) -> tuple[ModelRef, ModelSpec]:
-    """Load and validate the model ``stream.model`` names now, on the driver, before any data
-    is read."""
-    return check_artifact(current_artifact(model_location(settings)), settings)
-
-
-def model_location(settings: Settings) -> Path:
-    return Path(settings.stream.model or DEMO_MODEL_DIR).resolve()
 
 
 def check_outputs(settings: Settings) -> None:
@@ -246,34 +240,6 @@ def record_checkpoint(settings: Settings, spec: ModelSpec, layout: str) -> None:
         path.write_text(json.dumps(query_identity(settings, spec, layout), indent=1) + "\n")
 
 
-def connector_options(settings: Settings, bootstrap: str, fmt: str) -> dict[str, str]:
-    """A job's Kafka reader and writer options: the client properties, each connector's
-    per-request timeout and how long it rides out a silent broker (``kafka.retry_timeout_s``),
-    and for seqstream-kafka the chosen client. The user's ``kafka.options`` win."""
-    kafka = settings.kafka
-    if fmt == SHORT_NAME:
-        options = {
-            "seqstream.client": kafka.client,
-            "seqstream.timeoutSeconds": f"{kafka.connect_timeout_s:g}",
-            "seqstream.retryTimeoutSeconds": f"{kafka.retry_timeout_s:g}",
-        }
-    else:
-        options = jvm_options(kafka.connect_timeout_s, kafka.retry_timeout_s)
-    return {**options, **kafka_options(bootstrap, kafka.options)}
-
-
-def create_output_topics(settings: Settings, bootstrap: str) -> None:
-    """Kafka clusters often refuse to auto-create topics: make the output topics up front."""
-    wanted = [t for t in (settings.stream.output_topic, settings.stream.dead_letter_topic) if t]
-    if not wanted:
-        return
-    with kafka_admin(settings, bootstrap) as admin:
-        existing = admin.list_topics()
-        for topic in wanted:
-            if topic not in existing:
-                admin.create_topic(topic, settings.producer.partitions)
-
-
 def topic_partitions(settings: Settings, bootstrap: str) -> tuple[dict[str, int], str]:
     """Each subscribed topic's partition count, and which Kafka holds them (``describe_kafka``)."""
     with kafka_admin(settings, bootstrap) as admin:
@@ -415,22 +381,17 @@ def build_query(
     for name in ("parquet_path", "dead_letter_path"):
         claim_folder(getattr(stream, name), f"stream.{name}", owner, adopt=resuming)
     gate = StopGate()
+    models = ModelVersions(settings, ref, spec, model_location(settings), metrics.model_change)
+    writer = BatchWriter(
+        stream,
+        fmt,
+        options,
+        transaction_options=connector_options(settings, bootstrap, SHORT_NAME),
+        transactional_id_prefix=settings.kafka.transactional_id_prefix,
+    )
     try:
         query = (
-            scored.writeStream.foreachBatch(
-                gate.around(
-                    BatchWriter(
-                        stream,
-                        fmt,
-                        options,
-                        transaction_options=connector_options(settings, bootstrap, SHORT_NAME),
-                        transactional_id_prefix=settings.kafka.transactional_id_prefix,
-                        models=ModelVersions(
-                            settings, ref, spec, model_location(settings), metrics.model_change
-                        ),
-                    )
-                )
-            )
+            scored.writeStream.foreachBatch(gate.around(models.around(writer)))
             .option("checkpointLocation", str(stream.checkpoint))
             .trigger(**trigger)
             .queryName(QUERY_NAME)

@@ -6,6 +6,10 @@ Reads every import of the project (module level and inside functions, ``import x
 - an import cycle among the project's modules;
 - ``seqstream.model`` importing ``seqstream.pipeline``, ``jobs``, ``bench`` or a test;
 - ``seqstream.pipeline.kafka`` importing any of seqstream but itself and ``seqstream.pipeline.errors``;
+- the two drivers importing each other: the stream (``streaming``) and the backfill
+  (``backfill``, ``backfill_plan``) are thin drivers over the same steps;
+- a sink (``outputs``, ``metrics``) importing the scoring (``scoring``, ``model_versions``): the
+  writer writes what a batch scored, the stream driver chooses the model around it;
 - the library (``seqstream.*``) importing ``jobs``, ``bench`` or a test module;
 - a test or bench module importing ``jobs``;
 - ``jobs/`` holding more than ``JOBS_MAX_LINES`` lines.
@@ -136,8 +140,24 @@ def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
+STREAM_DRIVER = ("seqstream.pipeline.streaming",)
+BACKFILL_DRIVER = ("seqstream.pipeline.backfill", "seqstream.pipeline.backfill_plan")
+SINKS = ("seqstream.pipeline.outputs", "seqstream.pipeline.metrics")
+SCORING = ("seqstream.pipeline.scoring", "seqstream.pipeline.model_versions")
+
+
+def _in(module: str, modules: tuple[str, ...]) -> bool:
+    return any(module == m or module.startswith(f"{m}.") for m in modules)
+
+
 def _forbidden(imp: Import) -> str | None:
     source, target = imp.source, imp.target
+    if (_in(source, STREAM_DRIVER) and _in(target, BACKFILL_DRIVER)) or (
+        _in(source, BACKFILL_DRIVER) and _in(target, STREAM_DRIVER)
+    ):
+        return "the stream and the backfill drivers never import each other: share a step instead"
+    if _in(source, SINKS) and _in(target, SCORING):
+        return "a sink never imports the scoring: the stream driver composes the model choice"
     outside = target.startswith(("jobs", "bench", f"{TESTS}:", "scripts"))
     if source.startswith("seqstream.model") and not target.startswith("seqstream.model"):
         return (

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from seqstream.pipeline.config import ConfigError, load_settings, parse_assignments
+from seqstream.pipeline.config import load_settings, parse_assignments
+from seqstream.pipeline.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

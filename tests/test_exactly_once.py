@@ -17,7 +17,6 @@ from seqstream.pipeline.backfill_plan import Request
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.kafka.clients import read_range
-from seqstream.pipeline.kafka.transactions import FAULT_POINT_VARIABLE
 
 from helpers import REPO, expected_scores, run_until, settings_for
 from read_committed import read_committed
@@ -28,9 +27,15 @@ FAULTS = ["kafka-sending@1", "kafka-sent@2", "kafka-committed@3"]
 def _killed_at(fault: str, job: list[str], sets: list[str]) -> None:
     """Run the job as its own process group until the fault point SIGKILLs it."""
     child = subprocess.run(
-        [sys.executable, *job, *[a for s in sets for a in ("--set", s)]],
+        [
+            sys.executable,
+            str(REPO / "tests" / "fault_child.py"),
+            fault,
+            *job,
+            *[a for s in sets for a in ("--set", s)],
+        ],
         cwd=REPO,
-        env={**os.environ, FAULT_POINT_VARIABLE: fault},
+        env=dict(os.environ),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

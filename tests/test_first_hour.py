@@ -334,7 +334,7 @@ def test_9_the_restart_line_counts_the_batches_the_user_saw(
 
 
 def _model(settings):  # type: ignore[no-untyped-def]
-    from seqstream.pipeline.streaming import check_model
+    from seqstream.pipeline.model_versions import check_model
 
     ref, spec = check_model(settings)
     return spec, str(ref.path)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from seqstream.pipeline.kafka.options import (
-    OffsetSpec,
-    OptionError,
-    parse_sink_options,
-    parse_source_options,
-)
+from seqstream.pipeline.errors import OptionError
+from seqstream.pipeline.kafka.options import OffsetSpec, parse_sink_options, parse_source_options
 
 BOOT = {"kafka.bootstrap.servers": "127.0.0.1:9092"}
 

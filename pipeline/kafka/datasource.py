@@ -10,11 +10,8 @@ from __future__ import annotations
 from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader
 from pyspark.sql.types import StructType
 
-from seqstream.pipeline.kafka.options import (
-    OptionError,
-    parse_sink_options,
-    parse_source_options,
-)
+from seqstream.pipeline.errors import OptionError
+from seqstream.pipeline.kafka.options import parse_sink_options, parse_source_options
 from seqstream.pipeline.kafka.schema import kafka_schema
 from seqstream.pipeline.kafka.sink import KafkaBatchWriter, KafkaStreamWriter
 from seqstream.pipeline.kafka.source import KafkaBatchReader, KafkaStreamReader

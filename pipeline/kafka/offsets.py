@@ -46,16 +46,6 @@ def from_json_offsets(offsets: Mapping[str, Mapping[str, int]]) -> Offsets:
     return {(topic, int(p)): int(o) for topic, parts in offsets.items() for p, o in parts.items()}
 
 
-@dataclass(frozen=True)
-class KafkaInputPartition(InputPartition):
-    """One Spark task's work: offsets [start, end) of one topic-partition. Picklable."""
-
-    topic: str
-    partition: int
-    start: int
-    end: int
-
-
 def offsets_json(ranges: Iterable[PartitionRange], side: str) -> str:
     """Spark's ``startingOffsets`` (``side="start"``) or ``endingOffsets`` JSON for these ranges."""
     return json.dumps(

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.errors import OptionError
 
 Strategy = Literal["assign", "subscribe", "subscribepattern"]
 STRATEGIES: tuple[Strategy, ...] = ("assign", "subscribe", "subscribepattern")
@@ -68,10 +68,6 @@ _RESERVED_KAFKA = {
     "kafka.value.serializer",
     "kafka.interceptor.classes",
 }
-
-
-class OptionError(SeqstreamError, ValueError):
-    """An option of the seqstream-kafka source or sink is unknown, malformed or contradicts another."""
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ Spark's query id, kept in the checkpoint; the backfill: the prefix and its plan'
 from __future__ import annotations
 
 import logging
-import os
-import signal
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -41,20 +40,17 @@ log = logging.getLogger("seqstream.kafka.transactions")
 RECORD_COLUMNS = ("topic", "key", "value", "headers")
 SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset")
 
-# For the crash tests: ``SEQSTREAM_FAULT_POINT=<point>@<batch>`` SIGKILLs this process group at
-# that point of that batch ("kafka-sending": half the records sent; "kafka-sent": all sent, not
-# committed; "kafka-committed": committed, the Spark batch not yet).
-FAULT_POINT_VARIABLE = "SEQSTREAM_FAULT_POINT"
+# The fault points of a transaction, a seam for crash tests: each hook is called with the point
+# and the batch id ("kafka-sending": half the records sent and flushed; "kafka-sent": all sent,
+# not committed; "kafka-committed": committed, the Spark batch not yet) and may kill the process
+# there. None are installed in a job; tests/fault_child.py installs one.
+FaultHook = Callable[[str, int], None]
+fault_hooks: list[FaultHook] = []
 
 
-def fault_point_asked(point: str, batch_id: int) -> bool:
-    return os.environ.get(FAULT_POINT_VARIABLE) == f"{point}@{batch_id}"
-
-
-def crash_if_asked(point: str, batch_id: int) -> None:
-    if fault_point_asked(point, batch_id):
-        log.warning("fault point %s of batch %d: SIGKILL", point, batch_id)
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+def at_fault_point(point: str, batch_id: int) -> None:
+    for hook in fault_hooks:
+        hook(point, batch_id)
 
 
 def source_positions(records: pa.Table) -> dict[tuple[str, int], int]:
@@ -169,9 +165,9 @@ class TransactionalSender:
             for index, (topic, key, value, headers) in enumerate(
                 zip(*(records[c].to_pylist() for c in RECORD_COLUMNS), strict=True)
             ):
-                if index == half and fault_point_asked("kafka-sending", batch_id):
-                    producer.flush(self.client.retry_timeout_s)  # half really sent, then killed
-                    crash_if_asked("kafka-sending", batch_id)
+                if index == half and fault_hooks:
+                    producer.flush(self.client.retry_timeout_s)  # half really sent
+                    at_fault_point("kafka-sending", batch_id)
                 self._produce(topic, key, value, headers, delivered)
             producer.flush(self.client.retry_timeout_s)
             if failures:
@@ -179,7 +175,7 @@ class TransactionalSender:
                     f"batch {batch_id}: {len(failures)} of {records.num_rows} records were not "
                     f"delivered ({failures[:3]}); the transaction is aborted and the batch fails"
                 )
-            crash_if_asked("kafka-sent", batch_id)
+            at_fault_point("kafka-sent", batch_id)
             producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o) for (t, p), o in sorted(positions.items())],
                 self._consumer.consumer_group_metadata(),
@@ -200,7 +196,7 @@ class TransactionalSender:
         except BaseException:
             self._abort()
             raise
-        crash_if_asked("kafka-committed", batch_id)
+        at_fault_point("kafka-committed", batch_id)
         return records.num_rows
 
     def _produce(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
