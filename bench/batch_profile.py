@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     from seqstream.pipeline.kafka.admin import TopicAdmin
     from seqstream.pipeline.kafka.broker import EmbeddedBroker
     from seqstream.pipeline.kafka.clients import open_producer
-    from seqstream.pipeline.producer import produce_messages
+    from seqstream.pipeline.sources.producer import produce_messages
     from seqstream.pipeline.spark import local_spark
 
     w = Workload(keys=1000, events_per_key=240)

@@ -30,10 +30,10 @@ from seqstream.model.artifact import DEMO_MODEL_DIR
 from seqstream.pipeline.bootstrap import connector_options
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_format
-from seqstream.pipeline.model_versions import ModelVersions, check_artifact
-from seqstream.pipeline.outputs import BatchWriter
-from seqstream.pipeline.rows import SCORED_SCHEMA
-from seqstream.pipeline.scoring import scorer_for
+from seqstream.pipeline.records.rows import SCORED_SCHEMA
+from seqstream.pipeline.scoring.model_versions import ModelVersions, check_artifact
+from seqstream.pipeline.scoring.step import scorer_for
+from seqstream.pipeline.sinks.outputs import BatchWriter
 from seqstream.pipeline.spark import local_spark
 
 from bench.broker import bench_broker

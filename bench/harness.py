@@ -56,8 +56,8 @@ from seqstream.model.artifact import load_artifact, save_artifact
 from seqstream.model.carry import CarryLayout, CarryScorer
 from seqstream.model.inference import WindowScorer
 from seqstream.pipeline.config import EventSchema, Settings, load_settings
-from seqstream.pipeline.events import Event, Message, event_message
-from seqstream.pipeline.parsing import parse_values
+from seqstream.pipeline.records.parsing import parse_values
+from seqstream.pipeline.sources.events import Event, Message, event_message
 
 from bench.broker import bench_broker
 from bench.model import (
@@ -119,7 +119,7 @@ def settings_for(
 def streaming(
     spark: Any, settings: Settings, bootstrap: str, events: int, feed: Any = None
 ) -> tuple[list, list]:
-    from seqstream.pipeline.streaming import build_query, run_until_accounted
+    from seqstream.pipeline.stream.query import build_query, run_until_accounted
 
     query, metrics = build_query(spark, settings, bootstrap)
     if feed is not None:
@@ -132,7 +132,7 @@ def fixed_cost(spark: Any, settings: Settings, bootstrap: str, topic: str, messa
     """Micro-batches of 1-10 events (a trickle of 4 events/s, trigger "0 seconds"): what a batch
     costs beyond its events, the floor under latency."""
     from seqstream.pipeline.kafka.clients import open_producer
-    from seqstream.pipeline.producer import produce_messages
+    from seqstream.pipeline.sources.producer import produce_messages
 
     producer = open_producer(bootstrap)
     feed = partial(produce_messages, messages, producer, topic, rate=4.0)
@@ -169,7 +169,7 @@ def spark_floor(spark: Any, work: Path, seconds: float, *, stateful: bool) -> fl
     seqstream job can be faster per micro-batch on this machine."""
     from pyspark.sql import functions as F
 
-    from seqstream.pipeline.streaming import state_store_conf
+    from seqstream.pipeline.stream.query import state_store_conf
 
     name = "floor-stateful" if stateful else "floor-stateless"
     for key, value in {
@@ -255,7 +255,7 @@ def plain_loop(
     import pandas as pd
     from confluent_kafka import Consumer, TopicPartition
 
-    from seqstream.pipeline.window_step import window_rows
+    from seqstream.pipeline.state.window_step import window_rows
 
     loaded = load_artifact(model_dir)
     scorer = WindowScorer(loaded, batch_size=1024, num_threads=os.cpu_count() or 1)
@@ -307,7 +307,7 @@ def warm_then_feed(
     """Open loop after a warm-up: one second's worth of events, then, once the micro-batch
     that read them has committed (the query and its Python workers are up), the rest at
     ``rate``; ``started`` gets the wall-clock ms at which the timed part began."""
-    from seqstream.pipeline.producer import produce_messages
+    from seqstream.pipeline.sources.producer import produce_messages
 
     warm = max(int(rate), 1)
     produce_messages(messages[:warm], producer, topic)
@@ -439,8 +439,8 @@ def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> d
     """Seconds each step adds, as cumulative batch queries over the same offsets (warm)."""
     from pyspark.sql import functions as F
 
-    from seqstream.pipeline.backfill import Backfill, empty_state
-    from seqstream.pipeline.outputs import BatchWriter
+    from seqstream.pipeline.backfill.run import Backfill, empty_state
+    from seqstream.pipeline.sinks.outputs import BatchWriter
 
     job = Backfill(spark, settings, bootstrap)
     raw = job.read_kafka(ranges)
@@ -485,7 +485,7 @@ def state_bytes_per_key(window: Any, carry: Any, keys: int) -> dict[str, float]:
     """Each key's streaming state: its values, and as stored (an Arrow IPC bucket of all the
     keys, with their names and last-seen times), per key; a window model keeps its last N-1
     events."""
-    from seqstream.pipeline.state_buckets import Carried, encode_bucket
+    from seqstream.pipeline.state.buckets import Carried, encode_bucket
 
     features = len(window.spec.features)
     events = np.zeros((window.spec.window_spec.length - 1, features), np.float32)
@@ -592,11 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="default bench/results/harness_<device>.json")
     args = parser.parse_args(argv)
 
-    from seqstream.pipeline.backfill import run_backfill
-    from seqstream.pipeline.backfill_plan import Request, resolve_ranges
+    from seqstream.pipeline.backfill.plan import Request, resolve_ranges
+    from seqstream.pipeline.backfill.run import run_backfill
     from seqstream.pipeline.kafka.admin import TopicAdmin
     from seqstream.pipeline.kafka.clients import open_producer
-    from seqstream.pipeline.producer import produce_messages
+    from seqstream.pipeline.sources.producer import produce_messages
     from seqstream.pipeline.spark import local_spark
 
     w = Workload(keys=args.keys, events_per_key=args.events_per_key)

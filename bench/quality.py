@@ -38,7 +38,7 @@ from seqstream.model.evaluate import (
 from seqstream.model.inference import WindowScorer, score_series
 from seqstream.model.spec import ForecastTask
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.series import demo_series_files, read_series_csv
+from seqstream.pipeline.sources.series import demo_series_files, read_series_csv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The demo models' training series (model/demo_model/README.md, model/demo_carry_model/README.md):

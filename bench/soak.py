@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.kafka import EmbeddedBroker, TopicAdmin, open_producer, raise_for_failures
-from seqstream.pipeline.replay import SyntheticSpec, synthetic_stream
+from seqstream.pipeline.sources.replay import SyntheticSpec, synthetic_stream
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_LENGTH = 8  # the demo model's window.min_length

@@ -6,10 +6,12 @@ Reads every import of the project (module level and inside functions, ``import x
 - an import cycle among the project's modules;
 - ``seqstream.model`` importing ``seqstream.pipeline``, ``jobs``, ``bench`` or a test;
 - ``seqstream.pipeline.kafka`` importing any of seqstream but itself and ``seqstream.pipeline.errors``;
-- the two drivers importing each other: the stream (``streaming``) and the backfill
-  (``backfill``, ``backfill_plan``) are thin drivers over the same steps;
-- a sink (``outputs``, ``metrics``) importing the scoring (``scoring``, ``model_versions``): the
-  writer writes what a batch scored, the stream driver chooses the model around it;
+- the two drivers importing each other: ``seqstream.pipeline.stream`` and
+  ``seqstream.pipeline.backfill`` are thin drivers over the same steps;
+- ``seqstream.pipeline.sinks`` importing ``seqstream.pipeline.scoring``: the writer writes what a
+  batch scored, the stream driver chooses the model around it;
+- ``seqstream.pipeline.records`` or ``.state`` importing Spark's session code
+  (``seqstream.pipeline.spark``): they are steps over rows, run inside Spark's tasks;
 - the library (``seqstream.*``) importing ``jobs``, ``bench`` or a test module;
 - a test or bench module importing ``jobs``;
 - ``jobs/`` holding more than ``JOBS_MAX_LINES`` lines.
@@ -140,10 +142,12 @@ def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-STREAM_DRIVER = ("seqstream.pipeline.streaming",)
-BACKFILL_DRIVER = ("seqstream.pipeline.backfill", "seqstream.pipeline.backfill_plan")
-SINKS = ("seqstream.pipeline.outputs", "seqstream.pipeline.metrics")
-SCORING = ("seqstream.pipeline.scoring", "seqstream.pipeline.model_versions")
+STREAM_DRIVER = ("seqstream.pipeline.stream",)
+BACKFILL_DRIVER = ("seqstream.pipeline.backfill",)
+SINKS = ("seqstream.pipeline.sinks",)
+SCORING = ("seqstream.pipeline.scoring",)
+ROW_STEPS = ("seqstream.pipeline.records", "seqstream.pipeline.state")
+SPARK_SESSION = ("seqstream.pipeline.spark",)
 
 
 def _in(module: str, modules: tuple[str, ...]) -> bool:
@@ -158,6 +162,8 @@ def _forbidden(imp: Import) -> str | None:
         return "the stream and the backfill drivers never import each other: share a step instead"
     if _in(source, SINKS) and _in(target, SCORING):
         return "a sink never imports the scoring: the stream driver composes the model choice"
+    if _in(source, ROW_STEPS) and _in(target, SPARK_SESSION):
+        return "records and state are steps over rows: they never make or configure a Spark session"
     outside = target.startswith(("jobs", "bench", f"{TESTS}:", "scripts"))
     if source.startswith("seqstream.model") and not target.startswith("seqstream.model"):
         return (

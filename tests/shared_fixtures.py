@@ -20,8 +20,8 @@ import pytest
 from seqstream.model.artifact import DEMO_MODEL_DIR
 from seqstream.pipeline.config import BOOTSTRAP_ENV, EventSchema
 from seqstream.pipeline.kafka import EmbeddedBroker, TopicAdmin, open_producer
-from seqstream.pipeline.producer import produce_messages
-from seqstream.pipeline.replay import SyntheticSpec, synthetic_stream
+from seqstream.pipeline.sources.producer import produce_messages
+from seqstream.pipeline.sources.replay import SyntheticSpec, synthetic_stream
 from seqstream.pipeline.spark import local_spark
 
 from helpers import SHARED_NAB, log_of, standalone_loader

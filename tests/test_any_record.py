@@ -16,10 +16,10 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.parsing import parse_value, parse_values
-from seqstream.pipeline.rows import SCORED_SCHEMA
-from seqstream.pipeline.scoring import ModelRef, score_windows
-from seqstream.pipeline.window_step import window_rows
+from seqstream.pipeline.records.parsing import parse_value, parse_values
+from seqstream.pipeline.records.rows import SCORED_SCHEMA
+from seqstream.pipeline.scoring.step import ModelRef, score_windows
+from seqstream.pipeline.state.window_step import window_rows
 
 SCHEMA = EventSchema()  # key, ts, value: the demo model's features
 MAX_BYTES = 4_096

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
-from seqstream.pipeline.backfill import backfill_outputs, partition_windows, run_backfill
-from seqstream.pipeline.backfill_plan import Request, resolve_ranges
+from seqstream.pipeline.backfill.plan import Request, resolve_ranges
+from seqstream.pipeline.backfill.run import backfill_outputs, partition_windows, run_backfill
 from seqstream.pipeline.cli import main as cli_main
 from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError, TopicError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seqstream.pipeline.backfill_plan import parse_time, split_chunks
+from seqstream.pipeline.backfill.plan import parse_time, split_chunks
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import PartitionRange
 

@@ -15,16 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqstream.model.artifact import DEMO_CARRY_MODEL_DIR
-from seqstream.pipeline.backfill import run_backfill
-from seqstream.pipeline.backfill_plan import Request
+from seqstream.pipeline.backfill.plan import Request
+from seqstream.pipeline.backfill.run import run_backfill
 from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.events import Event, Message, event_message
 from seqstream.pipeline.kafka import open_producer
-from seqstream.pipeline.producer import produce_messages
-from seqstream.pipeline.replay import MALFORMED_KINDS, _malformed_value, interleave
-from seqstream.pipeline.series import demo_series_files, read_series_csv
-from seqstream.pipeline.streaming import committed_offsets
+from seqstream.pipeline.sources.events import Event, Message, event_message
+from seqstream.pipeline.sources.producer import produce_messages
+from seqstream.pipeline.sources.replay import MALFORMED_KINDS, _malformed_value, interleave
+from seqstream.pipeline.sources.series import demo_series_files, read_series_csv
+from seqstream.pipeline.stream.query import committed_offsets
 
 from checkpoints import sigkill_mid_batch, start_stream_job
 from helpers import log_of, run_until, settings_for, standalone_loader

@@ -36,9 +36,9 @@ from seqstream.model.spec import (
 from seqstream.pipeline.cli import main as cli_main
 from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.model_versions import check_artifact
-from seqstream.pipeline.series import demo_series_files, load_series
-from seqstream.pipeline.streaming import build_query
+from seqstream.pipeline.scoring.model_versions import check_artifact
+from seqstream.pipeline.sources.series import demo_series_files, load_series
+from seqstream.pipeline.stream.query import build_query
 
 from helpers import standalone_loader
 

@@ -1,4 +1,4 @@
-"""Every job's flags are declared once (``seqstream.pipeline.flags``): the CLI, the spark-submit
+"""Every job's flags are declared once (``seqstream.pipeline.cli.flags``): the CLI, the spark-submit
 scripts and the configuration they set agree."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from seqstream.pipeline.cli import build_parser, job_settings
-from seqstream.pipeline.flags import BACKFILL_FLAGS, STREAM_FLAGS
+from seqstream.pipeline.cli.commands import build_parser, job_settings
+from seqstream.pipeline.cli.flags import BACKFILL_FLAGS, STREAM_FLAGS
 
 from helpers import REPO
 

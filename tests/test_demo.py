@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from seqstream.model.evaluate import load_nab_windows, window_auc, window_labels
-from seqstream.pipeline.series import DEMO_NAB_DIR, demo_series_files
+from seqstream.pipeline.sources.series import DEMO_NAB_DIR, demo_series_files
 
 MIN_LENGTH = 8  # the demo model's window.min_length
 

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 
-from seqstream.pipeline.backfill import run_backfill
-from seqstream.pipeline.backfill_plan import Request
+from seqstream.pipeline.backfill.plan import Request
+from seqstream.pipeline.backfill.run import run_backfill
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.kafka.clients import read_range

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from seqstream.pipeline.backfill import prepare_backfill, run_backfill
-from seqstream.pipeline.backfill_plan import Request
+from seqstream.pipeline.backfill.plan import Request
+from seqstream.pipeline.backfill.run import prepare_backfill, run_backfill
 from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.series import read_csv_events
+from seqstream.pipeline.sources.series import read_csv_events
 
 from helpers import REPO, environment, no_stack_traces, run_until, settings_for, stream_command
 
@@ -324,7 +324,7 @@ def test_9_the_restart_line_counts_the_batches_the_user_saw(
 ) -> None:  # type: ignore[no-untyped-def]
     """With state expiry, Spark runs micro-batches without data between the logged ones: the
     restart line names where the job goes on, not Spark's batch number."""
-    from seqstream.pipeline.streaming import start_line
+    from seqstream.pipeline.stream.query import start_line
 
     settings = settings_for(tmp_path, topic_in_halves.topic, bootstrap_servers, state_ttl_s=3600)
     run_until(spark, settings, bootstrap_servers, topic_in_halves.first)
@@ -334,7 +334,7 @@ def test_9_the_restart_line_counts_the_batches_the_user_saw(
 
 
 def _model(settings):  # type: ignore[no-untyped-def]
-    from seqstream.pipeline.model_versions import check_model
+    from seqstream.pipeline.scoring.model_versions import check_model
 
     ref, spec = check_model(settings)
     return spec, str(ref.path)

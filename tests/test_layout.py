@@ -45,11 +45,13 @@ def test_the_check_names_each_kind_of_violation(tmp_path: Path) -> None:
             "pipeline/kafka/admin.py": "from seqstream.pipeline.config import X\n",
             "model/__init__.py": "",
             "model/x.py": "def g():\n    import seqstream.pipeline.config\n",
-            "pipeline/streaming.py": "from seqstream.pipeline.backfill_plan import X\n",
-            "pipeline/backfill_plan.py": "X = 1\n",
-            "pipeline/backfill.py": "def h():\n    import seqstream.pipeline.streaming\n",
-            "pipeline/outputs.py": "from seqstream.pipeline.model_versions import Y\n",
-            "pipeline/model_versions.py": "Y = 1\n",
+            "pipeline/stream/query.py": "from seqstream.pipeline.backfill.plan import X\n",
+            "pipeline/backfill/plan.py": "X = 1\n",
+            "pipeline/backfill/run.py": "def h():\n    import seqstream.pipeline.stream.query\n",
+            "pipeline/spark.py": "Z = 1\n",
+            "pipeline/state/buckets.py": "from seqstream.pipeline.spark import Z\n",
+            "pipeline/sinks/outputs.py": "from seqstream.pipeline.scoring.model_versions import Y\n",
+            "pipeline/scoring/model_versions.py": "Y = 1\n",
             "jobs/stream.py": "x = 1\n" * 201,
             "tests/test_x.py": "from jobs.stream import x\n",
             "bench/harness.py": "import jobs.stream\n",
@@ -82,18 +84,25 @@ def test_the_check_names_each_kind_of_violation(tmp_path: Path) -> None:
     assert "jobs/ holds 201 lines (at most 200): library code belongs in pipeline/" in lines
     drivers = "the stream and the backfill drivers never import each other"
     assert any(
-        line.startswith("pipeline/streaming.py:1: imports seqstream.pipeline.backfill_plan")
+        line.startswith("pipeline/stream/query.py:1: imports seqstream.pipeline.backfill.plan")
         and drivers in line
         for line in lines
     ), lines
     assert any(
-        line.startswith("pipeline/backfill.py:2: imports seqstream.pipeline.streaming")
+        line.startswith("pipeline/backfill/run.py:2: imports seqstream.pipeline.stream.query")
         and drivers in line
         for line in lines
     ), lines
     assert any(
-        line.startswith("pipeline/outputs.py:1: imports seqstream.pipeline.model_versions")
+        line.startswith(
+            "pipeline/sinks/outputs.py:1: imports seqstream.pipeline.scoring.model_versions"
+        )
         and "a sink never imports the scoring" in line
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith("pipeline/state/buckets.py:1: imports seqstream.pipeline.spark")
+        and "never make or configure a Spark session" in line
         for line in lines
     ), lines
 

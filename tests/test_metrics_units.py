@@ -6,7 +6,7 @@ from typing import Any
 
 from pyspark.sql.streaming.listener import StreamingQueryProgress
 
-from seqstream.pipeline.metrics import INPUT, OUTPUT, batch_metrics
+from seqstream.pipeline.sinks.metrics import INPUT, OUTPUT, batch_metrics
 
 
 def operator(name: str, rows: int = 0, dropped: int = 0) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def test_a_batch_that_read_and_emitted_nothing_has_no_metrics() -> None:
 
 
 def test_the_prometheus_endpoint_listens_on_loopback_unless_told_otherwise() -> None:
-    from seqstream.pipeline.metrics import MetricsListener
+    from seqstream.pipeline.sinks.metrics import MetricsListener
 
     for host, expected in ((None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")):
         listener = MetricsListener("q", 0) if host is None else MetricsListener("q", 0, host)

@@ -19,7 +19,12 @@ from seqstream.model.evaluate import load_nab_windows, point_auc, window_auc, wi
 from seqstream.model.inference import WindowScorer, score_series
 from seqstream.model.train import TrainOptions, train_forecaster
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.series import DEMO_NAB_DIR, demo_series_files, load_series, read_series_csv
+from seqstream.pipeline.sources.series import (
+    DEMO_NAB_DIR,
+    demo_series_files,
+    load_series,
+    read_series_csv,
+)
 
 SMALL = TrainOptions(
     window=12, min_length=4, hidden_size=8, num_layers=1, epochs=1, batch_size=64, stride=1

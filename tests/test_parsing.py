@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.events import Event, event_message
-from seqstream.pipeline.parsing import parse_frame, parse_value, parse_values
-from seqstream.pipeline.replay import MALFORMED_KINDS, _malformed_value
+from seqstream.pipeline.records.parsing import parse_frame, parse_value, parse_values
+from seqstream.pipeline.sources.events import Event, event_message
+from seqstream.pipeline.sources.replay import MALFORMED_KINDS, _malformed_value
 
 SCHEMA = EventSchema(key_field="id", time_field="at", features=["temp", "load avg"])
 MAX_BYTES = 200

@@ -16,17 +16,17 @@ from kafka import KafkaConsumer, TopicPartition
 
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.errors import DeliveryError, SeqstreamError
-from seqstream.pipeline.events import Message
 from seqstream.pipeline.kafka.admin import TopicAdmin
 from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures, read_range
-from seqstream.pipeline.producer import produce_messages
-from seqstream.pipeline.replay import (
+from seqstream.pipeline.sources.events import Message
+from seqstream.pipeline.sources.producer import produce_messages
+from seqstream.pipeline.sources.replay import (
     MALFORMED_KINDS,
     SyntheticSpec,
     csv_messages,
     synthetic_stream,
 )
-from seqstream.pipeline.series import demo_series_files
+from seqstream.pipeline.sources.series import demo_series_files
 
 from helpers import REPO
 

@@ -10,7 +10,7 @@ import pytest
 
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.scoring import ModelRef, executor_device, score_windows, scorer_for
+from seqstream.pipeline.scoring.step import ModelRef, executor_device, score_windows, scorer_for
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from seqstream.pipeline.state_buckets import (
+from seqstream.pipeline.state.buckets import (
     Bucket,
     Carried,
     bucket_of,
@@ -64,7 +64,7 @@ def test_keys_idle_for_the_ttl_are_dropped_when_read() -> None:
 def test_a_keys_bucket_does_not_depend_on_the_process() -> None:
     keys = [f"sensor-{i}" for i in range(200)] + ["\u00e9", ""]
     code = (
-        "from seqstream.pipeline.state_buckets import bucket_of\n"
+        "from seqstream.pipeline.state.buckets import bucket_of\n"
         f"print([bucket_of(k, 16) for k in {keys!r}])"
     )
     runs = {

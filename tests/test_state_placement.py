@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from pyspark.sql import functions as F
 
-from seqstream.pipeline.state_placement import SLOT_COLUMN, slot_column
+from seqstream.pipeline.state.placement import SLOT_COLUMN, slot_column
 
 
 @pytest.mark.parametrize("state_partitions", [1, 2, 3, 4, 7])

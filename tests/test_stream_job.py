@@ -12,7 +12,7 @@ import pytest
 
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.streaming import build_query
+from seqstream.pipeline.stream.query import build_query
 
 from checkpoints import sigkill_mid_batch, start_stream_job
 from helpers import (
@@ -79,8 +79,8 @@ def test_a_checkpoint_of_the_previous_bucket_layout_keeps_working(
 ) -> None:
     """A checkpoint made by the version before state slots (state grouped by topic and partition
     only, ``buckets-v1``) goes on with its own grouping and its state: scores stay exact."""
-    import seqstream.pipeline.streaming as streaming
-    from seqstream.pipeline.state_buckets import LEGACY_LAYOUT, STATE_LAYOUT
+    import seqstream.pipeline.stream.query as streaming
+    from seqstream.pipeline.state.buckets import LEGACY_LAYOUT, STATE_LAYOUT
 
     settings = settings_for(tmp_path, topic_in_halves.topic, bootstrap_servers)
     with monkeypatch.context() as patched:  # the previous version, as far as the state goes
@@ -114,7 +114,7 @@ def test_prometheus_endpoint_serves_the_listener_totals(
     import threading
     import urllib.request
 
-    from seqstream.pipeline.streaming import run_until_stopped
+    from seqstream.pipeline.stream.query import run_until_stopped
 
     topic, log = stream_topic
     query, metrics = build_query(

@@ -21,8 +21,8 @@ import numpy as np
 
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.events import Event, Message, event_message
-from seqstream.pipeline.series import expand_csv_paths, read_csv_events
+from seqstream.pipeline.sources.events import Event, Message, event_message
+from seqstream.pipeline.sources.series import expand_csv_paths, read_csv_events
 
 
 def interleave(series: Iterable[Sequence[Event]]) -> Iterator[Event]:

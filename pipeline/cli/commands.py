@@ -32,16 +32,19 @@ from seqstream.model.carry import CarryLayout
 from seqstream.model.errors import ModelError
 from seqstream.model.importers import imported_network
 from seqstream.model.train import TrainOptions, train_and_save
-from seqstream.pipeline import backfill, backfill_plan, demo, streaming, tail
+from seqstream.pipeline.backfill import plan as backfill_plan
+from seqstream.pipeline.backfill import run as backfill
 from seqstream.pipeline.bootstrap import kafka_admin, resolve_bootstrap
+from seqstream.pipeline.cli import demo, tail
+from seqstream.pipeline.cli.flags import BACKFILL_FLAGS, STREAM_FLAGS, add_flags, config_overrides
 from seqstream.pipeline.config import Settings, load_settings, parse_assignments
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.flags import BACKFILL_FLAGS, STREAM_FLAGS, add_flags, config_overrides
 from seqstream.pipeline.kafka import broker, open_producer
-from seqstream.pipeline.producer import produce_messages
-from seqstream.pipeline.replay import SyntheticSpec, csv_messages, synthetic_stream
-from seqstream.pipeline.series import demo_series_files, load_series
+from seqstream.pipeline.sources.producer import produce_messages
+from seqstream.pipeline.sources.replay import SyntheticSpec, csv_messages, synthetic_stream
+from seqstream.pipeline.sources.series import demo_series_files, load_series
 from seqstream.pipeline.spark import job_spark
+from seqstream.pipeline.stream import query as streaming
 
 log = logging.getLogger("seqstream")
 JOB_FLAGS = {"stream": STREAM_FLAGS, "backfill": BACKFILL_FLAGS}

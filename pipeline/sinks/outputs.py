@@ -27,7 +27,7 @@ from seqstream.pipeline.kafka.transactions import (
     SOURCE_COLUMNS,
     TransactionalSender,
 )
-from seqstream.pipeline.rows import DEAD_LETTER_COLUMNS, SCORE_COLUMNS
+from seqstream.pipeline.records.rows import DEAD_LETTER_COLUMNS, SCORE_COLUMNS
 
 # Said at the start of a job without a dead-letter output, and by the backfill's --dry-run.
 NO_DEAD_LETTER_OUTPUT = (

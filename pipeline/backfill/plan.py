@@ -20,7 +20,7 @@ from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
-from seqstream.pipeline.outputs import (
+from seqstream.pipeline.sinks.outputs import (
     NO_DEAD_LETTER_OUTPUT,
     check_delivery,
     check_folder,

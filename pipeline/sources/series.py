@@ -16,7 +16,7 @@ import pandas as pd
 
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.events import Event
+from seqstream.pipeline.sources.events import Event
 
 DEMO_NAB_DIR = Path(str(files("seqstream.pipeline") / "demo_data" / "nab"))
 

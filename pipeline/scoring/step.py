@@ -23,8 +23,8 @@ from seqstream.model.carry import CarryScorer
 from seqstream.model.inference import WindowScorer
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.rows import SCORED_COLUMNS
-from seqstream.pipeline.window_step import ParsedRows, parse_rows, window_rows
+from seqstream.pipeline.records.rows import SCORED_COLUMNS
+from seqstream.pipeline.state.window_step import ParsedRows, parse_rows, window_rows
 
 _SCORERS: dict[ModelRef, WindowScorer | CarryScorer] = {}
 

@@ -42,7 +42,7 @@ from pyspark.sql.types import ArrayType, BooleanType, DoubleType, StructField, S
 
 from seqstream.model.carry import CarryLayout
 from seqstream.model.spec import ModelSpec
-from seqstream.pipeline.backfill_plan import (
+from seqstream.pipeline.backfill.plan import (
     BACKFILL_OWNER,
     DEFAULT_PROGRESS_ROOT,
     Request,
@@ -61,11 +61,11 @@ from seqstream.pipeline.kafka import (
     kafka_format,
     offsets_json,
 )
-from seqstream.pipeline.model_versions import check_model
-from seqstream.pipeline.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter, claim_folder
-from seqstream.pipeline.parsing import parse_events
-from seqstream.pipeline.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
-from seqstream.pipeline.scoring import ModelRef, score_partition
+from seqstream.pipeline.records.parsing import parse_events
+from seqstream.pipeline.records.rows import SCORED_COLUMNS, SCORED_SCHEMA, kafka_columns
+from seqstream.pipeline.scoring.model_versions import check_model
+from seqstream.pipeline.scoring.step import ModelRef, score_partition
+from seqstream.pipeline.sinks.outputs import NO_DEAD_LETTER_OUTPUT, BatchWriter, claim_folder
 
 log = logging.getLogger("seqstream.backfill")
 

@@ -27,11 +27,11 @@ from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import EventSchema, Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EmbeddedBroker, open_producer
-from seqstream.pipeline.producer import produce_messages
-from seqstream.pipeline.replay import csv_messages
-from seqstream.pipeline.series import DEMO_NAB_DIR, demo_series_files, read_series_csv
+from seqstream.pipeline.sources.producer import produce_messages
+from seqstream.pipeline.sources.replay import csv_messages
+from seqstream.pipeline.sources.series import DEMO_NAB_DIR, demo_series_files, read_series_csv
 from seqstream.pipeline.spark import local_spark
-from seqstream.pipeline.streaming import build_query, run_until_accounted
+from seqstream.pipeline.stream.query import build_query, run_until_accounted
 
 OUT = Path("out/demo")
 

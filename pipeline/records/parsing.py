@@ -21,7 +21,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.rows import KAFKA_COLUMNS, PARSED_DDL
+from seqstream.pipeline.records.rows import KAFKA_COLUMNS, PARSED_DDL
 
 PARSED_COLUMNS = ["key", "event_time_ms", "features", "reason", "key_mismatch"]
 _INT64 = (-(2**63), 2**63 - 1)

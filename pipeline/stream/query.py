@@ -36,14 +36,17 @@ from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_format
 from seqstream.pipeline.kafka.connector import jvm_no_answer
-from seqstream.pipeline.metrics import (
+from seqstream.pipeline.records.parsing import parse_events
+from seqstream.pipeline.records.rows import SCORED_SCHEMA, kafka_columns
+from seqstream.pipeline.scoring.model_versions import ModelVersions, check_model, model_location
+from seqstream.pipeline.scoring.step import ModelRef
+from seqstream.pipeline.sinks.metrics import (
     BatchMetrics,
     MetricsListener,
     observe_input,
     observe_output,
 )
-from seqstream.pipeline.model_versions import ModelVersions, check_model, model_location
-from seqstream.pipeline.outputs import (
+from seqstream.pipeline.sinks.outputs import (
     NO_DEAD_LETTER_OUTPUT,
     BatchWriter,
     check_delivery,
@@ -52,15 +55,12 @@ from seqstream.pipeline.outputs import (
     claim_folder,
     on_local_disk,
 )
-from seqstream.pipeline.parsing import parse_events
-from seqstream.pipeline.rows import SCORED_SCHEMA, kafka_columns
-from seqstream.pipeline.scoring import ModelRef
 from seqstream.pipeline.spark import job_spark
-from seqstream.pipeline.state_buckets import LEGACY_LAYOUT, READABLE_LAYOUTS, STATE_LAYOUT
-from seqstream.pipeline.state_placement import SLOT_COLUMN, slot_column
-from seqstream.pipeline.stateful_windows import WindowProcessor
-from seqstream.pipeline.stop_gate import StopGate, stopped_by_request
-from seqstream.pipeline.time_windows import TIME_LAYOUT, event_time_windows
+from seqstream.pipeline.state.buckets import LEGACY_LAYOUT, READABLE_LAYOUTS, STATE_LAYOUT
+from seqstream.pipeline.state.placement import SLOT_COLUMN, slot_column
+from seqstream.pipeline.state.stateful_windows import WindowProcessor
+from seqstream.pipeline.state.time_windows import TIME_LAYOUT, event_time_windows
+from seqstream.pipeline.stream.stop_gate import StopGate, stopped_by_request
 
 log = logging.getLogger("seqstream.stream")
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from seqstream.pipeline.events import Message
 from seqstream.pipeline.kafka.clients import DeliveryReport, RecordProducer, raise_for_failures
+from seqstream.pipeline.sources.events import Message
 
 
 @dataclass(frozen=True)

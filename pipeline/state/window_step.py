@@ -18,8 +18,8 @@ import pandas as pd
 
 from seqstream.model.windows import empty_context, keyed_windows
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.parsing import parse_values
-from seqstream.pipeline.rows import WINDOW_COLUMNS
+from seqstream.pipeline.records.parsing import parse_values
+from seqstream.pipeline.records.rows import WINDOW_COLUMNS
 
 
 @dataclass(frozen=True)

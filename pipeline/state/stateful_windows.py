@@ -19,8 +19,8 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor, Stateful
 from pyspark.sql.types import BinaryType, IntegerType, StructField, StructType
 
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.scoring import ModelRef, score_partition
-from seqstream.pipeline.state_buckets import Carried, bucket_of, decode_bucket, encode_bucket
+from seqstream.pipeline.scoring.step import ModelRef, score_partition
+from seqstream.pipeline.state.buckets import Carried, bucket_of, decode_bucket, encode_bucket
 
 _STATE_KEY = StructType([StructField("bucket", IntegerType())])
 _STATE_VALUE = StructType([StructField("entries", BinaryType())])

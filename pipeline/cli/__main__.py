@@ -1,0 +1,8 @@
+"""``python -m seqstream.pipeline.cli``: the ``seqstream`` command."""
+
+import sys
+
+from seqstream.pipeline.cli.commands import main
+
+if __name__ == "__main__":
+    sys.exit(main())

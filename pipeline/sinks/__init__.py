@@ -1,0 +1,2 @@
+"""Where a micro-batch goes: Parquet, Kafka and dead letters (``outputs``), and its metrics
+(``metrics``)."""
