@@ -7,7 +7,6 @@ explicit overrides (CLI flags). Invalid values fail at start with a message nami
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from contextvars import ContextVar
@@ -32,6 +31,7 @@ from pydantic_settings import (
 )
 
 from seqstream.pipeline.errors import ConfigError
+from seqstream.pipeline.kafka.offsets import parse_positions
 
 ENV_PREFIX = "SEQSTREAM_"
 BOOTSTRAP_ENV = "SEQSTREAM_BOOTSTRAP_SERVERS"
@@ -126,24 +126,15 @@ def _interval(value: str, example: str) -> str:
 
 
 def _starting_offsets(value: str, topics: list[str]) -> str:
-    if value.strip().lower() in ("earliest", "latest"):
-        return value
     try:
-        given = json.loads(value)
-        if not isinstance(given, dict) or not all(isinstance(p, dict) for p in given.values()):
-            raise ValueError
-        offsets = {t: {int(p): o for p, o in ps.items()} for t, ps in given.items()}
-        if any(
-            not isinstance(o, int) or isinstance(o, bool) or o < -2
-            for ps in offsets.values()
-            for o in ps.values()
-        ):
-            raise ValueError
-    except (ValueError, TypeError):
+        offsets = parse_positions(value)
+    except ValueError:
         raise ValueError(
             'must be earliest, latest or JSON like {"topic":{"0":23,"1":-2}} (-2 earliest, '
             f"-1 latest), got {value!r}"
         ) from None
+    if isinstance(offsets, str):
+        return value
     unknown = sorted(set(offsets) - set(topics))
     if unknown:
         raise ValueError(f"names topic(s) {unknown} that stream.topics does not read ({topics})")

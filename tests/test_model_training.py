@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-import seqstream.model.train
+import seqstream.model.fit
 import seqstream.model.windows
 from seqstream.model.artifact import DEMO_MODEL_DIR, LoadedModel, load_artifact
 from seqstream.model.evaluate import load_nab_windows, point_auc, window_auc, window_labels
@@ -32,7 +32,7 @@ SMALL = TrainOptions(
 
 
 def test_training_windows_come_from_the_streaming_sequencing_code() -> None:
-    assert seqstream.model.train.extend_windows is seqstream.model.windows.extend_windows
+    assert seqstream.model.fit.extend_windows is seqstream.model.windows.extend_windows
     series = {
         "a": np.arange(50, dtype=np.float32)[:, None],
         "b": np.arange(20, dtype=np.float32)[:, None],

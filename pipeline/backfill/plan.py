@@ -9,7 +9,6 @@ log's real bounds before a record is read, and large ranges are cut into chunks.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
+from seqstream.pipeline.kafka.offsets import parse_positions
 from seqstream.pipeline.sinks.outputs import (
     NO_DEAD_LETTER_OUTPUT,
     check_delivery,
@@ -52,15 +52,14 @@ class Request:
 
 def _positions(spec: str, side: str, topic: str, partitions: list[int]) -> dict[int, int]:
     """Per partition: an offset, EARLIEST or LATEST, from ``earliest``/``latest`` or JSON."""
-    if spec.strip().lower() in ("earliest", "latest"):
-        return dict.fromkeys(partitions, EARLIEST if spec.strip().lower() == "earliest" else LATEST)
     try:
-        given = json.loads(spec)
-        per_topic = {str(t): {int(p): int(o) for p, o in ps.items()} for t, ps in given.items()}
-    except (ValueError, TypeError, AttributeError):
+        per_topic = parse_positions(spec)
+    except ValueError:
         raise SeqstreamError(
             f'{side} must be earliest, latest or JSON like {{"topic":{{"0":23,"1":-2}}}}, got {spec!r}'
         ) from None
+    if isinstance(per_topic, str):
+        return dict.fromkeys(partitions, EARLIEST if per_topic == "earliest" else LATEST)
     if topic not in per_topic:
         raise SeqstreamError(f"{side} {spec} names no offsets for topic {topic!r}")
     missing = sorted(set(partitions) - set(per_topic[topic]))

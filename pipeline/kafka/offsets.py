@@ -46,6 +46,32 @@ def from_json_offsets(offsets: Mapping[str, Mapping[str, int]]) -> Offsets:
     return {(topic, int(p)): int(o) for topic, parts in offsets.items() for p, o in parts.items()}
 
 
+def parse_partition_json(raw: str) -> dict[str, dict[int, int]]:
+    """Spark's per-partition JSON, ``{"topic": {"0": 23, "1": -2}}``: integer values, -2
+    (earliest) or more. ValueError when it is not; each caller words it for its option."""
+    try:
+        parsed = json.loads(raw)
+        if not isinstance(parsed, dict) or not all(isinstance(p, dict) for p in parsed.values()):
+            raise ValueError
+        result = {str(t): {int(p): o for p, o in ps.items()} for t, ps in parsed.items()}
+    except (ValueError, TypeError):
+        raise ValueError(raw) from None
+    if any(
+        not isinstance(o, int) or isinstance(o, bool) or o < EARLIEST
+        for ps in result.values()
+        for o in ps.values()
+    ):
+        raise ValueError(raw)
+    return result
+
+
+def parse_positions(raw: str) -> str | dict[str, dict[int, int]]:
+    """The one offsets parser: ``earliest``, ``latest`` (returned lower-cased) or Spark's
+    per-partition JSON (``parse_partition_json``); ValueError otherwise."""
+    named = raw.strip().lower()
+    return named if named in ("earliest", "latest") else parse_partition_json(raw)
+
+
 def offsets_json(ranges: Iterable[PartitionRange], side: str) -> str:
     """Spark's ``startingOffsets`` (``side="start"``) or ``endingOffsets`` JSON for these ranges."""
     return json.dumps(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from seqstream.pipeline.errors import OptionError
+from seqstream.pipeline.kafka.offsets import parse_partition_json
 
 Strategy = Literal["assign", "subscribe", "subscribepattern"]
 STRATEGIES: tuple[Strategy, ...] = ("assign", "subscribe", "subscribepattern")
@@ -227,14 +228,8 @@ def _duration_ms(raw: str, name: str) -> int:
 
 def _partition_json(raw: str, name: str) -> dict[str, dict[int, int]]:
     try:
-        parsed = json.loads(raw)
-        if not isinstance(parsed, dict):
-            raise ValueError
-        return {
-            str(topic): {int(p): int(v) for p, v in partitions.items()}
-            for topic, partitions in parsed.items()
-        }
-    except (ValueError, TypeError, AttributeError):
+        return parse_partition_json(raw)
+    except ValueError:
         raise OptionError(
             f'option \'{name}\' must be JSON like {{"topic":{{"0":23,"1":-2}}}}, got {raw!r}'
         ) from None
