@@ -31,7 +31,7 @@ from pydantic_settings import (
 )
 
 from seqstream.pipeline.errors import ConfigError
-from seqstream.pipeline.kafka.offsets import parse_positions
+from seqstream.pipeline.kafka.offsets import EARLIEST, parse_positions
 
 ENV_PREFIX = "SEQSTREAM_"
 BOOTSTRAP_ENV = "SEQSTREAM_BOOTSTRAP_SERVERS"
@@ -128,6 +128,10 @@ def _interval(value: str, example: str) -> str:
 def _starting_offsets(value: str, topics: list[str]) -> str:
     try:
         offsets = parse_positions(value)
+        if not isinstance(offsets, str) and any(
+            o < EARLIEST for ps in offsets.values() for o in ps.values()
+        ):
+            raise ValueError(value)
     except ValueError:
         raise ValueError(
             'must be earliest, latest or JSON like {"topic":{"0":23,"1":-2}} (-2 earliest, '

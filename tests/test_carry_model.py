@@ -242,7 +242,7 @@ def test_a_swapped_in_model_must_keep_the_state_shape(tmp_path) -> None:
     with pytest.raises(
         SeqstreamError,
         match=r"keeps another per-key state than the running model "
-        r"nab-cpu-carry-2: hidden_size 16 \(running: 32\)",
+        rf"nab-cpu-carry-2: hidden_size 16 \(running: {running.lstm.hidden_size}\)",
     ):
         check_artifact(tmp_path / "small", settings, running)
     with pytest.raises(SeqstreamError, match=r"kind window \(running: carry\)"):

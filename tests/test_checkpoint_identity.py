@@ -18,7 +18,7 @@ from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
 from seqstream.pipeline.stream.query import build_query
 
-from helpers import REPO, run_until, settings_for
+from helpers import LENGTH, REPO, run_until, settings_for
 
 LEGACY_CHECKPOINT = REPO / "tests" / "data" / "legacy_checkpoint" / "cp"
 
@@ -50,7 +50,7 @@ def test_a_checkpoint_made_for_another_query_is_refused(
         "topics": [topic],
         "mode": "events",
         "model_kind": "window",
-        "window": 32,
+        "window": LENGTH,  # the demo model's
         "features": ["value"],
         "state_layout": "buckets-v2",
         "state_buckets": 16,
@@ -65,7 +65,7 @@ def test_a_checkpoint_made_for_another_query_is_refused(
         "new stream.checkpoint"
     )
     window16 = _model(tmp_path / "w16", window=16, seed=1)
-    with pytest.raises(SeqstreamError, match=r"\(window: 32 there, 16 now\)"):
+    with pytest.raises(SeqstreamError, match=rf"\(window: {LENGTH} there, 16 now\)"):
         build_query(
             spark,
             settings_for(tmp_path, topic, bootstrap_servers, model=window16),
@@ -74,7 +74,7 @@ def test_a_checkpoint_made_for_another_query_is_refused(
     assert sorted((tmp_path / "cp" / "commits").iterdir()) == commits  # nothing ran
 
     # The same shape with new weights continues from the checkpoint.
-    retrained = _model(tmp_path / "w32", window=32, seed=2)
+    retrained = _model(tmp_path / "retrained", window=LENGTH, seed=2)
     query, metrics = build_query(
         spark, settings_for(tmp_path, topic, bootstrap_servers, model=retrained), bootstrap_servers
     )

@@ -47,8 +47,9 @@ def from_json_offsets(offsets: Mapping[str, Mapping[str, int]]) -> Offsets:
 
 
 def parse_partition_json(raw: str) -> dict[str, dict[int, int]]:
-    """Spark's per-partition JSON, ``{"topic": {"0": 23, "1": -2}}``: integer values, -2
-    (earliest) or more. ValueError when it is not; each caller words it for its option."""
+    """Spark's per-partition JSON, ``{"topic": {"0": 23, "1": -2}}`` with integer values (-2
+    earliest, -1 latest; whether an offset exists is the broker's to say). ValueError when it is
+    not; each caller words it for its option."""
     try:
         parsed = json.loads(raw)
         if not isinstance(parsed, dict) or not all(isinstance(p, dict) for p in parsed.values()):
@@ -57,9 +58,7 @@ def parse_partition_json(raw: str) -> dict[str, dict[int, int]]:
     except (ValueError, TypeError):
         raise ValueError(raw) from None
     if any(
-        not isinstance(o, int) or isinstance(o, bool) or o < EARLIEST
-        for ps in result.values()
-        for o in ps.values()
+        not isinstance(o, int) or isinstance(o, bool) for ps in result.values() for o in ps.values()
     ):
         raise ValueError(raw)
     return result
