@@ -18,6 +18,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +92,8 @@ def normalized_units(model: LoadedModel) -> LoadedModel:
     return replace(model, spec=spec)
 
 
-def _medians(rows: list[dict[str, object]]) -> dict[str, float]:
-    return {c: float(np.nanmedian([float(r[c]) for r in rows])) for c in COLUMNS}  # type: ignore[arg-type]
+def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {c: float(np.nanmedian([r[c] for r in rows])) for c in COLUMNS}
 
 
 def main() -> None:
@@ -108,7 +109,7 @@ def main() -> None:
     window_normalized = WindowScorer(normalized_units(window_model), batch_size=4096)
     carry_normalized = CarryScorer(normalized_units(carry_model))
     bundled = {p.name for p in demo_series_files()}
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for name in json.loads(labels_file.read_text()):
         path = args.nab / name
         if name in TRAINING or not path.is_file():
@@ -139,6 +140,7 @@ def main() -> None:
         )
     groups = sorted({str(r["group"]) for r in rows})
     by_group = {g: _medians([r for r in rows if r["group"] == g]) for g in groups}
+    counts = {g: sum(r["group"] == g for r in rows) for g in groups}
     medians = _medians(rows)
     result = {
         "protocol": "window-level ROC AUC (model/evaluate.py window_auc) on every labelled NAB "
@@ -153,9 +155,7 @@ def main() -> None:
             "rolling_zscore": f"|x_t - mean| / std of the {length - 1} events before x_t",
         },
         "median": medians,
-        "groups": {
-            g: {"series": sum(r["group"] == g for r in rows), **m} for g, m in by_group.items()
-        },
+        "groups": {g: {"series": counts[g], **m} for g, m in by_group.items()},
         "series": rows,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -163,7 +163,7 @@ def main() -> None:
     print("| series group | series | " + " | ".join(HEADERS) + " |")
     print("|---|---:|" + "---:|" * len(HEADERS))
     for g in groups:
-        count = result["groups"][g]["series"]  # type: ignore[index]
+        count = counts[g]
         print(f"| {g} | {count} | " + " | ".join(f"{by_group[g][c]:.2f}" for c in COLUMNS) + " |")
     print(
         f"| **median of {len(rows)}** | | "

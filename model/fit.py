@@ -123,9 +123,13 @@ def _mse(
         return float(((predicted - torch.from_numpy(targets)) ** 2).mean())
 
 
+WindowData = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+CarryData = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def window_data(
     series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+) -> WindowData:
     """Training and validation forecasts: (inputs, input lengths, targets, std) each, inputs and
     targets normalised and clipped (one jump out of a flat window must not dominate the loss),
     std the one each window was normalised with."""
@@ -148,12 +152,12 @@ def window_data(
 
 
 def fit_window(
-    series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions, *, progress: bool
+    prepared: WindowData, spec: ModelSpec, options: TrainOptions, *, progress: bool
 ) -> tuple[SequenceModel, TrainReport]:
-    """One window forecaster from ``options.seed``: Adam on MSE in (clipped) normalised units."""
+    """One window forecaster from ``options.seed`` on ``window_data``'s forecasts: Adam on MSE
+    in (clipped) normalised units."""
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
-    prepared = window_data(series, spec, options)
     inputs, input_lengths, targets, _ = prepared["train"]
     report = TrainReport(len(inputs), len(prepared["validation"][0]))
     network = SequenceModel(spec.lstm, spec.head)
@@ -181,9 +185,7 @@ def fit_window(
     return network.eval(), report
 
 
-def carry_inputs(
-    series: Mapping[str, np.ndarray], spec: ModelSpec
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def carry_inputs(series: Mapping[str, np.ndarray], spec: ModelSpec) -> CarryData:
     """Every key's whole series normalised and clipped as ``CarryScorer`` feeds it to the LSTM
     (padded [keys, T, F] float32; also the training targets), the keys' lengths, and the std
     each step was normalised with ([keys or 1, T or 1, F])."""
@@ -209,13 +211,14 @@ def carry_cut(lengths: np.ndarray, options: TrainOptions) -> np.ndarray:
 
 
 def fit_carry(
-    series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions, *, progress: bool
+    inputs: CarryData, spec: ModelSpec, options: TrainOptions, *, progress: bool
 ) -> tuple[SequenceModel, TrainReport]:
-    """TBPTT over each key's series: f_t forecasts z_{t+1}; the last ``validation_fraction`` of
-    each key's steps are validation (read with the state the training part left)."""
+    """TBPTT over each key's series (``carry_inputs``): f_t forecasts z_{t+1}; the last
+    ``validation_fraction`` of each key's steps are validation (read with the state the training
+    part left)."""
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
-    z_all, lengths, std = carry_inputs(series, spec)
+    z_all, lengths, std = inputs
     cut = carry_cut(lengths, options)
     report = TrainReport(int((cut - 1).sum()), int((lengths - cut).sum()))
     if report.train_windows < 1:

@@ -39,7 +39,6 @@ from seqstream.model.spec import (
 )
 
 
-# Each kind's default epochs and learning rate (None in TrainOptions picks these).
 def with_error_spread(spec: ModelSpec, residuals: np.ndarray, std: np.ndarray) -> ModelSpec:
     """The spec with the forecast task's ``error_std``: the training residuals' spread per
     feature ([n, F] in normalised units, times the ``std`` each was normalised with when the
@@ -75,17 +74,30 @@ def train_forecaster(
     torch.set_num_threads(1)
     try:
         spec = _untrained_spec(series, features, options)
-        fit = fit_carry if options.carry else fit_window
-        members = [
-            fit(series, spec, replace(options, seed=options.seed + i), progress=progress)
-            for i in range(options.ensemble)
-        ]
+        seeds = [replace(options, seed=options.seed + i) for i in range(options.ensemble)]
+        # The data is prepared once: every member and the error spread read the same.
+        if options.carry:
+            carry_data = carry_inputs(series, spec)
+            members = [fit_carry(carry_data, spec, o, progress=progress) for o in seeds]
+        else:
+            windows = window_data(series, spec, options)
+            members = [fit_window(windows, spec, o, progress=progress) for o in seeds]
         if len(members) == 1:
             network = members[0][0]
         else:
             lstm, network = average_network([m for m, _ in members], spec.lstm, spec.head)
             spec = spec.model_copy(update={"lstm": lstm})
-        spec = _with_error_spread(network, series, spec, options)
+        if options.carry:
+            z, lengths, std = carry_data
+            residuals, _, residual_std = carry_residuals(
+                network, torch.from_numpy(z), lengths, carry_cut(lengths, options), std
+            )
+            spec = with_error_spread(spec, residuals, residual_std)
+        else:
+            inputs, input_lengths, targets, std = windows["train"]
+            with torch.inference_mode():
+                forecast = network(torch.from_numpy(inputs), torch.from_numpy(input_lengths))
+            spec = with_error_spread(spec, targets - forecast.numpy(), std)
     finally:
         torch.set_num_threads(threads)
     reports = [r for _, r in members]
@@ -137,22 +149,6 @@ def _untrained_spec(
         head=HeadSpec(output_size=len(features)),
         task=ForecastTask(error_std=[1.0] * len(features), error_units=options.error_units),
     )
-
-
-def _with_error_spread(
-    network: SequenceModel, series: Mapping[str, np.ndarray], spec: ModelSpec, options: TrainOptions
-) -> ModelSpec:
-    """``with_error_spread`` from the (final, possibly averaged) network's training residuals."""
-    if options.carry:
-        z, lengths, std = carry_inputs(series, spec)
-        residuals, _, residual_std = carry_residuals(
-            network, torch.from_numpy(z), lengths, carry_cut(lengths, options), std
-        )
-        return with_error_spread(spec, residuals, residual_std)
-    inputs, input_lengths, targets, std = window_data(series, spec, options)["train"]
-    with torch.inference_mode():
-        forecast = network(torch.from_numpy(inputs), torch.from_numpy(input_lengths)).numpy()
-    return with_error_spread(spec, targets - forecast, std)
 
 
 def train_and_save(
