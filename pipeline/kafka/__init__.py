@@ -29,6 +29,7 @@ from seqstream.pipeline.kafka.offsets import (
     EARLIEST,
     LATEST,
     PartitionRange,
+    TopicPartition,
     assign_json,
     offsets_json,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "RecordProducer",
     "TopicAdmin",
     "TopicInfo",
+    "TopicPartition",
     "assign_json",
     "kafka_format",
     "kafka_options",

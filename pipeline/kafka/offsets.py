@@ -10,13 +10,25 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyspark.sql.datasource import InputPartition
 
 EARLIEST, LATEST = -2, -1
 
-TopicPartitionKey = tuple[str, int]
-Offsets = dict[TopicPartitionKey, int]
+
+class TopicPartition(NamedTuple):
+    """One partition of a topic: the project's one name for it (a dict key, a plan entry, a
+    Spark offset JSON entry). Printed as Kafka prints it, ``topic-partition``."""
+
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+
+Offsets = dict[TopicPartition, int]
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,10 @@ class PartitionRange(InputPartition):
     def events(self) -> int:
         return self.end - self.start
 
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
 
 def to_json_offsets(offsets: Offsets) -> dict[str, dict[str, int]]:
     """Spark's offset JSON: {"topic": {"0": 23}}."""
@@ -43,7 +59,11 @@ def to_json_offsets(offsets: Offsets) -> dict[str, dict[str, int]]:
 
 
 def from_json_offsets(offsets: Mapping[str, Mapping[str, int]]) -> Offsets:
-    return {(topic, int(p)): int(o) for topic, parts in offsets.items() for p, o in parts.items()}
+    return {
+        TopicPartition(topic, int(p)): int(o)
+        for topic, parts in offsets.items()
+        for p, o in parts.items()
+    }
 
 
 def parse_partition_json(raw: str) -> dict[str, dict[int, int]]:

@@ -32,7 +32,7 @@ from seqstream.pipeline.kafka.offsets import (
     LATEST,
     Offsets,
     PartitionRange,
-    TopicPartitionKey,
+    TopicPartition,
     from_json_offsets,
     to_json_offsets,
 )
@@ -81,7 +81,7 @@ class _Planner:
             self._metadata_at = time.monotonic()
         return self._metadata
 
-    def partitions(self, *, fresh: bool = False) -> list[TopicPartitionKey]:
+    def partitions(self, *, fresh: bool = False) -> list[TopicPartition]:
         opts = self.options
         if opts.strategy == "assign":
             return sorted((t, p) for t, ps in opts.assigned.items() for p in ps)
@@ -92,14 +92,14 @@ class _Planner:
             topics = sorted(t for t in sizes if opts.matches(t))
         return [(t, p) for t in topics for p in range(sizes[t])]
 
-    def existing(self, keys: Sequence[TopicPartitionKey]) -> set[TopicPartitionKey]:
+    def existing(self, keys: Sequence[TopicPartition]) -> set[TopicPartition]:
         """Those of ``keys`` whose topic and partition exist on the cluster now."""
         sizes = self.topics(fresh=True)
         return {(t, p) for t, p in keys if p < sizes.get(t, 0)}
 
     def _per_topic(
         self,
-        keys: Sequence[TopicPartitionKey],
+        keys: Sequence[TopicPartition],
         lookup: Callable[[str, list[int]], Mapping[int, int]],
     ) -> Offsets:
         result: Offsets = {}
@@ -109,10 +109,10 @@ class _Planner:
             result.update({(topic, p): found[p] for p in partitions})
         return result
 
-    def earliest(self, keys: Sequence[TopicPartitionKey]) -> Offsets:
+    def earliest(self, keys: Sequence[TopicPartition]) -> Offsets:
         return self._per_topic(keys, self.admin.beginning_offsets)
 
-    def latest(self, keys: Sequence[TopicPartitionKey]) -> Offsets:
+    def latest(self, keys: Sequence[TopicPartition]) -> Offsets:
         return self._per_topic(keys, self.admin.end_offsets)
 
     def latest_everywhere(self) -> Offsets:
@@ -125,7 +125,7 @@ class _Planner:
                 raise
             return self.latest(self.partitions(fresh=True))
 
-    def resolve(self, spec: OffsetSpec, keys: Sequence[TopicPartitionKey], name: str) -> Offsets:
+    def resolve(self, spec: OffsetSpec, keys: Sequence[TopicPartition], name: str) -> Offsets:
         """Concrete offsets for ``spec`` (an OffsetSpec) on ``keys``. A start timestamp that no
         record in a partition reaches fails, unless startingOffsetsByTimestampStrategy=latest
         (then that partition starts at its end, where an end timestamp always does)."""
@@ -155,7 +155,7 @@ class _Planner:
                 )
         return found
 
-    def _resolve(self, spec: OffsetSpec, keys: Sequence[TopicPartitionKey], name: str) -> Offsets:
+    def _resolve(self, spec: OffsetSpec, keys: Sequence[TopicPartition], name: str) -> Offsets:
         if spec.kind == "earliest":
             return self.earliest(keys)
         if spec.kind == "latest":
@@ -186,7 +186,7 @@ class _Planner:
 
 
 def split_ranges(
-    ranges: Mapping[TopicPartitionKey, tuple[int, int]], min_partitions: int | None
+    ranges: Mapping[TopicPartition, tuple[int, int]], min_partitions: int | None
 ) -> list[PartitionRange]:
     """One Spark partition per non-empty range, big ranges cut so there are >= min_partitions
     (Spark's KafkaOffsetRangeCalculator: parts proportional to each range's share)."""
@@ -480,7 +480,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def prepareForTriggerAvailableNow(self) -> None:
         self._available_now = self._retrying("the latest offsets", self.planner.latest_everywhere)
 
-    def _starts(self, start: Offsets, keys: Sequence[TopicPartitionKey]) -> Offsets:
+    def _starts(self, start: Offsets, keys: Sequence[TopicPartition]) -> Offsets:
         """Known partitions continue; new ones (a topic grew) start at their earliest offset."""
         new = [k for k in keys if k not in start]
         return {**start, **(self.planner.earliest(new) if new else {})}
@@ -543,7 +543,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             planner.close()
 
 
-def rate_limit(begin: Offsets, backlog: Mapping[TopicPartitionKey, int], maximum: int) -> Offsets:
+def rate_limit(begin: Offsets, backlog: Mapping[TopicPartition, int], maximum: int) -> Offsets:
     """Ends that take at most ``maximum`` offsets in all, shared in proportion to each
     partition's backlog (the rounding remainder goes to the largest leftovers)."""
     total = sum(backlog.values())
