@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from seqstream.pipeline.kafka.admin import TopicAdmin
     from seqstream.pipeline.kafka.broker import EmbeddedBroker
-    from seqstream.pipeline.kafka.clients import open_producer
+    from seqstream.pipeline.kafka.producer import open_producer
     from seqstream.pipeline.sources.producer import produce_messages
     from seqstream.pipeline.spark import local_spark
 

@@ -32,7 +32,7 @@ from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_format
 from seqstream.pipeline.records.rows import SCORED_SCHEMA
 from seqstream.pipeline.scoring.model_versions import ModelVersions, check_artifact
-from seqstream.pipeline.scoring.step import scorer_for
+from seqstream.pipeline.scoring.worker import scorer_for
 from seqstream.pipeline.sinks.outputs import BatchWriter
 from seqstream.pipeline.spark import local_spark
 

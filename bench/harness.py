@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def settings_for(
 def streaming(
     spark: Any, settings: Settings, bootstrap: str, events: int, feed: Any = None
 ) -> tuple[list, list]:
-    from seqstream.pipeline.stream.query import build_query, run_until_accounted
+    from seqstream.pipeline.stream import build_query, run_until_accounted
 
     query, metrics = build_query(spark, settings, bootstrap)
     if feed is not None:
@@ -131,7 +132,7 @@ def streaming(
 def fixed_cost(spark: Any, settings: Settings, bootstrap: str, topic: str, messages: list) -> dict:
     """Micro-batches of 1-10 events (a trickle of 4 events/s, trigger "0 seconds"): what a batch
     costs beyond its events, the floor under latency."""
-    from seqstream.pipeline.kafka.clients import open_producer
+    from seqstream.pipeline.kafka.producer import open_producer
     from seqstream.pipeline.sources.producer import produce_messages
 
     producer = open_producer(bootstrap)
@@ -169,7 +170,7 @@ def spark_floor(spark: Any, work: Path, seconds: float, *, stateful: bool) -> fl
     seqstream job can be faster per micro-batch on this machine."""
     from pyspark.sql import functions as F
 
-    from seqstream.pipeline.stream.query import state_store_conf
+    from seqstream.pipeline.stream import state_store_conf
 
     name = "floor-stateful" if stateful else "floor-stateless"
     for key, value in {
@@ -255,7 +256,7 @@ def plain_loop(
     import pandas as pd
     from confluent_kafka import Consumer, TopicPartition
 
-    from seqstream.pipeline.state.window_step import window_rows
+    from seqstream.pipeline.scoring.step import window_rows
 
     loaded = load_artifact(model_dir)
     scorer = WindowScorer(loaded, batch_size=1024, num_threads=os.cpu_count() or 1)
@@ -282,7 +283,7 @@ def plain_loop(
         )
         for _, part in rows.groupby("partition"):
             made = window_rows(part, contexts.get, length, schema, 65_536)
-            contexts.update(made.contexts)
+            contexts.update(made.states)
             lengths = made.rows["window_length"].to_numpy()
             ready = (lengths >= min_length) & made.rows["reason"].isna().to_numpy()
             scorer.score(made.windows[ready], lengths[ready])
@@ -439,13 +440,17 @@ def breakdown(spark: Any, settings: Settings, bootstrap: str, ranges: list) -> d
     """Seconds each step adds, as cumulative batch queries over the same offsets (warm)."""
     from pyspark.sql import functions as F
 
-    from seqstream.pipeline.backfill.run import Backfill, empty_state
+    from seqstream.pipeline.backfill.chunks import Backfill
+    from seqstream.pipeline.scoring.model_versions import check_model
+    from seqstream.pipeline.scoring.step import scoring_step
     from seqstream.pipeline.sinks.outputs import BatchWriter
 
-    job = Backfill(spark, settings, bootstrap)
+    ref, spec = check_model(settings)
+    step = scoring_step(spec, ref, settings.events, settings.stream.max_event_bytes)
+    job = Backfill(spark, settings, bootstrap, step, run_id="breakdown")
     raw = job.read_kafka(ranges)
     scored = (
-        job.windows(ranges, {}, empty_state()).where(~F.col("is_state")).drop("is_state")
+        job.scores(ranges, {}, {}).where(~F.col("is_state")).drop("is_state", "state")
     )  # parsed, windowed, scored
 
     for frame in (raw, scored):  # warm-up: Python workers, model, code generation
@@ -546,7 +551,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.harness",
         description=__doc__,
@@ -590,21 +595,50 @@ def main(argv: list[str] | None = None) -> int:
         "--naive-sample", type=int, default=3_000, help="windows the naive UDF scores"
     )
     parser.add_argument("--out", default=None, help="default bench/results/harness_<device>.json")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    from seqstream.pipeline.backfill.plan import Request, resolve_ranges
-    from seqstream.pipeline.backfill.run import run_backfill
-    from seqstream.pipeline.kafka.admin import TopicAdmin
-    from seqstream.pipeline.kafka.clients import open_producer
-    from seqstream.pipeline.sources.producer import produce_messages
-    from seqstream.pipeline.spark import local_spark
 
-    w = Workload(keys=args.keys, events_per_key=args.events_per_key)
-    loaded = workload_model(w)
-    features = loaded.spec.features
-    schema = EventSchema(features=features)
-    messages = workload_messages(w, schema)
-    series = workload_series(w)
+@dataclass
+class Bench:
+    """What the measured sections share: the flags, the workload and its two models, and, once
+    ``set_up`` has run, the saved models, the broker, the topic, the producer and Spark."""
+
+    args: argparse.Namespace
+    w: Workload
+    loaded: Any
+    carry_loaded: Any
+    schema: EventSchema
+    messages: list[Message]
+    work: Path
+    bootstrap: str = ""
+    admin: Any = None
+    topic: str = ""
+    producer: Any = None
+    spark: Any = None
+
+    @property
+    def features(self) -> list[str]:
+        return self.loaded.spec.features
+
+    @property
+    def model_dir(self) -> Path:
+        return self.work / "model"
+
+    @property
+    def carry_dir(self) -> Path:
+        return self.work / "carry-model"
+
+    @property
+    def stream_section(self) -> dict[str, Any]:
+        return {"device": self.args.device, "model_batch_size": 1024}
+
+
+# --- 1. the model alone ------------------------------------------------------------------------
+
+
+def model_alone(args: argparse.Namespace, w: Workload, loaded: Any, series: Any) -> dict[str, Any]:
+    """The window model on every scoreable window and the carry model of the same network (in
+    calls of a micro-batch's events), at each model batch size, on all the cores."""
     windows, lengths = scoreable_windows(series, w.window, loaded.spec.window_spec.min_length)
     threads = os.cpu_count() or 1
     model = {
@@ -628,207 +662,291 @@ def main(argv: list[str] | None = None) -> int:
     }
     carry_best = max(carry_model.values())
     torch.set_num_threads(threads)
+    return {
+        "scoreable_windows": len(windows),
+        "threads": threads,
+        "model": model,
+        "best": best,
+        "carry_loaded": carry_loaded,
+        "carry_model": carry_model,
+        "carry_best": carry_best,
+    }
 
-    work = Path(tempfile.mkdtemp(prefix="seqstream-bench-"))
-    result: dict[str, Any] = {}
-    with ExitStack() as stack:
-        stack.callback(shutil.rmtree, work, ignore_errors=True)
-        model_dir = work / "model"
-        save_artifact(loaded.network, loaded.spec, model_dir)
-        carry_dir = work / "carry-model"
-        save_artifact(carry_loaded.network, carry_loaded.spec, carry_dir)
-        bootstrap, admin = bench_broker(stack)
-        topic = f"bench-{int(time.time())}"
-        admin.create_topic(topic, args.partitions)
-        producer = open_producer(bootstrap)
-        produce_messages(messages, producer, topic)
-        spark = local_spark("seqstream-bench")
-        stream_section = {"device": args.device, "model_batch_size": 1024}
 
-        # 2. streaming, sustained: small micro-batches first (over part of the topic), then the
-        # headline over all of it (its first batch, with the JVM's start-up, is left out); the
-        # window and carry models, and a trickle for the fixed cost of a micro-batch; with each
-        # Spark Kafka connector, on the same topic.
-        def drain(
-            cap: int, events: int, name: str, connector: str, model: Path = model_dir
-        ) -> tuple[list, list]:
-            settings = settings_for(
-                bootstrap,
-                topic,
-                model,
-                features,
-                work / name,
-                connector,
+def set_up(stack: ExitStack, b: Bench) -> None:
+    """The two models saved, the broker started, the workload produced into a new topic, Spark."""
+    from seqstream.pipeline.kafka.producer import open_producer
+    from seqstream.pipeline.sources.producer import produce_messages
+    from seqstream.pipeline.spark import local_spark
+
+    save_artifact(b.loaded.network, b.loaded.spec, b.model_dir)
+    save_artifact(b.carry_loaded.network, b.carry_loaded.spec, b.carry_dir)
+    b.bootstrap, b.admin = bench_broker(stack)
+    b.topic = f"bench-{int(time.time())}"
+    b.admin.create_topic(b.topic, b.args.partitions)
+    b.producer = open_producer(b.bootstrap)
+    produce_messages(b.messages, b.producer, b.topic)
+    b.spark = local_spark("seqstream-bench")
+
+
+# --- 2. streaming, the run ---------------------------------------------------------------------
+# Sustained: small micro-batches first (over part of the topic), then the headline over all of
+# it (its first batch, with the JVM's start-up, is left out); the window and carry models, and a
+# trickle for the fixed cost of a micro-batch; with each Spark Kafka connector, on the same topic.
+
+
+def drain(
+    b: Bench, cap: int, events: int, name: str, connector: str, model: Path
+) -> tuple[list, list]:
+    settings = settings_for(
+        b.bootstrap,
+        b.topic,
+        model,
+        b.features,
+        b.work / name,
+        connector,
+        stream={
+            **b.stream_section,
+            "max_offsets_per_trigger": cap,
+            "trigger_interval": "0 seconds",
+        },
+    )
+    return streaming(b.spark, settings, b.bootstrap, events)
+
+
+def trickle(b: Bench, name: str, connector: str = "auto", **stream: Any) -> dict:
+    b.admin.create_topic(f"{b.topic}-{name}", b.args.partitions)
+    settings = settings_for(
+        b.bootstrap,
+        f"{b.topic}-{name}",
+        b.model_dir,
+        b.features,
+        b.work / name,
+        connector,
+        stream={**b.stream_section, "trigger_interval": "0 seconds", **stream},
+    )
+    trickled = b.messages[: int(4 * b.args.trickle_seconds)]
+    return fixed_cost(b.spark, settings, b.bootstrap, f"{b.topic}-{name}", trickled)
+
+
+def stream_figures(b: Bench, connector: str) -> dict[str, Any]:
+    small_cap, cap, events = b.args.max_per_trigger // 4, b.args.max_per_trigger, len(b.messages)
+    small = drain(
+        b, small_cap, min(events, 6 * small_cap), f"small-{connector}", connector, b.model_dir
+    )
+    progress, history = drain(b, cap, events, f"drain-{connector}", connector, b.model_dir)
+    carry_progress, carry_history = drain(
+        b, cap, events, f"carry-{connector}", connector, b.carry_dir
+    )
+    rate, phases = sustained(progress)
+    carry_rate, carry_phases = sustained(carry_progress)
+    return {
+        "small_rate": sustained(small[0])[0],
+        "rate": rate,
+        "phases": phases,
+        "calls": state_calls_per_batch(progress),
+        "scoring_share": model_share(history),
+        "carry_rate": carry_rate,
+        "carry_phases": carry_phases,
+        "carry_scoring_share": model_share(carry_history),
+        "trickle": trickle(b, f"trickle-{connector}", connector),
+    }
+
+
+def streaming_section(b: Bench) -> dict[str, Any]:
+    """Each connector's figures, the plain loop, and (2a.) the fixed cost of a micro-batch with
+    the low-latency setting (as many state partitions as cores) beside Spark's own floor for
+    the job's shape."""
+    args = b.args
+    by_connector = {c: stream_figures(b, c) for c in args.connectors}
+    plain_rate = plain_loop(
+        b.bootstrap, b.topic, args.partitions, b.model_dir, b.schema, len(b.messages)
+    )
+    trickle_lean = trickle(b, "trickle-lean", state_partitions=args.latency_state_partitions)
+    floors = {
+        kind: spark_floor(b.spark, b.work, args.trickle_seconds, stateful=kind == "stateful")
+        for kind in ("stateless", "stateful")
+    }
+    return {
+        "by_connector": by_connector,
+        "plain_rate": plain_rate,
+        "trickle_lean": trickle_lean,
+        "floors": floors,
+    }
+
+
+def latency_section(b: Bench, rate: float) -> dict[str, Any]:
+    """2b. latency at 50 % and 90 % of the sustained rate (none with --skip-latency)."""
+    args = b.args
+    latency: dict[str, Any] = {}
+    if not args.skip_latency:
+        for share in (0.5, 0.9):
+            lat_topic = f"{b.topic}-lat{int(share * 100)}"
+            b.admin.create_topic(lat_topic, args.partitions)
+            count = int(rate * share * args.latency_seconds)
+            live = workload_messages(
+                Workload(keys=args.keys, events_per_key=max(count // args.keys, 2), seed=2),
+                b.schema,
+            )
+            out = b.work / f"lat{int(share * 100)}"
+            lat_settings = settings_for(
+                b.bootstrap,
+                lat_topic,
+                b.model_dir,
+                b.features,
+                out,
                 stream={
-                    **stream_section,
-                    "max_offsets_per_trigger": cap,
-                    "trigger_interval": "0 seconds",
+                    **b.stream_section,
+                    "trigger_interval": args.latency_trigger,
+                    "state_partitions": args.latency_state_partitions,
                 },
             )
-            return streaming(spark, settings, bootstrap, events)
-
-        def trickle(name: str, connector: str = "auto", **stream: Any) -> dict:
-            admin.create_topic(f"{topic}-{name}", args.partitions)
-            settings = settings_for(
-                bootstrap,
-                f"{topic}-{name}",
-                model_dir,
-                features,
-                work / name,
-                connector,
-                stream={**stream_section, "trigger_interval": "0 seconds", **stream},
+            started: list[float] = []
+            feed = partial(
+                warm_then_feed, live, b.producer, lat_topic, rate * share, out / "cp", started
             )
-            trickled = messages[: int(4 * args.trickle_seconds)]
-            return fixed_cost(spark, settings, bootstrap, f"{topic}-{name}", trickled)
-
-        small_cap = args.max_per_trigger // 4
-
-        def stream_figures(connector: str) -> dict[str, Any]:
-            small = drain(
-                small_cap, min(len(messages), 6 * small_cap), f"small-{connector}", connector
-            )
-            progress, history = drain(
-                args.max_per_trigger, len(messages), f"drain-{connector}", connector
-            )
-            carry_progress, carry_history = drain(
-                args.max_per_trigger, len(messages), f"carry-{connector}", connector, carry_dir
-            )
-            rate, phases = sustained(progress)
-            carry_rate, carry_phases = sustained(carry_progress)
-            return {
-                "small_rate": sustained(small[0])[0],
-                "rate": rate,
-                "phases": phases,
-                "calls": state_calls_per_batch(progress),
-                "scoring_share": model_share(history),
-                "carry_rate": carry_rate,
-                "carry_phases": carry_phases,
-                "carry_scoring_share": model_share(carry_history),
-                "trickle": trickle(f"trickle-{connector}", connector),
+            streaming(b.spark, lat_settings, b.bootstrap, len(live), feed=feed)
+            millis = readable_latency_ms(out, since_ms=started[0])
+            latency[f"{int(share * 100)}%"] = {
+                "rate_per_s": rate * share,
+                "p50_ms": float(np.percentile(millis, 50)),
+                "p99_ms": float(np.percentile(millis, 99)),
+                "scored": len(millis),
             }
+    return latency
 
-        by_connector = {c: stream_figures(c) for c in args.connectors}
-        main_figures = by_connector[args.connectors[0]]
-        small_rate, rate, phases = (main_figures[k] for k in ("small_rate", "rate", "phases"))
-        calls, scoring_share = main_figures["calls"], main_figures["scoring_share"]
-        carry_rate, carry_phases = main_figures["carry_rate"], main_figures["carry_phases"]
-        carry_scoring_share = main_figures["carry_scoring_share"]
-        trickle_default = main_figures["trickle"]
-        plain_rate = plain_loop(bootstrap, topic, args.partitions, model_dir, schema, len(messages))
 
-        # 2a. the fixed cost of a micro-batch with the low-latency setting (as many state
-        # partitions as cores), and Spark's own floor for the job's shape
-        trickle_lean = trickle("trickle-lean", state_partitions=args.latency_state_partitions)
-        floors = {
-            kind: spark_floor(spark, work, args.trickle_seconds, stateful=kind == "stateful")
-            for kind in ("stateless", "stateful")
-        }
+# --- 3. backfill, the run ----------------------------------------------------------------------
+# Over the same offsets, twice: the first run starts this step's Python workers (torch imported,
+# model loaded), the second is measured warm, as the model and the peers are.
 
-        # 2b. latency at 50 % and 90 % of the sustained rate
-        latency = {}
-        if not args.skip_latency:
-            for share in (0.5, 0.9):
-                lat_topic = f"{topic}-lat{int(share * 100)}"
-                admin.create_topic(lat_topic, args.partitions)
-                count = int(rate * share * args.latency_seconds)
-                live = workload_messages(
-                    Workload(keys=args.keys, events_per_key=max(count // args.keys, 2), seed=2),
-                    schema,
-                )
-                out = work / f"lat{int(share * 100)}"
-                lat_settings = settings_for(
-                    bootstrap,
-                    lat_topic,
-                    model_dir,
-                    features,
-                    out,
-                    stream={
-                        **stream_section,
-                        "trigger_interval": args.latency_trigger,
-                        "state_partitions": args.latency_state_partitions,
-                    },
-                )
-                started: list[float] = []
-                feed = partial(
-                    warm_then_feed, live, producer, lat_topic, rate * share, out / "cp", started
-                )
-                streaming(spark, lat_settings, bootstrap, len(live), feed=feed)
-                millis = readable_latency_ms(out, since_ms=started[0])
-                latency[f"{int(share * 100)}%"] = {
-                    "rate_per_s": rate * share,
-                    "p50_ms": float(np.percentile(millis, 50)),
-                    "p99_ms": float(np.percentile(millis, 99)),
-                    "scored": len(millis),
-                }
-        producer.close()
 
-        # 3. backfill over the same offsets, twice: the first run starts this step's Python workers
-        # (torch imported, model loaded), the second is measured warm, as the model and the peers are
-        def backfill(name: str, model: Path = model_dir) -> tuple[Settings, float]:
-            settings = settings_for(
-                bootstrap,
-                topic,
-                model,
-                features,
-                work / name,
-                stream=stream_section,
-                backfill={
-                    "parquet_path": str(work / name / "backfill"),
-                    "progress_dir": str(work / name / "progress"),
-                },
-            )
-            started = time.perf_counter()
-            counts = run_backfill(spark, settings, bootstrap, Request([topic]))
-            return settings, sum(c.events_in for c in counts) / (time.perf_counter() - started)
+def backfill(b: Bench, name: str, model: Path) -> tuple[Settings, float]:
+    from seqstream.pipeline.backfill.plan import Request
+    from seqstream.pipeline.backfill.run import run_backfill
 
-        first_backfill_rate = backfill("bf-first")[1]
-        bf_settings, backfill_rate = backfill("bf")
-        first_carry_backfill_rate = backfill("carry-bf-first", carry_dir)[1]
-        carry_bf_settings, carry_backfill_rate = backfill("carry-bf", carry_dir)
+    settings = settings_for(
+        b.bootstrap,
+        b.topic,
+        model,
+        b.features,
+        b.work / name,
+        stream=b.stream_section,
+        backfill={
+            "parquet_path": str(b.work / name / "backfill"),
+            "progress_dir": str(b.work / name / "progress"),
+        },
+    )
+    started = time.perf_counter()
+    counts = run_backfill(b.spark, settings, b.bootstrap, Request([b.topic]))
+    return settings, sum(c.events_in for c in counts) / (time.perf_counter() - started)
 
-        # 4. peers
-        peers = peer_windows(
-            spark, bootstrap, topic, features, w.window, loaded.spec.window.min_length
-        )
-        from pyspark.ml.functions import predict_batch_udf
-        from pyspark.sql import functions as F
-        from pyspark.sql.types import DoubleType
 
-        predict = predict_batch_udf(
-            make_predict_fn(str(model_dir), 1024, args.device),
-            return_type=DoubleType(),
-            batch_size=1024,
-            input_tensor_shapes=[[w.window, w.features], None],
-        )
-        timed_count(peers.select(predict("window", "n").alias("score")))  # warm-up
-        n_peer, peer_s = timed_count(
-            peers.select("partition", "offset", predict("window", "n").alias("score"))
-        )
-        peer_scores = peers.select(
-            "partition", "offset", predict("window", "n").alias("score")
-        ).toPandas()
-        ours = pq.read_table(
-            work / "bf" / "backfill", columns=["partition", "offset", "score"]
-        ).to_pandas()
-        joined = ours.merge(peer_scores, on=["partition", "offset"], suffixes=("", "_peer"))
-        naive = F.udf(partial(naive_score, model_dir=str(model_dir)), DoubleType())
-        sample = (
-            peers.where(F.col("partition") == 0).orderBy("offset").limit(args.naive_sample).cache()
-        )
-        sample.count()
-        n_naive, naive_s = timed_count(sample.select(naive("window", "n").alias("score")))
+def backfill_section(b: Bench) -> dict[str, Any]:
+    first_backfill_rate = backfill(b, "bf-first", b.model_dir)[1]
+    bf_settings, backfill_rate = backfill(b, "bf", b.model_dir)
+    first_carry_backfill_rate = backfill(b, "carry-bf-first", b.carry_dir)[1]
+    carry_bf_settings, carry_backfill_rate = backfill(b, "carry-bf", b.carry_dir)
+    return {
+        "first_rate": first_backfill_rate,
+        "settings": bf_settings,
+        "rate": backfill_rate,
+        "carry_first_rate": first_carry_backfill_rate,
+        "carry_settings": carry_bf_settings,
+        "carry_rate": carry_backfill_rate,
+    }
 
-        # 5. breakdown
-        with TopicAdmin(bootstrap) as a:
-            ranges = resolve_ranges(a, [topic])
-        steps = breakdown(spark, bf_settings, bootstrap, ranges)
-        carry_steps = breakdown(spark, carry_bf_settings, bootstrap, ranges)
-        spark.stop()
 
-    result = {
+# --- 4. peers, the run -------------------------------------------------------------------------
+
+
+def peers_section(b: Bench) -> dict[str, Any]:
+    """predict_batch_udf over the peer's windows (timed warm, its scores joined to the
+    backfill's), and the naive UDF on a sample."""
+    w, model_dir = b.w, b.model_dir
+    peers = peer_windows(
+        b.spark, b.bootstrap, b.topic, b.features, w.window, b.loaded.spec.window.min_length
+    )
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType
+
+    predict = predict_batch_udf(
+        make_predict_fn(str(model_dir), 1024, b.args.device),
+        return_type=DoubleType(),
+        batch_size=1024,
+        input_tensor_shapes=[[w.window, w.features], None],
+    )
+    timed_count(peers.select(predict("window", "n").alias("score")))  # warm-up
+    n_peer, peer_s = timed_count(
+        peers.select("partition", "offset", predict("window", "n").alias("score"))
+    )
+    peer_scores = peers.select(
+        "partition", "offset", predict("window", "n").alias("score")
+    ).toPandas()
+    ours = pq.read_table(
+        b.work / "bf" / "backfill", columns=["partition", "offset", "score"]
+    ).to_pandas()
+    joined = ours.merge(peer_scores, on=["partition", "offset"], suffixes=("", "_peer"))
+    naive = F.udf(partial(naive_score, model_dir=str(model_dir)), DoubleType())
+    sample = (
+        peers.where(F.col("partition") == 0).orderBy("offset").limit(b.args.naive_sample).cache()
+    )
+    sample.count()
+    n_naive, naive_s = timed_count(sample.select(naive("window", "n").alias("score")))
+    return {
+        "n_peer": n_peer,
+        "peer_s": peer_s,
+        "joined": joined,
+        "n_naive": n_naive,
+        "naive_s": naive_s,
+    }
+
+
+# --- 5. breakdown, the run ---------------------------------------------------------------------
+
+
+def breakdown_section(b: Bench, backfills: dict[str, Any]) -> dict[str, Any]:
+    from seqstream.pipeline.backfill.plan import resolve_ranges
+    from seqstream.pipeline.kafka.admin import TopicAdmin
+
+    with TopicAdmin(b.bootstrap) as a:
+        ranges = resolve_ranges(a, [b.topic])
+    steps = breakdown(b.spark, backfills["settings"], b.bootstrap, ranges)
+    carry_steps = breakdown(b.spark, backfills["carry_settings"], b.bootstrap, ranges)
+    return {"steps": steps, "carry_steps": carry_steps}
+
+
+def measure(b: Bench) -> dict[str, Any]:
+    """Sections 2 to 5, in order, on the topic ``set_up`` filled; Spark stopped after."""
+    streamed = streaming_section(b)
+    main_figures = streamed["by_connector"][b.args.connectors[0]]
+    latency = latency_section(b, main_figures["rate"])
+    b.producer.close()
+    backfills = backfill_section(b)
+    peers = peers_section(b)
+    steps = breakdown_section(b, backfills)
+    b.spark.stop()
+    return {
+        **streamed,
+        "main": main_figures,
+        "latency": latency,
+        "backfills": backfills,
+        "peers": peers,
+        **steps,
+    }
+
+
+# --- the results -------------------------------------------------------------------------------
+
+
+def result_head(args: argparse.Namespace, b: Bench, alone: dict[str, Any]) -> dict[str, Any]:
+    """The run's setting: workload, machine, versions; and the model alone."""
+    w = b.w
+    return {
         "benchmark": "harness",
         "device": args.device,
-        "events": len(messages),
+        "events": len(b.messages),
         "partitions": args.partitions,
         "workload": {
             "keys": w.keys,
@@ -837,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
             "window": w.window,
             "hidden": w.hidden,
             "layers": w.layers,
-            "scoreable_windows": len(windows),
+            "scoreable_windows": alone["scoreable_windows"],
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -848,36 +966,54 @@ def main(argv: list[str] | None = None) -> int:
         },
         "versions": {"pyspark": pyspark.__version__, "torch": torch.__version__},
         "model_alone": {
-            "threads": threads,
-            "windows_per_s_by_batch": model,
-            "best_windows_per_s": best,
+            "threads": alone["threads"],
+            "windows_per_s_by_batch": alone["model"],
+            "best_windows_per_s": alone["best"],
         },
-        "streaming": {
-            "events_per_s": rate,
-            "over_model": rate / best,
-            "max_offsets_per_trigger": args.max_per_trigger,
-            "small_batches": {
-                "max_offsets_per_trigger": small_cap,
-                "events_per_s": small_rate,
-                "over_model": small_rate / best,
-            },
-            "micro_batch_phases_s": phases,
-            "fixed_cost_s": trickle_default["median_s"],
-            "fixed_cost": trickle_default,
-            "fixed_cost_low_latency_s": trickle_lean["median_s"],
-            "fixed_cost_low_latency": {
-                **trickle_lean,
-                "state_partitions": args.latency_state_partitions,
-            },
-            "spark_floor_s": floors,
-            "fixed_cost_over_spark_floor": trickle_default["median_s"] / floors["stateful"],
-            "connector": args.connectors[0],
-            "by_connector": connector_table(by_connector, best, carry_best),
-            "state_calls_per_batch": calls,
-            "over_plain_loop": rate / plain_rate,
-            "model_share_of_batch_time": scoring_share,
-            "latency": latency,
+    }
+
+
+def streaming_result(
+    args: argparse.Namespace, alone: dict[str, Any], m: dict[str, Any]
+) -> dict[str, Any]:
+    best, carry_best, f = alone["best"], alone["carry_best"], m["main"]
+    rate, small_rate, trickle_default = f["rate"], f["small_rate"], f["trickle"]
+    trickle_lean, floors = m["trickle_lean"], m["floors"]
+    return {
+        "events_per_s": rate,
+        "over_model": rate / best,
+        "max_offsets_per_trigger": args.max_per_trigger,
+        "small_batches": {
+            "max_offsets_per_trigger": args.max_per_trigger // 4,
+            "events_per_s": small_rate,
+            "over_model": small_rate / best,
         },
+        "micro_batch_phases_s": f["phases"],
+        "fixed_cost_s": trickle_default["median_s"],
+        "fixed_cost": trickle_default,
+        "fixed_cost_low_latency_s": trickle_lean["median_s"],
+        "fixed_cost_low_latency": {
+            **trickle_lean,
+            "state_partitions": args.latency_state_partitions,
+        },
+        "spark_floor_s": floors,
+        "fixed_cost_over_spark_floor": trickle_default["median_s"] / floors["stateful"],
+        "connector": args.connectors[0],
+        "by_connector": connector_table(m["by_connector"], best, carry_best),
+        "state_calls_per_batch": f["calls"],
+        "over_plain_loop": rate / m["plain_rate"],
+        "model_share_of_batch_time": f["scoring_share"],
+        "latency": m["latency"],
+    }
+
+
+def backfill_and_peers_result(alone: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
+    best, rate, bf, p = alone["best"], m["main"]["rate"], m["backfills"], m["peers"]
+    backfill_rate, first_backfill_rate, plain_rate = bf["rate"], bf["first_rate"], m["plain_rate"]
+    n_peer, peer_s, n_naive, naive_s, joined = (
+        p[k] for k in ("n_peer", "peer_s", "n_naive", "naive_s", "joined")
+    )
+    return {
         "backfill": {
             "events_per_s": backfill_rate,
             "over_model": backfill_rate / best,
@@ -899,40 +1035,72 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "predict_batch_udf_windows_compared": len(joined),
         },
-        "breakdown_s": steps,
-        "largest_step": max((k for k in steps if "(in " not in k), key=steps.get),
-        "carry": {
-            "model": "the same network, features and task; each key's (h, c) carried",
-            "model_alone_events_per_s_by_batch": carry_model,
-            "model_alone_events_per_s": carry_best,
-            "model_alone_over_window_model_alone": carry_best / best,
-            "streaming_events_per_s": carry_rate,
-            "streaming_over_window_streaming": carry_rate / rate,
-            "streaming_over_carry_model_alone": carry_rate / carry_best,
-            "micro_batch_phases_s": carry_phases,
-            "model_share_of_batch_time": carry_scoring_share,
-            "backfill_events_per_s": carry_backfill_rate,
-            "backfill_over_window_backfill": carry_backfill_rate / backfill_rate,
-            "backfill_first_run_events_per_s": first_carry_backfill_rate,
-            "breakdown_s": carry_steps,
-            "state_bytes_per_key": state_bytes_per_key(loaded, carry_loaded, w.keys),
-        },
     }
+
+
+def carry_result(b: Bench, alone: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
+    best, carry_best, f, bf = alone["best"], alone["carry_best"], m["main"], m["backfills"]
+    carry_rate, carry_backfill_rate = f["carry_rate"], bf["carry_rate"]
+    return {
+        "model": "the same network, features and task; each key's (h, c) carried",
+        "model_alone_events_per_s_by_batch": alone["carry_model"],
+        "model_alone_events_per_s": carry_best,
+        "model_alone_over_window_model_alone": carry_best / best,
+        "streaming_events_per_s": carry_rate,
+        "streaming_over_window_streaming": carry_rate / f["rate"],
+        "streaming_over_carry_model_alone": carry_rate / carry_best,
+        "micro_batch_phases_s": f["carry_phases"],
+        "model_share_of_batch_time": f["carry_scoring_share"],
+        "backfill_events_per_s": carry_backfill_rate,
+        "backfill_over_window_backfill": carry_backfill_rate / bf["rate"],
+        "backfill_first_run_events_per_s": bf["carry_first_rate"],
+        "breakdown_s": m["carry_steps"],
+        "state_bytes_per_key": state_bytes_per_key(b.loaded, b.carry_loaded, b.w.keys),
+    }
+
+
+def write_results(args: argparse.Namespace, result: dict[str, Any]) -> None:
     out = Path(args.out or f"bench/results/harness_{args.device.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     chart(result, out.with_suffix(".png"))
     print(summary_table(result))
     print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    w = Workload(keys=args.keys, events_per_key=args.events_per_key)
+    loaded = workload_model(w)
+    schema = EventSchema(features=loaded.spec.features)
+    messages = workload_messages(w, schema)
+    alone = model_alone(args, w, loaded, workload_series(w))
+    work = Path(tempfile.mkdtemp(prefix="seqstream-bench-"))
+    b = Bench(args, w, loaded, alone["carry_loaded"], schema, messages, work)
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        set_up(stack, b)
+        m = measure(b)
+    steps = m["steps"]
+    result = {
+        **result_head(args, b, alone),
+        "streaming": streaming_result(args, alone, m),
+        **backfill_and_peers_result(alone, m),
+        "breakdown_s": steps,
+        "largest_step": max((k for k in steps if "(in " not in k), key=steps.get),
+        "carry": carry_result(b, alone, m),
+    }
+    write_results(args, result)
     return 0
 
 
-def summary_table(r: dict[str, Any]) -> str:
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table's rows for the window model: the model, streaming, backfill, peers, latency."""
     lat = r["streaming"]["latency"].get("90%", {})
     lat50 = r["streaming"]["latency"].get("50%", {})
     small = r["streaming"]["small_batches"]
     first = r["backfill"]["first_run"]
-    rows = [
+    return [
         ("model alone, best batch", f"{r['model_alone']['best_windows_per_s']:,.0f} windows/s"),
         (
             f"streaming, sustained ({r['streaming']['max_offsets_per_trigger']:,}-event micro-batches)",
@@ -985,34 +1153,43 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{sum(v for k, v in r['breakdown_s'].items() if '(in ' not in k):.1f} s",
         ),
     ]
+
+
+def carry_rows(carry: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table's rows for the carry model, beside the window model."""
+    return [
+        (
+            "**carry model alone (/ window model alone)**",
+            f"**{carry['model_alone_events_per_s']:,.0f} events/s "
+            f"({carry['model_alone_over_window_model_alone']:.1f})**",
+        ),
+        (
+            "**carry streaming (/ window streaming), same micro-batches**",
+            f"**{carry['streaming_events_per_s']:,.0f} events/s "
+            f"({carry['streaming_over_window_streaming']:.1f})**",
+        ),
+        (
+            "carry streaming: model's share of batch time",
+            f"{carry['model_share_of_batch_time']:.0%}",
+        ),
+        (
+            "carry backfill (/ window backfill)",
+            f"{carry['backfill_events_per_s']:,.0f} events/s "
+            f"({carry['backfill_over_window_backfill']:.1f})",
+        ),
+        (
+            "state per key, stored: window / carry",
+            f"{carry['state_bytes_per_key']['window_stored']:,.0f} / "
+            f"{carry['state_bytes_per_key']['carry_stored']:,.0f} bytes",
+        ),
+    ]
+
+
+def summary_table(r: dict[str, Any]) -> str:
+    rows = summary_rows(r)
     carry = r.get("carry")
     if carry:
-        rows += [
-            (
-                "**carry model alone (/ window model alone)**",
-                f"**{carry['model_alone_events_per_s']:,.0f} events/s "
-                f"({carry['model_alone_over_window_model_alone']:.1f})**",
-            ),
-            (
-                "**carry streaming (/ window streaming), same micro-batches**",
-                f"**{carry['streaming_events_per_s']:,.0f} events/s "
-                f"({carry['streaming_over_window_streaming']:.1f})**",
-            ),
-            (
-                "carry streaming: model's share of batch time",
-                f"{carry['model_share_of_batch_time']:.0%}",
-            ),
-            (
-                "carry backfill (/ window backfill)",
-                f"{carry['backfill_events_per_s']:,.0f} events/s "
-                f"({carry['backfill_over_window_backfill']:.1f})",
-            ),
-            (
-                "state per key, stored: window / carry",
-                f"{carry['state_bytes_per_key']['window_stored']:,.0f} / "
-                f"{carry['state_bytes_per_key']['carry_stored']:,.0f} bytes",
-            ),
-        ]
+        rows += carry_rows(carry)
     table = "\n".join(["| figure | value |", "|---|---:|", *[f"| {a} | {b} |" for a, b in rows]])
     return table + "\n\n" + connector_summary(r["streaming"].get("by_connector", {}))
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pyspark
 
-from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures, read_range
 from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.kafka.producer import open_producer, raise_for_failures
+from seqstream.pipeline.kafka.reader import read_range
 from seqstream.pipeline.spark import local_spark
 
 from bench.broker import bench_broker

@@ -1,18 +1,15 @@
 """The seqstream library: Kafka events in, per-key LSTM scores and dead letters out.
 
-Read it in the order a record flows (each module's docstring says why it exists):
+Read it in the order a record flows (each subpackage's docstring draws its part):
 
-- ``kafka`` reads and writes Kafka from Spark (``seqstream-kafka``) and plain Python; it stands
-  alone, importing nothing of the rest but ``errors``;
-- ``rows`` names the shapes a record takes: Kafka row -> window row -> scored row -> outputs;
-- ``parsing`` turns a value into an event or a dead-letter reason; ``window_step`` windows one
-  partition's events per key with ``seqstream.model.windows``; ``scoring`` scores the windows
-  with the model loaded once per worker;
-- ``stateful_windows`` (per-event windows carried across micro-batches) and ``time_windows``
-  (event-time windows) are the two streaming shapes; ``outputs`` writes a micro-batch and
-  ``metrics`` counts it;
-- ``streaming`` is the streaming query, ``backfill_plan`` and ``backfill`` the backfill, and
-  ``demo`` the demo; ``cli`` (with ``flags``, ``config`` and ``bootstrap``) is the command line.
+    kafka/    Kafka rows in (Spark's connector or ``seqstream-kafka``), records out
+      -> records/   a row is parsed into an event, or a dead letter with its reason
+      -> state/     each key's state is read, handed to the step, written back (buckets, TTL)
+      -> scoring/   the kind-aware step: events + state -> scores + next state (model per worker)
+      -> sinks/     scores and dead letters to Parquet and Kafka; metrics per micro-batch
+    stream/, backfill/   two thin drivers over those same steps (never importing each other)
+    cli/      the ``seqstream`` command; ``config``, ``bootstrap`` and ``spark`` set the stage
 
-Producing events for tests and demos: ``events``, ``series``, ``replay``, ``producer``.
+``kafka`` stands alone (it imports nothing of the rest but ``errors``); ``sources`` makes events
+for tests and demos. ``scripts/check_imports.py`` keeps these directions.
 """

@@ -11,7 +11,8 @@ from seqstream.pipeline.config import BOOTSTRAP_ENV, Settings
 from seqstream.pipeline.errors import BrokerError
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_options
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.broker import detached_status, embedded_broker, start_detached
+from seqstream.pipeline.kafka.broker import detached_status, start_detached
+from seqstream.pipeline.kafka.broker_process import embedded_broker
 from seqstream.pipeline.kafka.connector import jvm_options
 
 log = logging.getLogger(__name__)

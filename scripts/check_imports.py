@@ -14,7 +14,9 @@ Reads every import of the project (module level and inside functions, ``import x
   (``seqstream.pipeline.spark``): they are steps over rows, run inside Spark's tasks;
 - the library (``seqstream.*``) importing ``jobs``, ``bench`` or a test module;
 - a test or bench module importing ``jobs``;
-- ``jobs/`` holding more than ``JOBS_MAX_LINES`` lines.
+- ``jobs/`` holding more than ``JOBS_MAX_LINES`` lines;
+- a library module over ``MODULE_MAX_LINES`` lines, or a library function over
+  ``FUNCTION_MAX_LINES`` (one responsibility each: split it where the code's own seams are).
 
     python scripts/check_imports.py [--root DIR]     # exit 0 when clean, 1 with the findings
 """
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 JOBS_MAX_LINES = 200
+MODULE_MAX_LINES = 400
+FUNCTION_MAX_LINES = 80
 # Repository folder -> the import name it has once installed (see pyproject.toml).
 PACKAGES = {"pipeline": "seqstream.pipeline", "model": "seqstream.model"}
 SCRIPT_FOLDERS = ("jobs", "bench", "scripts")  # imported by their folder name, if at all
@@ -180,6 +184,28 @@ def _forbidden(imp: Import) -> str | None:
     return None
 
 
+def size_problems(root: Path, known: dict[str, Path]) -> list[str]:
+    """Library modules and functions over their limits."""
+    problems = []
+    for module, path in sorted(known.items()):
+        if not module.startswith("seqstream."):
+            continue
+        text = path.read_text()
+        where = path.relative_to(root)
+        lines = len(text.splitlines())
+        if lines > MODULE_MAX_LINES:
+            problems.append(f"{where} holds {lines} lines (at most {MODULE_MAX_LINES})")
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > FUNCTION_MAX_LINES:
+                    problems.append(
+                        f"{where}:{node.lineno}: {node.name} is {length} lines "
+                        f"(at most {FUNCTION_MAX_LINES})"
+                    )
+    return problems
+
+
 def check(root: Path) -> list[str]:
     known = module_names(root)
     problems: list[str] = []
@@ -209,7 +235,7 @@ def check(root: Path) -> list[str]:
         problems.append(
             f"jobs/ holds {lines} lines (at most {JOBS_MAX_LINES}): library code belongs in pipeline/"
         )
-    return problems
+    return problems + size_problems(root, known)
 
 
 def main(argv: list[str] | None = None) -> int:

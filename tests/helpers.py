@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka import TopicAdmin, open_producer, raise_for_failures
-from seqstream.pipeline.stream.query import build_query, run_until_accounted
+from seqstream.pipeline.stream import build_query, run_until_accounted
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_NAB = REPO.parent / "shared" / "data" / "nab"

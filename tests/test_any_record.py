@@ -18,8 +18,8 @@ from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.records.parsing import parse_value, parse_values
 from seqstream.pipeline.records.rows import SCORED_SCHEMA
-from seqstream.pipeline.scoring.step import ModelRef, score_windows
-from seqstream.pipeline.state.window_step import window_rows
+from seqstream.pipeline.scoring.step import score_windows, window_rows
+from seqstream.pipeline.scoring.worker import ModelRef
 
 SCHEMA = EventSchema()  # key, ts, value: the demo model's features
 MAX_BYTES = 4_096

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
-from seqstream.pipeline.backfill.plan import Request, resolve_ranges
-from seqstream.pipeline.backfill.run import backfill_outputs, partition_windows, run_backfill
+from seqstream.pipeline.backfill.chunks import partition_scores
+from seqstream.pipeline.backfill.plan import BackfillPlan, Request, resolve_ranges
+from seqstream.pipeline.backfill.run import backfill_outputs, run_backfill
 from seqstream.pipeline.cli import main as cli_main
 from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError, TopicError
-from seqstream.pipeline.kafka.clients import read_range
+from seqstream.pipeline.kafka import TopicPartition
+from seqstream.pipeline.kafka.reader import read_range
+from seqstream.pipeline.scoring.step import WindowStep
 
 from helpers import CONNECTORS, LENGTH, run_until, settings_for
 
@@ -424,7 +426,7 @@ def test_a_different_request_does_not_resume_another_backfills_progress(
     settings = backfill_settings(tmp_path, topic, bootstrap_servers, 100_000)
     (tmp_path / "progress").mkdir()
     (tmp_path / "progress" / "plan.json").write_text(
-        json.dumps({"request": {"topics": ["other"]}, "model": "x", "chunks": []})
+        BackfillPlan(Request(["other"]), (), {}, (), model="x").to_json()
     )
     with pytest.raises(SeqstreamError) as raised:
         run_backfill(spark, settings, bootstrap_servers, Request([topic]))
@@ -445,14 +447,14 @@ def test_a_backfill_resumed_with_other_outputs_is_refused(
     recorded = {**backfill_outputs(settings), "parquet_path": str(tmp_path / "first-scores")}
     (tmp_path / "progress").mkdir()
     (tmp_path / "progress" / "plan.json").write_text(
-        json.dumps(
-            {
-                "request": asdict(Request([topic])),
-                "model": load_artifact(DEMO_MODEL_DIR).spec.weights_sha256,
-                "outputs": recorded,
-                "chunks": [],
-            }
-        )
+        BackfillPlan(
+            Request([topic]),
+            (),
+            {},
+            (),
+            model=load_artifact(DEMO_MODEL_DIR).spec.weights_sha256,
+            outputs=recorded,
+        ).to_json()
     )
     with pytest.raises(SeqstreamError) as raised:
         run_backfill(spark, settings, bootstrap_servers, Request([topic]))
@@ -480,14 +482,11 @@ def test_a_topic_partition_read_out_of_offset_order_is_refused() -> None:
             }
         )
 
-    windows = partition_windows(
+    windows = partition_scores(
         iter([kafka_rows([5, 6]), kafka_rows([3, 4])]),
-        carried={},
-        emit_from={"t:0": 10**9},
-        length=4,
-        schema=EventSchema(),
-        max_bytes=1024,
-        ref=None,
+        step=WindowStep(ref=None, schema=EventSchema(), max_bytes=1024, length=4),  # type: ignore[arg-type]
+        states={},
+        emit_from={TopicPartition("t", 0): 10**9},
     )
     with pytest.raises(
         SeqstreamError,

@@ -1,12 +1,19 @@
-"""Backfill planning as pure functions: chunks and times (no broker, no Spark)."""
+"""Backfill planning as pure functions: chunks, times, the stored plan (no broker, no Spark)."""
 
 from __future__ import annotations
 
 import pytest
 
-from seqstream.pipeline.backfill.plan import parse_time, split_chunks
+from seqstream.pipeline.backfill.plan import (
+    BackfillPlan,
+    Request,
+    check_replay,
+    parse_time,
+    split_chunks,
+)
+from seqstream.pipeline.backfill.progress import Progress
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.kafka import PartitionRange
+from seqstream.pipeline.kafka import PartitionRange, TopicPartition
 
 
 def test_chunks_hold_every_offset_once_in_log_order() -> None:
@@ -52,3 +59,49 @@ def test_an_unreadable_time_says_what_is_accepted() -> None:
         SeqstreamError, match=r"a time must be epoch milliseconds or ISO-8601 .* got 'yesterday'"
     ):
         parse_time("yesterday")
+
+
+def test_a_plan_round_trips_through_its_json() -> None:
+    ranges = (PartitionRange("t", 0, 3, 10), PartitionRange("t", 1, 0, 0))
+    plan = BackfillPlan(
+        Request(["t"], start_time_ms=5, end_event_time_ms=9),
+        ranges,
+        {TopicPartition("t", 0): 1, TopicPartition("t", 1): 0},
+        tuple((r,) for r in ranges),
+        model="ab" * 32,
+        outputs={"parquet_path": "/x", "output_topic": None},
+        run_id="r1",
+    )
+    back = BackfillPlan.from_json(plan.to_json())
+    assert back == plan
+    assert isinstance(back.request, Request) and isinstance(back.ranges[0], PartitionRange)
+    assert list(back.lows) == [("t", 0), ("t", 1)]
+
+
+def test_a_plan_of_another_format_is_refused_with_what_to_do(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A progress folder planned by another seqstream (here the 0.1 layout, no format) is not
+    guessed at: the message says to --restart or use another folder."""
+    (tmp_path / "plan.json").write_text('{"request": {"topics": ["t"]}, "chunks": []}')
+    with pytest.raises(SeqstreamError) as raised:
+        Progress(tmp_path).plan()
+    assert str(raised.value) == (
+        f"{tmp_path} holds the progress of a backfill planned by another seqstream version, "
+        "which this one cannot resume: pass --restart to discard it, or give this one its own "
+        "--progress-dir (backfill.progress_dir)"
+    )
+
+
+def test_a_replay_over_the_budget_is_refused_naming_each_partition() -> None:
+    plan = BackfillPlan(
+        Request(["t"]),
+        (PartitionRange("t", 0, 500, 600), PartitionRange("t", 1, 20, 30)),
+        {TopicPartition("t", 0): 100, TopicPartition("t", 1): 0},
+        (),
+    )
+    check_replay(plan, 400)  # 400 events before t-0's range: within
+    with pytest.raises(SeqstreamError) as raised:
+        check_replay(plan, 399)
+    assert str(raised.value).startswith(
+        "a carry model's backfill replays each partition from its earliest offset to rebuild "
+        "every key's state, and t-0 [100, 500) is 400 events, over backfill.replay_max_events (399)"
+    )

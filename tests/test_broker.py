@@ -18,8 +18,9 @@ from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.errors import BrokerError, KafkaUnavailableError
 from seqstream.pipeline.kafka import open_producer
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.broker import EmbeddedBroker, answers_metadata, port_is_bound
-from seqstream.pipeline.kafka.clients import read_range
+from seqstream.pipeline.kafka.broker import EmbeddedBroker
+from seqstream.pipeline.kafka.broker_process import answers_metadata, port_is_bound
+from seqstream.pipeline.kafka.reader import read_range
 
 
 def pid_alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import EmbeddedBroker, TopicAdmin, open_producer
 from seqstream.pipeline.sources.producer import produce_messages
 from seqstream.pipeline.sources.replay import SyntheticSpec, synthetic_stream
-from seqstream.pipeline.stream.query import build_query, run_until_accounted, run_until_stopped
+from seqstream.pipeline.stream import build_query, run_until_accounted, run_until_stopped
 
 from helpers import CONNECTORS, MIN_LENGTH, settings_for
 

@@ -24,7 +24,7 @@ from seqstream.pipeline.sources.events import Event, Message, event_message
 from seqstream.pipeline.sources.producer import produce_messages
 from seqstream.pipeline.sources.replay import MALFORMED_KINDS, _malformed_value, interleave
 from seqstream.pipeline.sources.series import demo_series_files, read_series_csv
-from seqstream.pipeline.stream.query import committed_offsets
+from seqstream.pipeline.stream import committed_offsets
 
 from checkpoints import sigkill_mid_batch, start_stream_job
 from helpers import log_of, run_until, settings_for, standalone_loader

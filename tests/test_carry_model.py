@@ -38,7 +38,7 @@ from seqstream.pipeline.config import EventSchema, load_settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.scoring.model_versions import check_artifact
 from seqstream.pipeline.sources.series import demo_series_files, load_series
-from seqstream.pipeline.stream.query import build_query
+from seqstream.pipeline.stream import build_query
 
 from helpers import standalone_loader
 

@@ -16,7 +16,7 @@ from seqstream.model.spec import WindowSpec
 from seqstream.pipeline.cli import main as cli_main
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
-from seqstream.pipeline.stream.query import build_query
+from seqstream.pipeline.stream import build_query
 
 from helpers import LENGTH, REPO, run_until, settings_for
 

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from seqstream.pipeline.cli.commands import build_parser, job_settings
 from seqstream.pipeline.cli.flags import BACKFILL_FLAGS, STREAM_FLAGS
+from seqstream.pipeline.cli.parser import build_parser
+from seqstream.pipeline.cli.settings import job_settings
 
 from helpers import REPO
 

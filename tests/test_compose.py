@@ -15,7 +15,7 @@ import pytest
 import tomllib
 import yaml
 
-from seqstream.pipeline.cli.commands import build_parser
+from seqstream.pipeline.cli.parser import build_parser
 from seqstream.pipeline.config import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from seqstream.pipeline.backfill.plan import Request
 from seqstream.pipeline.backfill.run import run_backfill
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.clients import read_range
+from seqstream.pipeline.kafka.reader import read_range
 
 from helpers import REPO, expected_scores, run_until, settings_for
 from read_committed import read_committed

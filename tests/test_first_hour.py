@@ -324,7 +324,7 @@ def test_9_the_restart_line_counts_the_batches_the_user_saw(
 ) -> None:  # type: ignore[no-untyped-def]
     """With state expiry, Spark runs micro-batches without data between the logged ones: the
     restart line names where the job goes on, not Spark's batch number."""
-    from seqstream.pipeline.stream.query import start_line
+    from seqstream.pipeline.stream import start_line
 
     settings = settings_for(tmp_path, topic_in_halves.topic, bootstrap_servers, state_ttl_s=3600)
     run_until(spark, settings, bootstrap_servers, topic_in_halves.first)

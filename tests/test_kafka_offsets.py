@@ -13,7 +13,7 @@ from seqstream.pipeline.kafka.offsets import (
     offsets_json,
     to_json_offsets,
 )
-from seqstream.pipeline.kafka.source import rate_limit, split_ranges
+from seqstream.pipeline.kafka.ranges import rate_limit, split_ranges
 
 
 def _covered(parts: list[PartitionRange]) -> dict[tuple[str, int], list[int]]:

@@ -10,8 +10,8 @@ from pyspark.errors import PySparkException
 from pyspark.sql.utils import AnalysisException
 
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures
 from seqstream.pipeline.kafka.datasource import SHORT_NAME, KafkaDataSource
+from seqstream.pipeline.kafka.producer import open_producer, raise_for_failures
 from seqstream.pipeline.kafka.schema import kafka_schema
 
 from helpers import fill
@@ -159,7 +159,7 @@ def test_a_start_timestamp_no_record_reaches_fails_unless_the_strategy_is_latest
 
 
 def test_offset_lookups_give_up_after_fetch_offset_num_retries(kspark) -> None:
-    from seqstream.pipeline.kafka.broker import free_port
+    from seqstream.pipeline.kafka.broker_process import free_port
 
     address = f"127.0.0.1:{free_port()}"
     options = {
@@ -230,7 +230,7 @@ def test_streaming_only_and_batch_only_options(kspark, bootstrap_servers) -> Non
 
 
 def test_unreachable_broker_fails_after_the_configured_wait(kspark) -> None:
-    from seqstream.pipeline.kafka.broker import free_port
+    from seqstream.pipeline.kafka.broker_process import free_port
 
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()

@@ -12,7 +12,7 @@ import pandas as pd
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
 from seqstream.pipeline.records.parsing import parse_values
-from seqstream.pipeline.state.window_step import window_rows
+from seqstream.pipeline.scoring.step import window_rows
 
 from helpers import run_until, settings_for
 

@@ -1,5 +1,5 @@
-"""The project's shape: one direction of dependency, no import cycles, thin jobs, and a wheel that
-installs under one distinctive name."""
+"""The project's shape: one direction of dependency, no import cycles, thin jobs, small modules and
+functions, and a wheel that installs under one distinctive name."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def test_the_check_names_each_kind_of_violation(tmp_path: Path) -> None:
             "jobs/stream.py": "x = 1\n" * 201,
             "tests/test_x.py": "from jobs.stream import x\n",
             "bench/harness.py": "import jobs.stream\n",
+            "pipeline/long.py": "def f():\n" + "    x = 1\n" * 80 + "y = 2\n" * 320,
         },
     )
     done = _check(tmp_path)
@@ -82,6 +83,8 @@ def test_the_check_names_each_kind_of_violation(tmp_path: Path) -> None:
     )
     assert any(line.startswith("bench/harness.py:1: imports jobs.stream") for line in lines)
     assert "jobs/ holds 201 lines (at most 200): library code belongs in pipeline/" in lines
+    assert "pipeline/long.py holds 401 lines (at most 400)" in lines
+    assert "pipeline/long.py:1: f is 81 lines (at most 80)" in lines
     drivers = "the stream and the backfill drivers never import each other"
     assert any(
         line.startswith("pipeline/stream/query.py:1: imports seqstream.pipeline.backfill.plan")

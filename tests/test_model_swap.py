@@ -18,10 +18,10 @@ from seqstream.model.artifact import DEMO_MODEL_DIR, WEIGHTS_FILE, load_artifact
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.kafka import open_producer
 from seqstream.pipeline.scoring.model_versions import ModelVersions, check_model, current_artifact
-from seqstream.pipeline.scoring.step import MODEL_PROPERTY
+from seqstream.pipeline.scoring.worker import MODEL_PROPERTY
 from seqstream.pipeline.sources.producer import produce_messages
 from seqstream.pipeline.sources.replay import SyntheticSpec, synthetic_stream
-from seqstream.pipeline.stream.query import build_query, run_until_stopped
+from seqstream.pipeline.stream import build_query, run_until_stopped
 
 from helpers import LENGTH, MIN_LENGTH, log_of, settings_for, standalone_loader
 

@@ -17,7 +17,8 @@ from kafka import KafkaConsumer, TopicPartition
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.errors import DeliveryError, SeqstreamError
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures, read_range
+from seqstream.pipeline.kafka.producer import open_producer, raise_for_failures
+from seqstream.pipeline.kafka.reader import read_range
 from seqstream.pipeline.sources.events import Message
 from seqstream.pipeline.sources.producer import produce_messages
 from seqstream.pipeline.sources.replay import (

@@ -10,7 +10,8 @@ import pytest
 
 from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.scoring.step import ModelRef, executor_device, score_windows, scorer_for
+from seqstream.pipeline.scoring.step import score_windows
+from seqstream.pipeline.scoring.worker import ModelRef, executor_device, scorer_for
 
 
 @pytest.mark.parametrize(

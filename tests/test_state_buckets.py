@@ -32,11 +32,8 @@ def test_a_bucket_carries_every_key_exactly() -> None:
     assert list(back) == list(entries)
     for key, carried in entries.items():
         assert back[key].seen_ms == carried.seen_ms
-        assert (
-            back[key].context.dtype == np.float32
-            and back[key].context.shape == carried.context.shape
-        )
-        assert back[key].context.tobytes() == carried.context.tobytes()  # bit for bit
+        assert back[key].state.dtype == np.float32 and back[key].state.shape == carried.state.shape
+        assert back[key].state.tobytes() == carried.state.tobytes()  # bit for bit
 
 
 def test_an_empty_bucket_round_trips() -> None:
@@ -46,8 +43,8 @@ def test_an_empty_bucket_round_trips() -> None:
 def test_a_carry_models_float64_state_round_trips_bit_for_bit() -> None:
     state = np.random.default_rng(4).standard_normal((1, 77))
     back = decode_bucket(encode_bucket({"k": Carried(1, state)}), 77, now_ms=2, ttl_ms=None)
-    assert back.entries["k"].context.dtype == np.float64
-    assert back.entries["k"].context.tobytes() == state.tobytes()
+    assert back.entries["k"].state.dtype == np.float64
+    assert back.entries["k"].state.tobytes() == state.tobytes()
 
 
 def test_keys_idle_for_the_ttl_are_dropped_when_read() -> None:

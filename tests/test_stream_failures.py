@@ -14,7 +14,7 @@ import pytest
 
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import TopicAdmin, open_producer, raise_for_failures
-from seqstream.pipeline.stream.query import build_query, describe_failure, run_until_stopped
+from seqstream.pipeline.stream import build_query, describe_failure, run_until_stopped
 
 from helpers import settings_for
 

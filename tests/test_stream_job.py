@@ -12,7 +12,7 @@ import pytest
 
 from seqstream.pipeline.config import load_settings
 from seqstream.pipeline.kafka.admin import TopicAdmin
-from seqstream.pipeline.stream.query import build_query
+from seqstream.pipeline.stream import build_query
 
 from checkpoints import sigkill_mid_batch, start_stream_job
 from helpers import (
@@ -79,7 +79,7 @@ def test_a_checkpoint_of_the_previous_bucket_layout_keeps_working(
 ) -> None:
     """A checkpoint made by the version before state slots (state grouped by topic and partition
     only, ``buckets-v1``) goes on with its own grouping and its state: scores stay exact."""
-    import seqstream.pipeline.stream.query as streaming
+    import seqstream.pipeline.stream.checkpoint as streaming
     from seqstream.pipeline.state.buckets import LEGACY_LAYOUT, STATE_LAYOUT
 
     settings = settings_for(tmp_path, topic_in_halves.topic, bootstrap_servers)
@@ -114,7 +114,7 @@ def test_prometheus_endpoint_serves_the_listener_totals(
     import threading
     import urllib.request
 
-    from seqstream.pipeline.stream.query import run_until_stopped
+    from seqstream.pipeline.stream import run_until_stopped
 
     topic, log = stream_topic
     query, metrics = build_query(
@@ -161,7 +161,7 @@ def test_prometheus_endpoint_serves_the_listener_totals(
 
 def check_kafka_scores(bootstrap: str, topic: str, log, expected) -> None:  # type: ignore[no-untyped-def]
     """At least once, JSON, keyed by the event key; duplicates carry the same source position."""
-    from seqstream.pipeline.kafka.clients import read_range
+    from seqstream.pipeline.kafka.reader import read_range
 
     with TopicAdmin(bootstrap) as admin:
         ends = admin.end_offsets(topic)

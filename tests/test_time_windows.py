@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.kafka.clients import open_producer
+from seqstream.pipeline.kafka.producer import open_producer
 from seqstream.pipeline.sources.events import Event, event_message
 from seqstream.pipeline.sources.producer import produce_messages
 from seqstream.pipeline.sources.replay import SyntheticSpec, synthetic_stream
-from seqstream.pipeline.stream.query import build_query, run_until_stopped
+from seqstream.pipeline.stream import build_query, run_until_stopped
 
 from helpers import LENGTH, MIN_LENGTH, log_of, settings_for
 

@@ -68,7 +68,7 @@ def test_end_offsets_after_large_batches_on_many_partitions(
     admin: TopicAdmin, new_topic, bootstrap_servers: str
 ) -> None:
     """confluent-kafka's big batches: the tail of each partition is thousands of records."""
-    from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures
+    from seqstream.pipeline.kafka.producer import open_producer, raise_for_failures
 
     topic = new_topic(partitions=4)
     producer = open_producer(bootstrap_servers, client="confluent")

@@ -9,16 +9,16 @@ log's real bounds before a record is read, and large ranges are cut into chunks.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from seqstream.pipeline.bootstrap import kafka_admin
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin
+from seqstream.pipeline.kafka import EARLIEST, LATEST, PartitionRange, TopicAdmin, TopicPartition
 from seqstream.pipeline.kafka.offsets import parse_positions
 from seqstream.pipeline.sinks.outputs import (
     NO_DEAD_LETTER_OUTPUT,
@@ -48,6 +48,70 @@ class Request:
     # [start_event_time_ms, end_event_time_ms); the others are read for their windows and counted.
     start_event_time_ms: int | None = None
     end_event_time_ms: int | None = None
+
+
+# The plan.json layout this version writes and resumes; a progress folder of another is refused.
+PLAN_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """The request resolved against the broker, stored as ``plan.json`` before the first chunk
+    and read back to resume: each partition's range and earliest offset (``lows``), the chunks,
+    and what the run is bound to (the model's sha256, the outputs, the run id that names its
+    exactly-once Kafka transactions)."""
+
+    request: Request
+    ranges: tuple[PartitionRange, ...]
+    lows: dict[TopicPartition, int]
+    chunks: tuple[tuple[PartitionRange, ...], ...]
+    model: str = ""
+    outputs: dict[str, str | None] = field(default_factory=dict)
+    run_id: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": PLAN_FORMAT,
+                "request": asdict(self.request),
+                "ranges": [asdict(r) for r in self.ranges],
+                "lows": [
+                    {"topic": t, "partition": p, "offset": o} for (t, p), o in self.lows.items()
+                ],
+                "chunks": [[asdict(r) for r in chunk] for chunk in self.chunks],
+                "model": self.model,
+                "outputs": self.outputs,
+                "run_id": self.run_id,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> BackfillPlan:
+        """The plan ``to_json`` wrote; ValueError for one of another format."""
+        raw = json.loads(text)
+        if not isinstance(raw, dict) or raw.get("format") != PLAN_FORMAT:
+            raise ValueError(f"plan format {raw.get('format') if isinstance(raw, dict) else None}")
+        return cls(
+            request=Request(**raw["request"]),
+            ranges=tuple(PartitionRange(**r) for r in raw["ranges"]),
+            lows={TopicPartition(x["topic"], x["partition"]): x["offset"] for x in raw["lows"]},
+            chunks=tuple(tuple(PartitionRange(**r) for r in chunk) for chunk in raw["chunks"]),
+            model=raw["model"],
+            outputs=raw["outputs"],
+            run_id=raw["run_id"],
+        )
+
+    @property
+    def events(self) -> int:
+        return sum(r.events for r in self.ranges)
+
+    def replay(self, budget: int | None = None) -> list[tuple[PartitionRange, int]]:
+        """Each non-empty range with the events before it back to its partition's earliest
+        offset (what a model whose state stands for a key's whole history replays), those over
+        ``budget`` only if one is given."""
+        before = [(r, r.start - self.lows.get(r.topic_partition, r.start)) for r in self.ranges]
+        return [(r, n) for r, n in before if r.events and (budget is None or n > budget)]
 
 
 def _positions(spec: str, side: str, topic: str, partitions: list[int]) -> dict[int, int]:
@@ -147,8 +211,9 @@ def split_chunks(ranges: list[PartitionRange], chunk_events: int) -> list[list[P
     return [c for c in chunks if c] or [[]]
 
 
-def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[str, Any]:
-    """Resolve the request against the broker: ranges, chunks and each partition's first offset."""
+def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> BackfillPlan:
+    """Resolve the request against the broker: ranges, chunks and each partition's first offset
+    (the model, outputs and run id are the caller's to add)."""
     low, high = request.start_event_time_ms, request.end_event_time_ms
     if low is not None and high is not None and high <= low:
         raise SeqstreamError(
@@ -165,37 +230,32 @@ def plan_backfill(settings: Settings, bootstrap: str, request: Request) -> dict[
             end_time_ms=request.end_time_ms,
         )
         lows = {
-            f"{t}:{p}": o for t in request.topics for p, o in admin.beginning_offsets(t).items()
+            TopicPartition(t, p): o
+            for t in request.topics
+            for p, o in admin.beginning_offsets(t).items()
         }
-    return {
-        "request": asdict(request),
-        "ranges": [asdict(r) for r in ranges],
-        "lows": lows,
-        "chunks": [
-            [asdict(r) for r in chunk]
-            for chunk in split_chunks(ranges, settings.backfill.chunk_events)
-        ],
-    }
+    chunks = split_chunks(ranges, settings.backfill.chunk_events)
+    return BackfillPlan(request, tuple(ranges), lows, tuple(tuple(c) for c in chunks))
 
 
 def _time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def describe_request(request: dict[str, Any]) -> str:
-    """One line for a request as recorded in a plan (``asdict(Request)``)."""
+def describe_request(request: Request) -> str:
+    """One line for a request."""
     start = (
-        f"record time {_time(request['start_time_ms'])}"
-        if request.get("start_time_ms") is not None
-        else f"offsets {request.get('starting_offsets', 'earliest')}"
+        f"record time {_time(request.start_time_ms)}"
+        if request.start_time_ms is not None
+        else f"offsets {request.starting_offsets}"
     )
     end = (
-        f"record time {_time(request['end_time_ms'])}"
-        if request.get("end_time_ms") is not None
-        else f"offsets {request.get('ending_offsets', 'latest')}"
+        f"record time {_time(request.end_time_ms)}"
+        if request.end_time_ms is not None
+        else f"offsets {request.ending_offsets}"
     )
-    described = f"topics {', '.join(request.get('topics', []))} from {start} to {end}"
-    low, high = request.get("start_event_time_ms"), request.get("end_event_time_ms")
+    described = f"topics {', '.join(request.topics)} from {start} to {end}"
+    low, high = request.start_event_time_ms, request.end_event_time_ms
     if low is not None or high is not None:
         described += (
             f", writing events of event time {_time(low) if low is not None else 'any'} to "
@@ -205,48 +265,40 @@ def describe_request(request: dict[str, Any]) -> str:
 
 
 def describe_plan(
-    plan: dict[str, Any],
+    plan: BackfillPlan,
     settings: Settings,
     *,
     progress: Path,
     model: str,
     resumed: int = 0,
-    carry: bool = False,
+    history: int | None = 0,
 ) -> str:
     """What ``--dry-run`` prints: the request with its times resolved, every range, what is read
-    before it (a window model's context, a carry model's replay), the model, the outputs and the
-    progress folder."""
+    before it (``history``: the events a key's state stands for; None for all, replayed), the
+    model, the outputs and the progress folder."""
     b = settings.backfill
     lines = [
-        describe_request(plan["request"]),
+        describe_request(plan.request),
         f"{'topic':<24} {'partition':>9} {'start':>12} {'end':>12} {'events':>12}",
     ]
-    for r in plan["ranges"]:
-        lines.append(
-            f"{r['topic']:<24} {r['partition']:>9} {r['start']:>12} {r['end']:>12} {r['end'] - r['start']:>12,}"
-        )
-    total = sum(r["end"] - r["start"] for r in plan["ranges"])
-    lows = plan.get("lows", {})
-    replay = sum(
-        r["start"] - lows.get(f"{r['topic']}:{r['partition']}", r["start"])
-        for r in plan["ranges"]
-        if r["end"] > r["start"]
-    )
+    for r in plan.ranges:
+        lines.append(f"{r.topic:<24} {r.partition:>9} {r.start:>12} {r.end:>12} {r.events:>12,}")
+    replay = sum(n for _, n in plan.replay())
     before = (
         f"plus a replay of {replay:,} earlier events from each partition's earliest offset to "
         f"rebuild the carry model's state (backfill.replay_max_events {b.replay_max_events:,} "
         "per partition), nothing written"
-        if carry
+        if history is None
         else "plus up to window length - 1 earlier events per key read as context"
     )
     lines += [
-        f"{total:,} events (offsets) in {len(plan['chunks'])} chunk(s) of about {b.chunk_events:,}; "
+        f"{plan.events:,} events (offsets) in {len(plan.chunks)} chunk(s) of about {b.chunk_events:,}; "
         + before,
         f"scores      -> parquet: {b.parquet_path or '-'}   kafka: {b.output_topic or '-'}",
         f"dead letters -> parquet: {b.dead_letter_path or '-'}   kafka: {b.dead_letter_topic or '-'}",
         f"model       -> {model}",
         f"progress    -> {progress}"
-        + (f" (resumes after chunk {resumed} of {len(plan['chunks'])})" if resumed else ""),
+        + (f" (resumes after chunk {resumed} of {len(plan.chunks)})" if resumed else ""),
     ]
     if not (b.dead_letter_path or b.dead_letter_topic):
         lines.append(NO_DEAD_LETTER_OUTPUT.format(section="backfill"))
@@ -294,3 +346,20 @@ def parse_time(text: str | None) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1000)
+
+
+def check_replay(plan: BackfillPlan, budget: int) -> None:
+    """A model whose state stands for a key's whole history (a carry model) is backfilled by
+    replaying each partition from its earliest offset to the range start: refuse, before
+    anything runs, a replay over ``budget`` events in a partition."""
+    over = plan.replay(budget)
+    if over:
+        raise SeqstreamError(
+            "a carry model's backfill replays each partition from its earliest offset to "
+            "rebuild every key's state, and "
+            + ", ".join(
+                f"{r.topic_partition} [{r.start - n}, {r.start}) is {n:,} events" for r, n in over
+            )
+            + f", over backfill.replay_max_events ({budget:,}): raise it, or start the "
+            "range at the earliest offsets (--starting-offsets earliest)"
+        )

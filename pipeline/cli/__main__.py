@@ -2,7 +2,7 @@
 
 import sys
 
-from seqstream.pipeline.cli.commands import main
+from seqstream.pipeline.cli.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

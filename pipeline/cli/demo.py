@@ -31,7 +31,7 @@ from seqstream.pipeline.sources.producer import produce_messages
 from seqstream.pipeline.sources.replay import csv_messages
 from seqstream.pipeline.sources.series import DEMO_NAB_DIR, demo_series_files, read_series_csv
 from seqstream.pipeline.spark import local_spark
-from seqstream.pipeline.stream.query import build_query, run_until_accounted
+from seqstream.pipeline.stream import build_query, run_until_accounted
 
 OUT = Path("out/demo")
 

@@ -94,9 +94,7 @@ def parse_positions(raw: str) -> str | dict[str, dict[int, int]]:
 def offsets_json(ranges: Iterable[PartitionRange], side: str) -> str:
     """Spark's ``startingOffsets`` (``side="start"``) or ``endingOffsets`` JSON for these ranges."""
     return json.dumps(
-        to_json_offsets(
-            {(r.topic, r.partition): r.start if side == "start" else r.end for r in ranges}
-        )
+        to_json_offsets({r.topic_partition: r.start if side == "start" else r.end for r in ranges})
     )
 
 

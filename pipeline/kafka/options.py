@@ -262,10 +262,11 @@ def _offset_spec(opts: dict[str, str], side: str, *, streaming: bool) -> OffsetS
     return OffsetSpec("offsets", offsets=_partition_json(raw, name))
 
 
-def parse_source_options(options: Mapping[str, str], *, streaming: bool) -> SourceOptions:
-    """Validate everything a read needs, naming each offending option."""
-    opts = _lower(options)
-    kafka = _client(opts, _READ_OPTIONS)
+def _subscription(
+    opts: dict[str, str],
+) -> tuple[Strategy, tuple[str, ...], str | None, dict[str, tuple[int, ...]]]:
+    """What a read reads: exactly one of assign, subscribe and subscribePattern, checked.
+    Returns (strategy, topics, pattern, assigned), those of the other strategies empty."""
     strategies: list[Strategy] = [s for s in STRATEGIES if s in opts]
     if len(strategies) != 1:
         raise OptionError(
@@ -293,7 +294,14 @@ def parse_source_options(options: Mapping[str, str], *, streaming: bool) -> Sour
             raise OptionError(
                 f"option 'assign' must be JSON like {{\"topic\":[0,1]}}, got {opts['assign']!r}"
             ) from None
+    return strategy, topics, pattern, assigned
 
+
+def parse_source_options(options: Mapping[str, str], *, streaming: bool) -> SourceOptions:
+    """Validate everything a read needs, naming each offending option."""
+    opts = _lower(options)
+    kafka = _client(opts, _READ_OPTIONS)
+    strategy, topics, pattern, assigned = _subscription(opts)
     starting = _offset_spec(opts, "starting", streaming=streaming)
     ending = _offset_spec(opts, "ending", streaming=streaming)
     ending_given = sorted(k for k in opts if k.startswith("ending"))

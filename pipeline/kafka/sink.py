@@ -24,8 +24,8 @@ from pyspark.sql.datasource import (
 from pyspark.sql.types import BinaryType, IntegerType, StringType, StructType
 
 from seqstream.pipeline.errors import OptionError
-from seqstream.pipeline.kafka.clients import open_producer, raise_for_failures
 from seqstream.pipeline.kafka.options import SinkOptions
+from seqstream.pipeline.kafka.producer import open_producer, raise_for_failures
 from seqstream.pipeline.kafka.retry import retrying
 from seqstream.pipeline.kafka.schema import HEADERS_TYPE
 

@@ -25,13 +25,9 @@ from typing import Any
 import pyarrow as pa
 
 from seqstream.pipeline.errors import DeliveryError, SeqstreamError
-from seqstream.pipeline.kafka.clients import (
-    confluent_config,
-    no_broker,
-    produce_when_queued,
-    resolve_client,
-)
+from seqstream.pipeline.kafka.clients import confluent_config, no_broker, resolve_client
 from seqstream.pipeline.kafka.options import ClientSettings
+from seqstream.pipeline.kafka.producer import produce_when_queued
 from seqstream.pipeline.kafka.retry import retrying
 
 log = logging.getLogger("seqstream.kafka.transactions")

@@ -265,7 +265,7 @@ def parse_events(kafka_rows: DataFrame, schema: EventSchema, max_bytes: int) -> 
     """Kafka rows (``rows.kafka_columns``) -> ``PARSED_DDL`` rows (events or dead letters), as a
     Spark step of its own:
     for event-time windows and the backfill's key scan. The per-event windows parse inside
-    their own Python step (``window_step``), saving a trip through the JVM."""
+    their own Python step (``scoring.step``), saving a trip through the JVM."""
     return kafka_rows.select(*KAFKA_COLUMNS).mapInPandas(
         partial(parse_batches, schema=schema, max_bytes=max_bytes), PARSED_DDL
     )

@@ -5,7 +5,7 @@ Follow one Kafka record through the streaming job (the backfill takes the same p
 1. ``KAFKA_COLUMNS``: what the Python step reads of the Kafka source's row: the message key
    (``kafka_key``), the value bytes and the record's position (topic, partition, offset) and
    Kafka timestamp.
-2. ``WINDOW_SCHEMA``: after parsing (``parsing``) and windowing (``window_step``): the event's key
+2. ``WINDOW_SCHEMA``: after parsing (``parsing``) and windowing (``scoring.step``): the event's key
    and event time and the length of its window, or, for a value that is not an event, the
    original bytes in ``value`` and the ``reason``. Every record gives exactly one such row.
 3. ``SCORED_SCHEMA``: the same row after scoring (``scoring``): ``score``, ``prediction`` and

@@ -32,7 +32,7 @@ from seqstream.model.artifact import CONFIG_FILE, DEMO_MODEL_DIR, load_artifact
 from seqstream.model.spec import ModelSpec
 from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
-from seqstream.pipeline.scoring.step import MODEL_PROPERTY, ModelRef
+from seqstream.pipeline.scoring.worker import MODEL_PROPERTY, ModelRef
 
 log = logging.getLogger("seqstream.model")
 

@@ -1,100 +1,177 @@
-"""Scoring window rows in the Python step that makes them, with the model loaded once per worker.
+"""The scoring step the streaming job and the backfill share, one implementation per model kind.
 
-The model is found by path (local, ``--files`` or shared storage) and checked against the sha256
-the driver saw, so every worker scores with the same weights; it is cached per worker by that
-hash and never reloaded per batch.
+A step takes one Kafka partition's rows, in log order, and each key's state (``state_of``),
+and returns the rows scored (or dead-lettered) and each key's state after them. It is built once
+from the model spec (``scoring_step``) and shipped to the workers; the state, stream and backfill
+code run it without knowing the kind, as Beam's ``ModelHandler`` hides the framework:
+
+- ``WindowStep``: a key's state is its last N - 1 events; each event is scored on the window of
+  its last N events.
+- ``CarryStep``: a key's state is its LSTM state vector; each event is scored from it and moves it
+  on, so a key's whole history counts.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from seqstream.model.artifact import load_artifact
-from seqstream.model.carry import CarryScorer
+from seqstream.model.carry import CarryLayout, CarryScorer
 from seqstream.model.inference import WindowScorer
+from seqstream.model.spec import ModelSpec
+from seqstream.model.windows import empty_context, keyed_windows
 from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.errors import SeqstreamError
+from seqstream.pipeline.records.partition import ParsedRows, parse_rows
 from seqstream.pipeline.records.rows import SCORED_COLUMNS
-from seqstream.pipeline.state.window_step import ParsedRows, parse_rows, window_rows
+from seqstream.pipeline.scoring.worker import ModelRef, batch_scorer
 
-_SCORERS: dict[ModelRef, WindowScorer | CarryScorer] = {}
+StateOf = Callable[[str], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    """What the driver ships to workers: where the artifact is and which one it must be."""
+class ScoredPartition:
+    """One Kafka partition's rows scored (``SCORED_SCHEMA``, those at or after ``emit_from``)
+    and each key's state after them: a window model's last events [events, features], a carry
+    model's state vector [1, state size]."""
 
-    path: str
-    sha256: str
-    device: str = "cpu"
-    batch_size: int = 1024
-    version: str = ""  # the artifact's model version, for messages
-
-
-# The Spark local property in which the driver names each micro-batch's model (a ModelRef as
-# JSON; ``model_versions``): every task of the batch scores with it, so a new model starts at
-# a batch boundary on every worker at once.
-MODEL_PROPERTY = "seqstream.model"
+    rows: pd.DataFrame
+    states: dict[str, np.ndarray]
 
 
-def batch_model(default: ModelRef) -> ModelRef:
-    """The model this task's micro-batch was given, else ``default`` (the query's first)."""
-    from pyspark import TaskContext
+@dataclass(frozen=True)
+class ScoringStep(ABC):
+    """Kafka rows of one partition + each key's state -> scored rows + each key's next state.
+    Picklable: the driver builds it once and every task runs it."""
 
-    context = TaskContext.get()
-    chosen = context.getLocalProperty(MODEL_PROPERTY) if context is not None else None
-    return ModelRef(**json.loads(chosen)) if chosen else default
+    ref: ModelRef
+    schema: EventSchema
+    max_bytes: int
+
+    @property
+    @abstractmethod
+    def state_width(self) -> int:
+        """Numbers per row of a key's state (a state is rows of this width)."""
+
+    @property
+    @abstractmethod
+    def history(self) -> int | None:
+        """How many of a key's last events its state stands for: a backfill reads them before
+        its range; None for all of them (the backfill replays the partition from its start)."""
+
+    @abstractmethod
+    def score(
+        self, kafka_rows: pd.DataFrame, state_of: StateOf, *, emit_from: int = 0
+    ) -> ScoredPartition:
+        """Parse one partition's Kafka rows, score them from each key's state (``state_of``)
+        and move the states on; only rows at offset ``emit_from`` or later come out."""
 
 
-def executor_device(requested: str, gpu_addresses: list[str], visible: str | None) -> str:
-    """``cuda`` means the GPU Spark gave this task (``spark.task.resource.gpu.amount``), when it
-    gave one: its address is a physical index, renumbered if CUDA_VISIBLE_DEVICES narrows them."""
-    if requested != "cuda" or not gpu_addresses:
-        return requested
-    address = gpu_addresses[0]
-    if visible:
-        ordinals = [v.strip() for v in visible.split(",")]
-        if address in ordinals:
-            return f"cuda:{ordinals.index(address)}"
-    return f"cuda:{address}"
+@dataclass(frozen=True)
+class WindowStep(ScoringStep):
+    """A window model: each event scored on its key's last ``length`` events."""
+
+    length: int
+
+    @property
+    def state_width(self) -> int:
+        return len(self.schema.features)
+
+    @property
+    def history(self) -> int | None:
+        return self.length - 1
+
+    def score(
+        self, kafka_rows: pd.DataFrame, state_of: StateOf, *, emit_from: int = 0
+    ) -> ScoredPartition:
+        """Only the rows at or after ``emit_from`` are scored: a backfill's read of the events
+        before its range scores none."""
+        made = window_rows(kafka_rows, state_of, self.length, self.schema, self.max_bytes)
+        emit = (made.rows["offset"] >= emit_from).to_numpy()
+        if not emit.any():  # a read of earlier events: no model work
+            return ScoredPartition(_scored_columns(made.rows.iloc[:0])[SCORED_COLUMNS], made.states)
+        if emit.all():
+            return ScoredPartition(score_windows(made.rows, made.windows, self.ref), made.states)
+        rows = made.rows[emit].reset_index(drop=True)
+        return ScoredPartition(score_windows(rows, made.windows[emit], self.ref), made.states)
 
 
-def _task_device(requested: str) -> str:
-    from pyspark import TaskContext
+@dataclass(frozen=True)
+class CarryStep(ScoringStep):
+    """A carry model: each event scored from its key's carried LSTM state (``state_size``
+    numbers), which it moves on."""
 
-    context = TaskContext.get()
-    resources = context.resources() if context is not None else {}
-    gpu = resources.get("gpu")
-    return executor_device(
-        requested, list(gpu.addresses) if gpu else [], os.environ.get("CUDA_VISIBLE_DEVICES")
+    state_size: int
+
+    @property
+    def state_width(self) -> int:
+        return self.state_size
+
+    @property
+    def history(self) -> int | None:
+        return None
+
+    def score(
+        self, kafka_rows: pd.DataFrame, state_of: StateOf, *, emit_from: int = 0
+    ) -> ScoredPartition:
+        """Every event runs, since each one moves its key's state; only those at or after
+        ``emit_from`` come out."""
+        parsed = parse_rows(kafka_rows, self.schema, self.max_bytes)
+        stored = [state_of(k) for k in parsed.keys]
+        scored, states = score_carried(
+            parsed, [None if s is None else s.ravel() for s in stored], self.ref
+        )
+        emit = (scored["offset"] >= emit_from).to_numpy()
+        return ScoredPartition(
+            scored if emit.all() else scored[emit].reset_index(drop=True),
+            dict(zip(parsed.keys, (s[None] for s in states), strict=True)),
+        )
+
+
+def scoring_step(
+    spec: ModelSpec, ref: ModelRef, schema: EventSchema, max_bytes: int
+) -> ScoringStep:
+    """The step for ``spec``'s kind: the one place the kind is decided."""
+    if spec.kind == "carry":
+        return CarryStep(ref, schema, max_bytes, CarryLayout.of(spec).size)
+    return WindowStep(ref, schema, max_bytes, spec.window_spec.length)
+
+
+@dataclass(frozen=True)
+class WindowedRows:
+    """One partition's rows: ``rows`` in ``WINDOW_SCHEMA`` (``window`` left empty), events first
+    in log order, then the dead letters; ``windows[i]`` is row i's window (zeros for a dead
+    letter); ``states`` each key's last events, to carry to the next batch."""
+
+    rows: pd.DataFrame
+    windows: np.ndarray
+    states: dict[str, np.ndarray]
+
+
+def window_rows(
+    kafka_rows: pd.DataFrame, state_of: StateOf, length: int, schema: EventSchema, max_bytes: int
+) -> WindowedRows:
+    """Parse the Kafka rows of one partition (``parse_rows``) and window each valid event over
+    its key's history, preceded by the events its state carries (``state_of(key)``)."""
+    width = len(schema.features)
+    parsed = parse_rows(kafka_rows, schema, max_bytes)
+    stored = [state_of(k) for k in parsed.keys]
+    made = keyed_windows(
+        [empty_context(width) if c is None else c for c in stored],
+        parsed.codes,
+        parsed.features,
+        length,
     )
-
-
-def scorer_for(ref: ModelRef) -> WindowScorer | CarryScorer:
-    device = _task_device(ref.device)
-    if device != ref.device:
-        ref = dataclasses.replace(ref, device=device)
-    if ref not in _SCORERS:
-        for old in [r for r in _SCORERS if (r.path, r.sha256) != (ref.path, ref.sha256)]:
-            del _SCORERS[old]  # a worker keeps the current model only: a swapped-out one goes
-        loaded = load_artifact(ref.path)
-        if loaded.spec.weights_sha256 != ref.sha256:
-            raise SeqstreamError(
-                f"model at {ref.path} on this worker has weights {loaded.spec.weights_sha256}, the "
-                f"driver checked {ref.sha256}: ship the same artifact to every node"
-            )
-        kind = CarryScorer if loaded.spec.kind == "carry" else WindowScorer
-        _SCORERS[ref] = kind(loaded, device=ref.device, batch_size=ref.batch_size)
-    return _SCORERS[ref]
+    rows = parsed.rows
+    rows["window_length"] = np.concatenate([made.lengths, np.zeros(parsed.dead, np.int64)]).astype(
+        np.int32
+    )
+    windows = np.concatenate([made.windows, np.zeros((parsed.dead, length, width), np.float32)])
+    return WindowedRows(rows, windows, dict(zip(parsed.keys, made.contexts, strict=False)))
 
 
 def _scored_columns(rows: pd.DataFrame) -> pd.DataFrame:
@@ -133,23 +210,13 @@ def _with_scores(
     return batch[SCORED_COLUMNS]
 
 
-def _scorer_of_kind(ref: ModelRef, kind: type[WindowScorer] | type[CarryScorer]) -> Any:
-    scorer = scorer_for(batch_model(ref))
-    if not isinstance(scorer, kind):
-        raise SeqstreamError(
-            f"model {scorer.spec.version} is a {scorer.spec.kind} model, but this query's state "
-            f"was made for {'window' if kind is WindowScorer else 'carry'} models"
-        )
-    return scorer
-
-
 def score_windows(rows: pd.DataFrame, windows: np.ndarray, ref: ModelRef) -> pd.DataFrame:
     """``rows`` (``rows.WINDOW_SCHEMA``) with score, prediction and model_version added where the
     window (``windows[i]``, [length, features]) is long enough to score. The windows are not
     sent back: nothing writes them, and sending them costs more than the model on small models.
     Called where the windows are made, in the same Python worker; the micro-batch's model
     (``batch_model``) wins over ``ref``."""
-    scorer: WindowScorer = _scorer_of_kind(ref, WindowScorer)
+    scorer = batch_scorer(ref, WindowScorer)
     spec = scorer.spec
     batch = _scored_columns(rows)
     ready = (batch["window_length"] >= spec.window_spec.min_length).to_numpy() & batch[
@@ -172,7 +239,7 @@ def score_carried(
     key's carried state (``states[i]`` for ``parsed.keys[i]``; None: a new key), and each key's
     state after them. ``window_length`` is the event's position in its key's history (the
     events its score has read), capped at 2^31 - 1."""
-    scorer: CarryScorer = _scorer_of_kind(ref, CarryScorer)
+    scorer = batch_scorer(ref, CarryScorer)
     batch = _scored_columns(parsed.rows)
     n = len(parsed.codes)
     if not n:
@@ -196,49 +263,3 @@ def score_carried(
         scores.model_batch[done],
     )
     return scored, new_states
-
-
-@dataclass(frozen=True)
-class ScoredPartition:
-    """One Kafka partition's rows scored (``SCORED_SCHEMA``, those at or after ``emit_from``)
-    and each key's state after them: a window model's last events [events, features], a carry
-    model's state vector [1, state size]."""
-
-    rows: pd.DataFrame
-    states: dict[str, np.ndarray]
-
-
-def score_partition(
-    kafka_rows: pd.DataFrame,
-    state_of: Callable[[str], np.ndarray | None],
-    *,
-    carry: bool,
-    length: int,
-    schema: EventSchema,
-    max_bytes: int,
-    ref: ModelRef,
-    emit_from: int = 0,
-) -> ScoredPartition:
-    """The step the streaming processor and the backfill share: parse one partition's Kafka
-    rows, score them from each key's state (``state_of``) and move the states on. A window
-    model scores only the rows at or after ``emit_from`` (a backfill's context read scores
-    none); a carry model runs every event, since each one moves its key's state."""
-    if carry:
-        parsed = parse_rows(kafka_rows, schema, max_bytes)
-        stored = [state_of(k) for k in parsed.keys]
-        scored, states = score_carried(
-            parsed, [None if s is None else s.ravel() for s in stored], ref
-        )
-        emit = (scored["offset"] >= emit_from).to_numpy()
-        return ScoredPartition(
-            scored if emit.all() else scored[emit].reset_index(drop=True),
-            dict(zip(parsed.keys, (s[None] for s in states), strict=True)),
-        )
-    made = window_rows(kafka_rows, state_of, length, schema, max_bytes)
-    emit = (made.rows["offset"] >= emit_from).to_numpy()
-    if not emit.any():  # a context read: no model work
-        return ScoredPartition(_scored_columns(made.rows.iloc[:0])[SCORED_COLUMNS], made.contexts)
-    if emit.all():
-        return ScoredPartition(score_windows(made.rows, made.windows, ref), made.contexts)
-    rows = made.rows[emit].reset_index(drop=True)
-    return ScoredPartition(score_windows(rows, made.windows[emit], ref), made.contexts)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from seqstream.pipeline.kafka.clients import DeliveryReport, RecordProducer, raise_for_failures
+from seqstream.pipeline.kafka.producer import DeliveryReport, RecordProducer, raise_for_failures
 from seqstream.pipeline.sources.events import Message
 
 

@@ -1,3 +1,5 @@
-"""Per-key state: the Spark state adapter (``stateful_windows``), its buckets and placement, the
-windowing step the stream and the backfill share (``window_step``), event-time windows
-(``time_windows``)."""
+"""Per-key state between a key's events: the Spark adapter that reads and writes it around the
+scoring step (``processor``, ``transformWithStateInPandas`` per Kafka partition), its one codec
+and the buckets of many keys it is kept in (``buckets``), which state partition holds which Kafka
+partition (``placement``), and event-time windows, the streaming job's second mode
+(``time_windows``). Steps over rows: no Spark session code."""

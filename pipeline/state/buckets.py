@@ -1,9 +1,13 @@
-"""The streaming window state of many keys per state value: what keeps its cost per micro-batch.
+"""Key state, many keys per value: the one codec of a key's state, and the streaming buckets.
+
+A set of keys' states (``Carried``) is encoded as one Arrow IPC batch (``encode_bucket``): the
+streaming job keeps one per bucket, the backfill ships one per Kafka partition to its tasks and
+keeps them in its progress files.
 
 Python ``transformWithState`` pays one socket round trip per state call, so a state value per
 key cost two round trips per key and micro-batch (read, then write), as much as the model on
 small micro-batches. Instead each Kafka partition's keys are spread over ``stream.state_buckets``
-buckets by a stable hash, and a bucket (its keys' carried events and when each was last seen) is
+buckets by a stable hash, and a bucket (its keys' state and when each was last seen) is
 one state value: a micro-batch reads and writes only the buckets its keys fall in, at most two
 calls per bucket whatever the number of keys.
 
@@ -14,7 +18,7 @@ when its bucket is read, and a bucket that no key touches expires whole through 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +38,7 @@ class Carried:
     model its state vector; and when it was last written (processing time, ms)."""
 
     seen_ms: int
-    context: np.ndarray  # window: (events, features) float32; carry: (1, state size) float64
+    state: np.ndarray  # window: (events, features) float32; carry: (1, state size) float64
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,9 @@ def bucket_of(key: str, buckets: int) -> int:
 
 
 def encode_bucket(entries: Mapping[str, Carried]) -> bytes:
-    """One Arrow IPC batch: key, seen_ms, context (list of float32 or float64, flat)."""
+    """One Arrow IPC batch: key, seen_ms, state (list of float32 or float64, flat)."""
     keys = list(entries)
-    flat = [entries[k].context.reshape(-1) for k in keys]
+    flat = [entries[k].state.reshape(-1) for k in keys]
     offsets = np.zeros(len(keys) + 1, np.int32)
     np.cumsum([len(f) for f in flat], out=offsets[1:])
     # float32 events (window models) or float64 states (carry models): kept as they are
@@ -66,7 +70,7 @@ def encode_bucket(entries: Mapping[str, Carried]) -> bytes:
             pa.array([entries[k].seen_ms for k in keys], pa.int64()),
             pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
         ],
-        names=["key", "seen_ms", "context"],
+        names=["key", "seen_ms", "state"],  # read by position: v1 buckets named it "context"
     )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:
@@ -74,18 +78,50 @@ def encode_bucket(entries: Mapping[str, Carried]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def decode_bucket(blob: bytes, width: int, *, now_ms: int, ttl_ms: int | None) -> Bucket:
-    """The bucket's keys (each context as rows of ``width``), without those idle for ``ttl_ms``
-    or more at ``now_ms``."""
+def _columns(blob: bytes) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """An encoded bucket's keys, seen_ms, and its states as flat values with each key's bounds."""
     batch = pa.ipc.open_stream(blob).read_next_batch()
-    keys = batch.column(0).to_pylist()
-    seen = batch.column(1).to_numpy()
-    contexts = batch.column(2)
-    offsets = contexts.offsets.to_numpy()
-    values = contexts.values.to_numpy(zero_copy_only=False)
+    states = batch.column(2)
+    return (
+        batch.column(0).to_pylist(),
+        batch.column(1).to_numpy(),
+        states.offsets.to_numpy(),
+        states.values.to_numpy(zero_copy_only=False),
+    )
+
+
+def decode_bucket(blob: bytes, width: int, *, now_ms: int, ttl_ms: int | None) -> Bucket:
+    """The bucket's keys (each state as rows of ``width``), without those idle for ``ttl_ms``
+    or more at ``now_ms``."""
+    keys, seen, offsets, values = _columns(blob)
     live = {
         key: Carried(int(seen[i]), values[offsets[i] : offsets[i + 1]].reshape(-1, width))
         for i, key in enumerate(keys)
         if ttl_ms is None or now_ms - seen[i] < ttl_ms
     }
     return Bucket(live, len(keys) - len(live))
+
+
+def state_lookup(blob: bytes | None, width: int) -> Callable[[str], np.ndarray | None]:
+    """A key's state in an encoded bucket (rows of ``width``; None for a key it does not hold),
+    decoded only when asked for: a backfill task looks up a few of a partition's many keys."""
+    if blob is None:
+        return lambda key: None
+    keys, _, offsets, values = _columns(blob)
+    index = {key: i for i, key in enumerate(keys)}
+
+    def state_of(key: str) -> np.ndarray | None:
+        i = index.get(key)
+        return None if i is None else values[offsets[i] : offsets[i + 1]].reshape(-1, width)
+
+    return state_of
+
+
+def merge_buckets(older: bytes | None, newer: bytes, width: int) -> bytes:
+    """``older``'s keys with ``newer``'s in place of theirs (a key ``newer`` holds is replaced,
+    one it does not is kept), encoded again."""
+    if older is None:
+        return newer
+    entries = decode_bucket(older, width, now_ms=0, ttl_ms=None).entries
+    entries.update(decode_bucket(newer, width, now_ms=0, ttl_ms=None).entries)
+    return encode_bucket(entries)

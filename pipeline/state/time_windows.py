@@ -26,7 +26,8 @@ from pyspark.sql import functions as F
 
 from seqstream.model.windows import empty_context, extend_windows
 from seqstream.pipeline.records.rows import SCORED_SCHEMA, WINDOW_COLUMNS
-from seqstream.pipeline.scoring.step import ModelRef, score_windows
+from seqstream.pipeline.scoring.step import score_windows
+from seqstream.pipeline.scoring.worker import ModelRef
 
 # The state this module keeps, recorded in the checkpoint (a change of stateful steps is a new one).
 TIME_LAYOUT = "time-v2"

@@ -1,11 +1,11 @@
 """The streaming job's state adapter: ``groupBy(topic, partition).transformWithStateInPandas``.
 
 Grouping by Kafka partition makes one Python call per partition and micro-batch (not one per
-key). The processor keeps each key's last ``length - 1`` events, or for a carry model its LSTM
-state (both bounded), in buckets of many keys (``state_buckets``: two state calls per touched
-bucket, not per key), idle keys expiring after ``ttl_ms`` (counted), and hands the rows to the
-shared windowing step (``window_step``) and to scoring (``scoring``) in the same Python call, so
-events cross from the JVM to Python once and window arrays never travel back.
+key). The processor keeps each key's state (``scoring.step``: a window model's last N - 1
+events, a carry model's LSTM state; both bounded) in buckets of many keys (``state_buckets``: two
+state calls per touched bucket, not per key), idle keys expiring after ``ttl_ms`` (counted), and
+runs the scoring step in the same Python call, so events cross from the JVM to Python once and
+window arrays never travel back.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import pandas as pd
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import BinaryType, IntegerType, StructField, StructType
 
-from seqstream.pipeline.config import EventSchema
-from seqstream.pipeline.scoring.step import ModelRef, score_partition
+from seqstream.pipeline.scoring.step import ScoringStep
 from seqstream.pipeline.state.buckets import Carried, bucket_of, decode_bucket, encode_bucket
 
 _STATE_KEY = StructType([StructField("bucket", IntegerType())])
@@ -30,30 +29,14 @@ _INDEX = StructType([StructField("sizes", BinaryType()), StructField("written_ms
 INDEX_TTL_FACTOR = 10
 
 
-class WindowProcessor(StatefulProcessor):
-    """Windows and scores them in the same step (``scoring.score_windows``), so the
-    window arrays never travel to the JVM and back; or, for a carry model (``state_width`` its
-    state size), scores each event from its key's carried LSTM state (``scoring.score_carried``).
-    Output rows follow ``SCORED_SCHEMA``."""
+class KeyStateProcessor(StatefulProcessor):
+    """Runs the scoring step (``step``) on each Kafka partition's rows of a micro-batch with
+    its keys' state, kept in ``buckets`` buckets. Output rows follow ``SCORED_SCHEMA``."""
 
-    def __init__(
-        self,
-        length: int,
-        ttl_ms: int | None,
-        ref: ModelRef,
-        schema: EventSchema,
-        max_bytes: int,
-        buckets: int,
-        *,
-        carry_state_size: int | None = None,
-    ) -> None:
-        self.length = length
-        self.width = carry_state_size or len(schema.features)
-        self.carry = carry_state_size is not None
+    def __init__(self, step: ScoringStep, ttl_ms: int | None, buckets: int) -> None:
+        self.step = step
+        self.width = step.state_width
         self.ttl_ms = ttl_ms
-        self.ref = ref
-        self.schema = schema
-        self.max_bytes = max_bytes
         self.buckets = buckets
 
     def init(self, handle: StatefulProcessorHandle) -> None:
@@ -89,7 +72,7 @@ class WindowProcessor(StatefulProcessor):
         sizes, written, expired, indexed = self._read_index(now_ms)
         loaded: dict[int, dict[str, Carried]] = {}
 
-        def context_of(event_key: str) -> np.ndarray | None:
+        def state_of(event_key: str) -> np.ndarray | None:
             nonlocal expired
             bucket = bucket_of(event_key, self.buckets)
             if bucket not in loaded:
@@ -103,20 +86,12 @@ class WindowProcessor(StatefulProcessor):
                 loaded[bucket] = found.entries if found else {}
                 expired += found.expired if found else 0
             carried = loaded[bucket].get(event_key)
-            return None if carried is None else carried.context
+            return None if carried is None else carried.state
 
-        made = score_partition(
-            batch,
-            context_of,
-            carry=self.carry,
-            length=self.length,
-            schema=self.schema,
-            max_bytes=self.max_bytes,
-            ref=self.ref,
-        )
+        made = self.step.score(batch, state_of)
         scored = made.rows
-        for event_key, context in made.states.items():
-            loaded[bucket_of(event_key, self.buckets)][event_key] = Carried(now_ms, context)
+        for event_key, state in made.states.items():
+            loaded[bucket_of(event_key, self.buckets)][event_key] = Carried(now_ms, state)
         for bucket, entries in loaded.items():  # each read for a key of this batch: never empty
             self.state.updateValue((bucket,), (encode_bucket(entries),))
             sizes[bucket], written[bucket] = len(entries), now_ms
