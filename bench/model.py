@@ -35,7 +35,7 @@ from seqstream.model.spec import (
     Normalization,
     WindowSpec,
 )
-from seqstream.model.windows import empty_context, extend_windows
+from seqstream.model.windows import empty_state, extend_windows
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def scoreable_windows(
     series: dict[str, np.ndarray], length: int, min_length: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every window the jobs score: per key, the last ``length`` events ending at each event."""
-    batches = [extend_windows(empty_context(v.shape[1]), v, length) for v in series.values()]
+    batches = [extend_windows(empty_state(v.shape[1]), v, length) for v in series.values()]
     keep = [b.lengths >= min_length for b in batches]
     return (
         np.concatenate([b.windows[k] for b, k in zip(batches, keep, strict=False)]),

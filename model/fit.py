@@ -27,7 +27,7 @@ from seqstream.model.spec import (
     CARRY_INPUT_CLIP,
     ModelSpec,
 )
-from seqstream.model.windows import empty_context, extend_windows
+from seqstream.model.windows import empty_state, extend_windows
 
 # Each kind's default epochs and learning rate (None in TrainOptions picks these).
 KIND_DEFAULTS: dict[str, tuple[int, float]] = {"window": (6, 5e-3), "carry": (40, 2e-3)}
@@ -93,7 +93,7 @@ def _windows(
     of the others every ``stride``-th (neighbouring windows share all but one event)."""
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "validation": []}
     for values in series.values():
-        batch = extend_windows(empty_context(values.shape[1]), values, length)
+        batch = extend_windows(empty_state(values.shape[1]), values, length)
         keep = batch.lengths >= min_length
         windows, lengths = batch.windows[keep], batch.lengths[keep]
         cut = int(round(len(windows) * (1 - val_fraction)))

@@ -22,7 +22,7 @@ from seqstream.model.spec import (
     ForecastTask,
     ModelSpec,
 )
-from seqstream.model.windows import empty_context, extend_windows
+from seqstream.model.windows import empty_state, extend_windows
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,6 @@ def score_series(scorer: WindowScorer, events: np.ndarray) -> tuple[np.ndarray, 
 
     Returns the indices of the events that got a score (window long enough) and their scores."""
     window = scorer.spec.window_spec
-    batch = extend_windows(empty_context(events.shape[1]), events, window.length)
+    batch = extend_windows(empty_state(events.shape[1]), events, window.length)
     scored = np.flatnonzero(batch.lengths >= window.min_length)
     return scored, scorer.score(batch.windows[scored], batch.lengths[scored])

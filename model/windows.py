@@ -2,9 +2,9 @@
 
 For each new event of a key, the window is the last ``length`` events of that key ending at it,
 in log order. The streaming job calls ``keyed_windows`` once per Kafka partition and
-micro-batch, for all of its keys at once, with each key's carried context (its last
+micro-batch, for all of its keys at once, with each key's carried state (its last
 ``length - 1`` events); training and the offline reference call ``extend_windows`` (one key)
-with an empty context. Same code, same windows.
+with an empty state. Same code, same windows.
 
 Windows are left-aligned: row ``i`` holds ``lengths[i]`` events at positions ``0..lengths[i]-1``
 and zeros after, which is the layout ``torch.nn.utils.rnn.pack_padded_sequence`` expects.
@@ -22,32 +22,30 @@ import numpy as np
 class WindowBatch:
     windows: np.ndarray  # [m, length, features], float32, left-aligned
     lengths: np.ndarray  # [m], int64, 1..length
-    context: np.ndarray  # [<= length - 1, features]: what to carry to the next call
+    state: np.ndarray  # [<= length - 1, features]: what to carry to the next call
 
 
 @dataclass(frozen=True)
 class KeyedWindows:
     windows: np.ndarray  # [m, length, features], float32, left-aligned, in the events' order
     lengths: np.ndarray  # [m], int64, 1..length
-    contexts: list[np.ndarray]  # per key: its last <= length - 1 events, to carry to the next call
+    states: list[np.ndarray]  # per key: its last <= length - 1 events, to carry to the next call
 
 
-def empty_context(features: int) -> np.ndarray:
+def empty_state(features: int) -> np.ndarray:
     return np.zeros((0, features), dtype=np.float32)
 
 
 def keyed_windows(
-    contexts: Sequence[np.ndarray], codes: np.ndarray, events: np.ndarray, length: int
+    states: Sequence[np.ndarray], codes: np.ndarray, events: np.ndarray, length: int
 ) -> KeyedWindows:
     """Windows ending at each of ``events`` (rows of many keys; ``codes[i]`` indexes event i's key
-    in ``contexts``, and each key's events are in log order), each key's history preceded by its
-    context. Vectorised over keys: one pass, whatever the number of keys."""
+    in ``states``, and each key's events are in log order), each key's history preceded by its
+    state. Vectorised over keys: one pass, whatever the number of keys."""
     if length < 1:
         raise ValueError(f"window length must be at least 1, got {length}")
     mismatched = [
-        c.shape
-        for c in contexts
-        if events.ndim != 2 or c.ndim != 2 or c.shape[1] != events.shape[1]
+        c.shape for c in states if events.ndim != 2 or c.ndim != 2 or c.shape[1] != events.shape[1]
     ]
     if events.ndim != 2 or mismatched:
         raise ValueError(
@@ -56,16 +54,16 @@ def keyed_windows(
         )
     codes = np.asarray(codes, np.int64)
     n, features = events.shape
-    contexts = [c[max(len(c) - (length - 1), 0) :] for c in contexts]
-    carried = np.array([len(c) for c in contexts], np.int64)
-    counts = np.bincount(codes, minlength=len(contexts))
+    states = [c[max(len(c) - (length - 1), 0) :] for c in states]
+    carried = np.array([len(c) for c in states], np.int64)
+    counts = np.bincount(codes, minlength=len(states))
     sizes = carried + counts
     starts = (
         np.cumsum(sizes) - sizes
-    )  # each key's segment of ``history``: its context, then its events
+    )  # each key's segment of ``history``: its state, then its events
     history = np.zeros((int(sizes.sum()), features), np.float32)
-    for start, context in zip(starts, contexts, strict=False):
-        history[start : start + len(context)] = context
+    for start, state in zip(starts, states, strict=False):
+        history[start : start + len(state)] = state
     order = np.argsort(codes, kind="stable")  # grouped by key, log order kept within a key
     grouped = codes[order]
     rank = np.arange(n) - (np.cumsum(counts) - counts)[grouped]
@@ -85,12 +83,12 @@ def keyed_windows(
     return KeyedWindows(windows, lengths, kept)
 
 
-def extend_windows(context: np.ndarray, new_events: np.ndarray, length: int) -> WindowBatch:
-    """Windows ending at each of ``new_events`` (one key's rows in log order), preceded by ``context``."""
+def extend_windows(state: np.ndarray, new_events: np.ndarray, length: int) -> WindowBatch:
+    """Windows ending at each of ``new_events`` (one key's rows in log order), preceded by ``state``."""
     made = keyed_windows(
-        [context.astype(np.float32, copy=False)],
+        [state.astype(np.float32, copy=False)],
         np.zeros(len(new_events), np.int64),
         new_events.astype(np.float32, copy=False),
         length,
     )
-    return WindowBatch(made.windows, made.lengths, made.contexts[0])
+    return WindowBatch(made.windows, made.lengths, made.states[0])

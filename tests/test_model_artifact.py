@@ -23,7 +23,7 @@ from seqstream.model.spec import (
     Normalization,
     WindowSpec,
 )
-from seqstream.model.windows import empty_context, extend_windows
+from seqstream.model.windows import empty_state, extend_windows
 
 from helpers import standalone_loader
 
@@ -188,7 +188,7 @@ def test_readme_loader_without_seqstream_gives_the_same_scores(tmp_path: Path, l
     directory, _, _ = saved(tmp_path, **lstm)
     rng = np.random.default_rng(5)
     events = rng.normal([10.0, -3.0], [4.0, 0.5], size=(20, 2)).astype(np.float32)
-    batch = extend_windows(empty_context(2), events, 8)
+    batch = extend_windows(empty_state(2), events, 8)
     keep = batch.lengths >= 3
     ours = (
         WindowScorer(load_artifact(directory), num_threads=None)

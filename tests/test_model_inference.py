@@ -23,7 +23,7 @@ from seqstream.model.spec import (
     RegressionTask,
     WindowSpec,
 )
-from seqstream.model.windows import empty_context, extend_windows
+from seqstream.model.windows import empty_state, extend_windows
 
 from helpers import standalone_loader
 
@@ -51,7 +51,7 @@ def series(n: int = 30, seed: int = 0) -> np.ndarray:
 def test_forecast_scores_equal_plain_torch_on_each_unpadded_window() -> None:
     model = loaded()
     events = series()
-    batch = extend_windows(empty_context(2), events, 10)
+    batch = extend_windows(empty_state(2), events, 10)
     keep = batch.lengths >= 2
     got = WindowScorer(model, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
     lstm, head = model.network.lstm, model.network.head
@@ -72,7 +72,7 @@ def test_forecast_scores_equal_plain_torch_on_each_unpadded_window() -> None:
 
 def test_padding_content_and_batch_size_never_change_a_score() -> None:
     model = loaded(bidirectional=True)
-    batch = extend_windows(empty_context(2), series(25), 10)
+    batch = extend_windows(empty_state(2), series(25), 10)
     windows, lengths = batch.windows[1:], batch.lengths[1:]
     reference = WindowScorer(model, batch_size=4096, num_threads=None).score(windows, lengths).score
     noisy = windows.copy()
@@ -99,7 +99,7 @@ def test_shape_and_length_errors_name_the_model_expectations() -> None:
 
 
 def test_regression_and_classification_heads() -> None:
-    windows = extend_windows(empty_context(2), series(12), 10)
+    windows = extend_windows(empty_state(2), series(12), 10)
     full = windows.lengths == 10
     regression = loaded(task=RegressionTask(), head=HeadSpec(output_size=3))
     got = WindowScorer(regression, num_threads=None).score(
@@ -137,7 +137,7 @@ def test_cuda_requested_without_a_gpu_falls_back_with_a_warning(
 )
 def test_cuda_scores_match_the_cpu(lstm: dict, pin_memory: bool) -> None:
     """Short windows (a key's first events) go through cuDNN's packed path; full ones do not."""
-    batch = extend_windows(empty_context(2), series(300), 10)
+    batch = extend_windows(empty_state(2), series(300), 10)
     keep = batch.lengths >= 2
     model = loaded(**lstm)
     cpu = WindowScorer(model, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
@@ -153,7 +153,7 @@ def test_cuda_scores_match_the_cpu(lstm: dict, pin_memory: bool) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_on_cuda_stays_close_and_leaves_the_float32_model_alone() -> None:
-    batch = extend_windows(empty_context(2), series(300), 10)
+    batch = extend_windows(empty_state(2), series(300), 10)
     model = loaded()
     exact = WindowScorer(model, device="cuda", num_threads=None).score(
         batch.windows[9:], batch.lengths[9:]
@@ -186,7 +186,7 @@ def test_forecast_scores_equal_the_documented_torch_reference(per_key, clip, uni
     model = LoadedModel(spec, model.network, Path("."))
     events = series(40)
     events[20] = MEAN + 40 * STD
-    batch = extend_windows(empty_context(2), events, 10)
+    batch = extend_windows(empty_state(2), events, 10)
     keep = batch.lengths >= 2
     got = WindowScorer(model, num_threads=None).score(batch.windows[keep], batch.lengths[keep])
     config = spec.model_dump(mode="json")
@@ -199,7 +199,7 @@ def test_forecast_scores_equal_the_documented_torch_reference(per_key, clip, uni
 def test_error_units_original_is_the_normalised_error_times_the_std() -> None:
     """Globally normalised: the same forecast, each feature's error scaled by its std."""
     events = series(30)
-    batch = extend_windows(empty_context(2), events, 10)
+    batch = extend_windows(empty_state(2), events, 10)
     full = batch.lengths == 10
     scores = {}
     for units in ("normalized", "original"):

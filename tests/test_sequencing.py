@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqstream.model.windows import empty_context, extend_windows, keyed_windows
+from seqstream.model.windows import empty_state, extend_windows, keyed_windows
 
 
 def brute_force(events: np.ndarray, length: int) -> list[np.ndarray]:
@@ -15,25 +15,25 @@ def brute_force(events: np.ndarray, length: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("length", [1, 2, 5, 16])
 def test_windows_are_the_last_events_ending_at_each_event(length: int) -> None:
     events = np.random.default_rng(length).normal(size=(40, 3)).astype(np.float32)
-    batch = extend_windows(empty_context(3), events, length)
+    batch = extend_windows(empty_state(3), events, length)
     assert batch.windows.shape == (40, length, 3)
     for row, expected in enumerate(brute_force(events, length)):
         n = batch.lengths[row]
         assert n == len(expected)
         np.testing.assert_array_equal(batch.windows[row, :n], expected)
         assert not batch.windows[row, n:].any()  # left-aligned, zero padding after
-    np.testing.assert_array_equal(batch.context, events[len(events) - (length - 1) :])
+    np.testing.assert_array_equal(batch.state, events[len(events) - (length - 1) :])
 
 
 @pytest.mark.parametrize("cuts", [[1], [3, 4, 5], [7, 7, 20], [39]])
 def test_batches_with_carried_context_give_the_same_windows(cuts: list[int]) -> None:
     events = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
-    whole = extend_windows(empty_context(2), events, 8)
-    context, windows, lengths = empty_context(2), [], []
+    whole = extend_windows(empty_state(2), events, 8)
+    context, windows, lengths = empty_state(2), [], []
     for chunk in np.split(events, cuts):
         batch = extend_windows(context, chunk, 8)
-        assert len(batch.context) <= 7  # state per key stays bounded
-        context = batch.context
+        assert len(batch.state) <= 7  # state per key stays bounded
+        context = batch.state
         windows.append(batch.windows)
         lengths.append(batch.lengths)
     np.testing.assert_array_equal(np.concatenate(windows), whole.windows)
@@ -44,7 +44,7 @@ def test_empty_batch_keeps_the_context() -> None:
     context = np.ones((3, 2), np.float32)
     batch = extend_windows(context, np.zeros((0, 2), np.float32), 8)
     assert batch.windows.shape == (0, 8, 2)
-    np.testing.assert_array_equal(batch.context, context)
+    np.testing.assert_array_equal(batch.state, context)
 
 
 def test_feature_mismatch_is_an_error() -> None:
@@ -75,5 +75,5 @@ def test_many_keys_at_once_give_each_key_its_own_windows(length: int) -> None:
             np.testing.assert_array_equal(made.windows[row, :n], want)
             assert not made.windows[row, n:].any()
         np.testing.assert_array_equal(
-            made.contexts[key], history[max(len(history) - (length - 1), 0) :]
+            made.states[key], history[max(len(history) - (length - 1), 0) :]
         )

@@ -289,7 +289,7 @@ def describe_plan(
         f"rebuild the carry model's state (backfill.replay_max_events {b.replay_max_events:,} "
         "per partition), nothing written"
         if history is None
-        else "plus up to window length - 1 earlier events per key read as context"
+        else "plus up to window length - 1 earlier events per key read as their state"
     )
     lines += [
         f"{plan.events:,} events (offsets) in {len(plan.chunks)} chunk(s) of about {b.chunk_events:,}; "

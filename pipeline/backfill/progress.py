@@ -42,7 +42,7 @@ class ChunkCounts:
 
 class Progress:
     """``plan.json``, then per finished chunk ``chunk-NNNNN.json`` (counts) and
-    ``chunk-NNNNN.state.parquet`` (every key's state after it); ``context.state.parquet`` holds
+    ``chunk-NNNNN.state.parquet`` (every key's state after it); ``before.state.parquet`` holds
     the state before the range. A file appears only once complete (written aside, then
     renamed)."""
 

@@ -183,10 +183,10 @@ def starting_states(job: Backfill, progress: Progress, plan: BackfillPlan, done:
     if done:
         log.info("resuming after chunk %d of %d", done, len(plan.chunks))
         return progress.state(f"chunk-{done - 1:05d}") or {}
-    states = progress.state("context")
+    states = progress.state("before")
     if states is None:
         states = job.state_before(list(plan.ranges), plan.lows)
-        progress.save_state("context", states)
+        progress.save_state("before", states)
     return states
 
 

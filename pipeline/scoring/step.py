@@ -24,7 +24,7 @@ import pandas as pd
 from seqstream.model.carry import CarryLayout, CarryScorer
 from seqstream.model.inference import WindowScorer
 from seqstream.model.spec import ModelSpec
-from seqstream.model.windows import empty_context, keyed_windows
+from seqstream.model.windows import empty_state, keyed_windows
 from seqstream.pipeline.config import EventSchema
 from seqstream.pipeline.records.partition import ParsedRows, parse_rows
 from seqstream.pipeline.records.rows import SCORED_COLUMNS
@@ -161,7 +161,7 @@ def window_rows(
     parsed = parse_rows(kafka_rows, schema, max_bytes)
     stored = [state_of(k) for k in parsed.keys]
     made = keyed_windows(
-        [empty_context(width) if c is None else c for c in stored],
+        [empty_state(width) if c is None else c for c in stored],
         parsed.codes,
         parsed.features,
         length,
@@ -171,7 +171,7 @@ def window_rows(
         np.int32
     )
     windows = np.concatenate([made.windows, np.zeros((parsed.dead, length, width), np.float32)])
-    return WindowedRows(rows, windows, dict(zip(parsed.keys, made.contexts, strict=False)))
+    return WindowedRows(rows, windows, dict(zip(parsed.keys, made.states, strict=False)))
 
 
 def _scored_columns(rows: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from seqstream.model.windows import empty_context, extend_windows
+from seqstream.model.windows import empty_state, extend_windows
 from seqstream.pipeline.records.rows import SCORED_SCHEMA, WINDOW_COLUMNS
 from seqstream.pipeline.scoring.step import score_windows
 from seqstream.pipeline.scoring.worker import ModelRef
@@ -48,7 +48,7 @@ def last_events(
                 events, key=lambda e: (e["event_time_ms"], e["partition"], e["offset"])
             )
             values = np.stack([np.asarray(e["features"], np.float32) for e in ordered[-length:]])
-            made = extend_windows(empty_context(features), values, length)
+            made = extend_windows(empty_state(features), values, length)
             last = ordered[-1]
             windows[i] = made.windows[-1]
             rows.append(
