@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from seqstream.pipeline.errors import DeliveryError, SeqstreamError
 from seqstream.pipeline.kafka.clients import confluent_config, no_broker, resolve_client
+from seqstream.pipeline.kafka.offsets import TopicPartition
 from seqstream.pipeline.kafka.options import ClientSettings
 from seqstream.pipeline.kafka.producer import produce_when_queued
 from seqstream.pipeline.kafka.retry import retrying
@@ -49,7 +50,7 @@ def at_fault_point(point: str, batch_id: int) -> None:
         hook(point, batch_id)
 
 
-def source_positions(records: pa.Table) -> dict[tuple[str, int], int]:
+def source_positions(records: pa.Table) -> dict[TopicPartition, int]:
     """(source topic, partition) -> the offset after the last source event with a record."""
     if records.num_rows == 0:
         return {}
@@ -57,7 +58,7 @@ def source_positions(records: pa.Table) -> dict[tuple[str, int], int]:
         [("source_offset", "max")]
     )
     return {
-        (topic, int(partition)): int(last) + 1
+        TopicPartition(topic, int(partition)): int(last) + 1
         for topic, partition, last in zip(
             grouped["source_topic"].to_pylist(),
             grouped["source_partition"].to_pylist(),
@@ -108,19 +109,19 @@ class TransactionalSender:
             {**common, "group.id": self.transactional_id, "enable.auto.commit": False}
         )
 
-    def committed(self, positions: dict[tuple[str, int], int]) -> bool:
+    def committed(self, positions: dict[TopicPartition, int]) -> bool:
         """Whether a transaction already committed these positions (a replayed batch)."""
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import TopicPartition as ConfluentPartition
 
         found = retrying(
             lambda: self._consumer.committed(
-                [TopicPartition(t, p) for t, p in positions], self.client.timeout_s
+                [ConfluentPartition(t, p) for t, p in positions], self.client.timeout_s
             ),
             what=f"the committed offsets of group {self.transactional_id}",
             bootstrap=self.client.bootstrap,
             timeout_s=self.client.retry_timeout_s,
         )
-        done = [tp.offset >= positions[(tp.topic, tp.partition)] for tp in found]
+        done = [tp.offset >= positions[TopicPartition(tp.topic, tp.partition)] for tp in found]
         if any(done) and not all(done):
             raise SeqstreamError(
                 f"consumer group {self.transactional_id} has committed some of this batch's "
@@ -147,7 +148,8 @@ class TransactionalSender:
                 self.transactional_id,
             )
             return 0
-        from confluent_kafka import KafkaException, TopicPartition
+        from confluent_kafka import KafkaException
+        from confluent_kafka import TopicPartition as ConfluentPartition
 
         producer, failures = self._producer, []
 
@@ -173,7 +175,7 @@ class TransactionalSender:
                 )
             at_fault_point("kafka-sent", batch_id)
             producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in sorted(positions.items())],
+                [ConfluentPartition(t, p, o) for (t, p), o in sorted(positions.items())],
                 self._consumer.consumer_group_metadata(),
                 self.client.retry_timeout_s,
             )

@@ -25,6 +25,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
+from seqstream.pipeline.kafka import TopicPartition
+
 log = logging.getLogger("seqstream.metrics")
 
 INPUT, OUTPUT = "seqstream_input", "seqstream_output"
@@ -94,7 +96,7 @@ WINDOW_AGGREGATION = "stateStoreSave"
 
 
 def batch_metrics(
-    progress: Any, held: dict[tuple[str, int], int] | None = None
+    progress: Any, held: dict[TopicPartition, int] | None = None
 ) -> BatchMetrics | None:
     """The metrics of one progress report, or None for a batch that read and emitted nothing.
     ``held``: the keys in each Kafka partition's window state as last reported, updated here
@@ -103,7 +105,7 @@ def batch_metrics(
     held = {} if held is None else held
     reported = (out.asDict(recursive=True).get("state_keys") or []) if out is not None else []
     if out is not None:
-        held.update({(r["topic"], r["partition"]): r["state_keys"] for r in reported})
+        held.update({TopicPartition(r["topic"], r["partition"]): r["state_keys"] for r in reported})
     if read is None or out is None or not (read["events_in"] or out["windows"]):
         return None
     end_ms = _iso_epoch_ms(progress.timestamp) + progress.batchDuration
@@ -225,7 +227,7 @@ class MetricsListener(StreamingQueryListener):
         self.query_id: str | None = None
         self._by_query: dict[str, list[BatchMetrics]] = {}
         self._last_batch: dict[str, int] = {}  # per query: the last batch id heard of
-        self._held: dict[str, dict[tuple[str, int], int]] = {}  # per query: keys per partition
+        self._held: dict[str, dict[TopicPartition, int]] = {}  # per query: keys per partition
         self.prometheus = (
             _Prometheus(prometheus_port, prometheus_host) if prometheus_port is not None else None
         )

@@ -19,6 +19,8 @@ from typing import Any
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from seqstream.pipeline.kafka import TopicPartition
+
 SLOT_COLUMN = "state_slot"
 SLOT_CANDIDATES_PER_PARTITION = 16  # a miss leaves (1 - 1/N)^(16 N) < 1e-6: slot 0, still exact
 MAX_SLOT_CANDIDATES = 4096
@@ -47,8 +49,10 @@ def slot_column(spark: Any, topic_partitions: dict[str, int], partitions: int) -
     """``state_slot`` for the Kafka rows: looked up for the partitions known at start (found by
     one small batch query), searched row by row for partitions added while the query runs (the
     same function, so a restart keeps their slots)."""
-    keys: Sequence[tuple[str, int]] = [
-        (topic, p) for topic, count in sorted(topic_partitions.items()) for p in range(count)
+    keys: Sequence[TopicPartition] = [
+        TopicPartition(topic, p)
+        for topic, count in sorted(topic_partitions.items())
+        for p in range(count)
     ]
     column = _searched_slot(partitions)
     if not keys:
