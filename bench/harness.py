@@ -13,8 +13,9 @@ forecast head (seeded random weights), produced into a 4-partition topic of the 
    for ``--latency-seconds``, with ``--latency-trigger`` (default "0 seconds"), from each
    record's Kafka create time to the commit of the micro-batch that wrote its score; and the
    fixed cost of a micro-batch (the median of batches of 1-10 events in a trickle), beside
-   Spark's floor for the job's shape (``spark_floor``: a JVM rate source, with and without a
-   no-op Python transformWithState, and a foreachBatch Parquet write);
+   Spark's floor for the job's shape (``spark_floor``: Spark's JVM Kafka source on a trickle
+   of its own, with and without a no-op Python transformWithState, and a foreachBatch Parquet
+   write; and the same with the JVM rate source in place of Kafka);
 3. the backfill over the same offsets, measured on a second run (the first, also reported, starts
    the Python workers of its step: torch imported, the model loaded);
 4. peers: a plain confluent-kafka consumer loop with seqstream's parse, windows and model in one
@@ -162,29 +163,33 @@ class _NoopWindows(StatefulProcessor):
         pass
 
 
-def spark_floor(spark: Any, work: Path, seconds: float, *, stateful: bool) -> float:
+def spark_floor(
+    spark: Any, work: Path, seconds: float, *, stateful: bool, kafka: KafkaFloor | None = None
+) -> float:
     """The median micro-batch of the job's shape with no work in it: Spark's JVM rate source at
-    4 rows/s (no Kafka, no Python source), optionally a no-op Python transformWithState over 2
-    state partitions, and a foreachBatch Parquet write as the job's (dynamic partition
-    overwrite per batch), with the job's state store settings, trigger "0 seconds". No
-    seqstream job can be faster per micro-batch on this machine."""
+    4 rows/s, or (``kafka``) Spark's JVM Kafka source reading a trickle of 4 events/s, as the
+    job reads; optionally a no-op Python transformWithState over 2 state partitions (grouped by
+    Kafka partition, as the job's), and a foreachBatch Parquet write as the job's (dynamic
+    partition overwrite per batch), with the job's state store settings, trigger "0 seconds".
+    No seqstream job can be faster per micro-batch on this machine."""
     from pyspark.sql import functions as F
 
     from seqstream.pipeline.stream import state_store_conf
 
-    name = "floor-stateful" if stateful else "floor-stateless"
+    name = ("floor-kafka-" if kafka else "floor-") + ("stateful" if stateful else "stateless")
     for key, value in {
         **state_store_conf(work / name),
         "spark.sql.shuffle.partitions": "2",
     }.items():
         spark.conf.set(key, value)
-    rows = spark.readStream.format("rate").option("rowsPerSecond", 4).load()
+    if kafka is None:
+        rows = spark.readStream.format("rate").option("rowsPerSecond", 4).load()
+        rows, value = rows.withColumn("k", F.col("value") % 4), "value long"
+    else:
+        rows = kafka.stream(spark, name).select(F.col("partition").alias("k"), "value")
+        value = "value binary"
     if stateful:
-        rows = (
-            rows.withColumn("k", F.col("value") % 4)
-            .groupBy("k")
-            .transformWithStateInPandas(_NoopWindows(), "value long", "Append", "None")
-        )
+        rows = rows.groupBy("k").transformWithStateInPandas(_NoopWindows(), value, "Append", "None")
 
     def write(batch: Any, batch_id: int) -> None:
         (
@@ -201,10 +206,44 @@ def spark_floor(spark: Any, work: Path, seconds: float, *, stateful: bool) -> fl
         .trigger(processingTime="0 seconds")
         .start()
     )
+    if kafka is not None:
+        kafka.feed(name)
     time.sleep(seconds)
     query.stop()
     batches = [p for p in query.recentProgress if p["numInputRows"] > 0][5:]  # JIT warm-up
     return float(np.median([p["durationMs"]["triggerExecution"] / 1000 for p in batches]))
+
+
+@dataclass(frozen=True)
+class KafkaFloor:
+    """Spark's own Kafka source on a topic of its own per floor, fed a trickle of 4 events/s."""
+
+    bootstrap: str
+    admin: Any
+    topic: str
+    partitions: int
+    messages: list
+
+    def stream(self, spark: Any, name: str) -> Any:
+        self.admin.create_topic(f"{self.topic}-{name}", self.partitions)
+        return (
+            spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", self.bootstrap)
+            .option("subscribe", f"{self.topic}-{name}")
+            .option("startingOffsets", "earliest")
+            .load()
+        )
+
+    def feed(self, name: str) -> None:
+        from seqstream.pipeline.kafka.producer import open_producer
+        from seqstream.pipeline.sources.producer import produce_messages
+
+        def run() -> None:
+            producer = open_producer(self.bootstrap)
+            produce_messages(self.messages, producer, f"{self.topic}-{name}", rate=4.0)
+            producer.close()
+
+        threading.Thread(target=run, daemon=True).start()
 
 
 def model_share(history: list) -> float:
@@ -763,10 +802,25 @@ def streaming_section(b: Bench) -> dict[str, Any]:
         b.bootstrap, b.topic, args.partitions, b.model_dir, b.schema, len(b.messages)
     )
     trickle_lean = trickle(b, "trickle-lean", state_partitions=args.latency_state_partitions)
+    # Spark's floor for the job's shape: with its JVM Kafka source, as the job reads (the bar of
+    # issue 31), and with the rate source (no Kafka at all), each with and without the stateful step.
+    kafka = KafkaFloor(
+        b.bootstrap, b.admin, b.topic, args.partitions, b.messages[: int(4 * args.trickle_seconds)]
+    )
     floors = {
-        kind: spark_floor(b.spark, b.work, args.trickle_seconds, stateful=kind == "stateful")
+        kind: spark_floor(
+            b.spark, b.work, args.trickle_seconds, stateful=kind == "stateful", kafka=kafka
+        )
         for kind in ("stateless", "stateful")
     }
+    floors.update(
+        {
+            f"{kind}_rate_source": spark_floor(
+                b.spark, b.work, args.trickle_seconds, stateful=kind == "stateful"
+            )
+            for kind in ("stateless", "stateful")
+        }
+    )
     return {
         "by_connector": by_connector,
         "plain_rate": plain_rate,
@@ -1118,9 +1172,14 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"{r['streaming']['fixed_cost_low_latency_s']:.2f} s",
         ),
         (
-            "Spark's floor: rate source, (no-op Python transformWithState), foreachBatch Parquet",
+            "Spark's floor: JVM Kafka source, (no-op Python transformWithState), foreachBatch Parquet",
             f"{r['streaming']['spark_floor_s']['stateless']:.2f} s "
             f"({r['streaming']['spark_floor_s']['stateful']:.2f} s)",
+        ),
+        (
+            "Spark's floor with the rate source in place of Kafka",
+            f"{r['streaming']['spark_floor_s']['stateless_rate_source']:.2f} s "
+            f"({r['streaming']['spark_floor_s']['stateful_rate_source']:.2f} s)",
         ),
         ("state calls per micro-batch", f"{r['streaming']['state_calls_per_batch']:,.0f}"),
         (
