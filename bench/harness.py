@@ -229,6 +229,9 @@ class KafkaFloor:
         return (
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", self.bootstrap)
+            # Without it a pooled consumer's next fetch waits Kafka's 500 ms on an idle topic
+            # (``connector.jvm_options``): the floor takes the setting any Spark user can.
+            .option("kafka.fetch.max.wait.ms", "10")
             .option("subscribe", f"{self.topic}-{name}")
             .option("startingOffsets", "earliest")
             .load()
