@@ -36,14 +36,25 @@ class SparkCheckpoint:
         if not self.local and spark is None:
             raise ValueError(f"reading {self.location} needs a Spark session")
 
+    def _local(self, *parts: str) -> Path:
+        return Path(self.location.removeprefix("file://"), *parts)
+
+    def exists(self, folder: str) -> bool:
+        """Whether Spark has made ``folder`` (``offsets`` or ``commits``) yet."""
+        if self.local:
+            return self._local(folder).is_dir()
+        fs, path = self._hadoop(folder)
+        return bool(fs.exists(path))
+
     def batches(self, folder: str) -> list[int]:
         """The micro-batch numbers Spark recorded in ``folder`` (``offsets`` or ``commits``)."""
+        if not self.exists(folder):
+            return []
         if self.local:
-            path = Path(self.location.removeprefix("file://")) / folder
-            names = [p.name for p in path.iterdir()] if path.is_dir() else []
+            names = [p.name for p in self._local(folder).iterdir()]
         else:
             fs, path = self._hadoop(folder)
-            names = [s.getPath().getName() for s in fs.listStatus(path)] if fs.exists(path) else []
+            names = [s.getPath().getName() for s in fs.listStatus(path)]
         return sorted(int(n) for n in names if n.isdigit())
 
     def _hadoop(self, *parts: str) -> tuple[Any, Any]:
@@ -55,8 +66,7 @@ class SparkCheckpoint:
 
     def _offset_log(self, batch: int) -> list[str]:
         if self.local:
-            path = Path(self.location.removeprefix("file://")) / "offsets" / str(batch)
-            return path.read_text().splitlines()
+            return self._local("offsets", str(batch)).read_text().splitlines()
         fs, path = self._hadoop("offsets", str(batch))
         stream = fs.open(path)
         try:

@@ -108,9 +108,9 @@ def describe_failure(error: str, checkpoint: Path | None, kafka_silent: str | No
 def _failed_batch(location: Path | None) -> str:
     if location is None or not on_local_disk(location):
         return ""
-    if not (Path(str(location).removeprefix("file://")) / "offsets").is_dir():
-        return ""  # failed before its first micro-batch was planned
     checkpoint = SparkCheckpoint(location)
+    if not checkpoint.exists("offsets"):
+        return ""  # failed before its first micro-batch was planned
     offsets = checkpoint.batches("offsets")
     committed = checkpoint.batches("commits")
     failed = committed[-1] + 1 if committed else 0
