@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
@@ -124,12 +127,16 @@ def check_delivery(settings: Settings, section: str) -> None:
         )
 
 
-def _write_parquet(frame: DataFrame, path: str, batch_id: int, partition_by: list[str]) -> None:
+def _write_parquet(
+    frame: DataFrame, path: str, batch_id: int, partitions: dict[str, Column] | None = None
+) -> None:
+    """``frame`` under ``batch_id=<id>`` (below the ``partitions`` columns, added here)."""
+    added = {**(partitions or {}), "batch_id": F.lit(batch_id)}
     (
-        frame.withColumn("batch_id", F.lit(batch_id))
+        frame.select("*", *(column.alias(name) for name, column in added.items()))
         .write.mode("overwrite")
         .option("partitionOverwriteMode", "dynamic")
-        .partitionBy(*partition_by, "batch_id")
+        .partitionBy(*added)
         .parquet(path)
     )
 
@@ -224,7 +231,9 @@ class BatchWriter:
             self._sender = TransactionalSender(client, transactional_id)
         return self._sender
 
-    def _to_kafka_once(self, scores: DataFrame, dead: DataFrame, batch_id: int) -> None:
+    def _to_kafka_once(
+        self, scores: DataFrame, dead: Callable[[], DataFrame], batch_id: int
+    ) -> None:
         """Scores and dead letters to Kafka in one transaction (``kafka.transactions``)."""
         s = self.settings
         parts = []
@@ -240,7 +249,7 @@ class BatchWriter:
                 )
             )
         if s.dead_letter_topic:
-            records = dead_letter_records(dead, s.dead_letter_max_bytes, sources=True)
+            records = dead_letter_records(dead(), s.dead_letter_max_bytes, sources=True)
             parts.append(
                 records.select(
                     F.lit(s.dead_letter_topic).alias("topic"),
@@ -264,7 +273,10 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         s = self.settings
-        batch = batch.withColumn("processing_time", F.current_timestamp())
+        # One instant for the whole batch, as a literal: the same in every output, and each
+        # output is one filter and one projection of the batch (each DataFrame made here is a
+        # py4j call and an analysis on the driver, in every micro-batch's fixed cost).
+        now = F.lit(datetime.now(timezone.utc)).alias("processing_time")
         outputs = sum(
             1
             for out in (s.parquet_path, s.output_topic, s.dead_letter_path, s.dead_letter_topic)
@@ -273,31 +285,39 @@ class BatchWriter:
         if outputs > 1:  # each write reads the batch: compute it once (one write needs no cache)
             batch = batch.persist()
         try:
-            scores = (
-                batch.where(F.col("score").isNotNull())
-                .withColumn("event_time", F.timestamp_millis("event_time_ms"))
-                .select(*SCORE_COLUMNS)
-            )
-            dead = batch.where(F.col("reason").isNotNull()).select(*DEAD_LETTER_COLUMNS)
+            scores = _scores(batch, now)
             if s.parquet_path:
-                _write_parquet(
-                    scores.withColumn("date", F.to_date("event_time")),
-                    str(s.parquet_path),
-                    batch_id,
-                    ["date"],
-                )
+                date = {"date": F.to_date("event_time")}
+                _write_parquet(scores, str(s.parquet_path), batch_id, date)
             if s.dead_letter_path:
-                _write_parquet(dead, str(s.dead_letter_path), batch_id, [])
+                _write_parquet(_dead_letters(batch, now), str(s.dead_letter_path), batch_id)
             if s.kafka_delivery == "exactly-once":
-                self._to_kafka_once(scores, dead, batch_id)
+                self._to_kafka_once(scores, partial(_dead_letters, batch, now), batch_id)
             else:
                 if s.output_topic:
                     scores_json = F.to_json(F.struct(*scores.columns))
                     self._to_kafka(scores.select("key", scores_json.alias("value")), s.output_topic)
                 if s.dead_letter_topic:
                     self._to_kafka(
-                        dead_letter_records(dead, s.dead_letter_max_bytes), s.dead_letter_topic
+                        dead_letter_records(_dead_letters(batch, now), s.dead_letter_max_bytes),
+                        s.dead_letter_topic,
                     )
         finally:
             if outputs > 1:
                 batch.unpersist()
+
+
+def _scores(batch: DataFrame, processing_time: Column) -> DataFrame:
+    """The batch's scored rows, as the outputs write them (``SCORE_COLUMNS``)."""
+    made = {
+        "event_time": F.timestamp_millis("event_time_ms").alias("event_time"),
+        "processing_time": processing_time,
+    }
+    columns = [made.get(c, F.col(c)) for c in SCORE_COLUMNS]
+    return batch.where(F.col("score").isNotNull()).select(*columns)
+
+
+def _dead_letters(batch: DataFrame, processing_time: Column) -> DataFrame:
+    """The batch's dead letters, as the outputs write them (``DEAD_LETTER_COLUMNS``)."""
+    columns = [processing_time if c == "processing_time" else F.col(c) for c in DEAD_LETTER_COLUMNS]
+    return batch.where(F.col("reason").isNotNull()).select(*columns)
