@@ -6,7 +6,7 @@ BENCH_ARGS ?=
 # mypy reads the code under its installed names (seqstream.pipeline, seqstream.model).
 TYPECHECK := build/typecheck
 
-.PHONY: setup demo test lint bench broker-start broker-stop clean
+.PHONY: setup demo test lint bench bench-million-keys broker-start broker-stop clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ test: lint
 
 bench: setup
 	$(VENV)/bin/python -m bench.harness $(BENCH_ARGS)
+
+bench-million-keys: setup  # about ten minutes on 2 cores; not part of CI
+	$(VENV)/bin/python -m bench.million_keys
 
 broker-start: setup
 	$(VENV)/bin/seqstream broker start

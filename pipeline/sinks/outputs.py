@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -128,12 +128,12 @@ def check_delivery(settings: Settings, section: str) -> None:
 
 
 def _write_parquet(
-    frame: DataFrame, path: str, batch_id: int, partitions: dict[str, Column] | None = None
+    frame: DataFrame, path: str, batch_id: int, partitions: dict[str, str] | None = None
 ) -> None:
-    """``frame`` under ``batch_id=<id>`` (below the ``partitions`` columns, added here)."""
-    added = {**(partitions or {}), "batch_id": F.lit(batch_id)}
+    """``frame`` under ``batch_id=<id>``, below the ``partitions`` (name: SQL expression)."""
+    added = {**(partitions or {}), "batch_id": str(int(batch_id))}
     (
-        frame.select("*", *(column.alias(name) for name, column in added.items()))
+        frame.selectExpr("*", *(f"{sql} AS {name}" for name, sql in added.items()))
         .write.mode("overwrite")
         .option("partitionOverwriteMode", "dynamic")
         .partitionBy(*added)
@@ -273,10 +273,10 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         s = self.settings
-        # One instant for the whole batch, as a literal: the same in every output, and each
-        # output is one filter and one projection of the batch (each DataFrame made here is a
-        # py4j call and an analysis on the driver, in every micro-batch's fixed cost).
-        now = F.lit(datetime.now(timezone.utc)).alias("processing_time")
+        # One instant for the whole batch, as a literal: the same in every output. Each output
+        # is one filter and one projection of the batch, in SQL text: every Column or DataFrame
+        # made here costs py4j calls and an analysis on the driver, in every batch's fixed cost.
+        now = f"timestamp_micros({time.time_ns() // 1000})"
         outputs = sum(
             1
             for out in (s.parquet_path, s.output_topic, s.dead_letter_path, s.dead_letter_topic)
@@ -287,7 +287,7 @@ class BatchWriter:
         try:
             scores = _scores(batch, now)
             if s.parquet_path:
-                date = {"date": F.to_date("event_time")}
+                date = {"date": "to_date(event_time)"}
                 _write_parquet(scores, str(s.parquet_path), batch_id, date)
             if s.dead_letter_path:
                 _write_parquet(_dead_letters(batch, now), str(s.dead_letter_path), batch_id)
@@ -307,17 +307,16 @@ class BatchWriter:
                 batch.unpersist()
 
 
-def _scores(batch: DataFrame, processing_time: Column) -> DataFrame:
+def _scores(batch: DataFrame, processing_time: str) -> DataFrame:
     """The batch's scored rows, as the outputs write them (``SCORE_COLUMNS``)."""
-    made = {
-        "event_time": F.timestamp_millis("event_time_ms").alias("event_time"),
-        "processing_time": processing_time,
-    }
-    columns = [made.get(c, F.col(c)) for c in SCORE_COLUMNS]
-    return batch.where(F.col("score").isNotNull()).select(*columns)
+    made = {"event_time": "timestamp_millis(event_time_ms)", "processing_time": processing_time}
+    columns = [f"{made[c]} AS {c}" if c in made else c for c in SCORE_COLUMNS]
+    return batch.where("score IS NOT NULL").selectExpr(*columns)
 
 
-def _dead_letters(batch: DataFrame, processing_time: Column) -> DataFrame:
+def _dead_letters(batch: DataFrame, processing_time: str) -> DataFrame:
     """The batch's dead letters, as the outputs write them (``DEAD_LETTER_COLUMNS``)."""
-    columns = [processing_time if c == "processing_time" else F.col(c) for c in DEAD_LETTER_COLUMNS]
-    return batch.where(F.col("reason").isNotNull()).select(*columns)
+    columns = [
+        f"{processing_time} AS {c}" if c == "processing_time" else c for c in DEAD_LETTER_COLUMNS
+    ]
+    return batch.where("reason IS NOT NULL").selectExpr(*columns)
