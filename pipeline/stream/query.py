@@ -31,7 +31,12 @@ from seqstream.pipeline.config import Settings
 from seqstream.pipeline.errors import SeqstreamError
 from seqstream.pipeline.kafka import SHORT_NAME, kafka_format
 from seqstream.pipeline.records.parsing import parse_events
-from seqstream.pipeline.records.rows import SCORED_SCHEMA, kafka_columns
+from seqstream.pipeline.records.rows import (
+    SCORED_JSON_HEADERS_SCHEMA,
+    headers_as_json,
+    headers_from_json,
+    kafka_columns,
+)
 from seqstream.pipeline.scoring.model_versions import ModelVersions, check_model, model_location
 from seqstream.pipeline.scoring.step import scoring_step
 from seqstream.pipeline.scoring.worker import ModelRef
@@ -272,12 +277,17 @@ def scored_rows(
         kafka_rows = kafka_rows.withColumn(SLOT_COLUMN, slots)
         grouping.append(SLOT_COLUMN)
     step = scoring_step(spec, checks.ref, settings.events, stream.max_event_bytes)
-    return kafka_rows.groupBy(*grouping).transformWithStateInPandas(
-        KeyStateProcessor(step, ttl_ms, stream.state_buckets),
-        SCORED_SCHEMA,
-        "Append",
-        "ProcessingTime" if ttl_ms else "None",
+    scored = (
+        headers_as_json(kafka_rows)
+        .groupBy(*grouping)
+        .transformWithStateInPandas(
+            KeyStateProcessor(step, ttl_ms, stream.state_buckets),
+            SCORED_JSON_HEADERS_SCHEMA,
+            "Append",
+            "ProcessingTime" if ttl_ms else "None",
+        )
     )
+    return headers_from_json(scored)
 
 
 def trigger(spark: Any, settings: Settings) -> dict[str, Any]:
