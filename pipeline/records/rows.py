@@ -96,9 +96,9 @@ SCORED_SCHEMA = StructType(
 )
 SCORED_COLUMNS = [f.name for f in SCORED_SCHEMA.fields]
 
-# Kafka headers (an array of structs per row) cost Spark's Arrow path into and out of a Python
-# stateful step far more than their bytes (about 0.5 s of a 60,000-event micro-batch on 2 cores,
-# bench/README.md): the streaming job's state step takes and gives them as JSON text instead
+# Kafka headers (an array of structs per row) cost Spark's shuffle and Arrow path into and out
+# of a Python stateful step far more than their bytes (bench/README.md): the streaming job's
+# state step takes and gives them as JSON text instead, null for a record without any
 # (``headers_as_json``, ``headers_from_json``; exact, binary values in base64). Python only
 # carries them over to dead letters.
 SCORED_JSON_HEADERS_SCHEMA = StructType(
@@ -107,13 +107,16 @@ SCORED_JSON_HEADERS_SCHEMA = StructType(
 
 
 def headers_as_json(kafka_rows: DataFrame) -> DataFrame:
-    """``kafka_rows`` with ``headers`` as JSON text (``SCORED_JSON_HEADERS_SCHEMA``)."""
-    return kafka_rows.withColumn("headers", F.to_json("headers"))
+    """``kafka_rows`` with ``headers`` as JSON text, null where there are none."""
+    json = F.when(F.size("headers") > 0, F.to_json("headers"))
+    return kafka_rows.withColumn("headers", json)
 
 
 def headers_from_json(scored: DataFrame) -> DataFrame:
-    """``scored`` (``SCORED_JSON_HEADERS_SCHEMA``) in ``SCORED_SCHEMA``: headers parsed back."""
-    return scored.withColumn("headers", F.from_json("headers", HEADERS_TYPE))
+    """``scored`` (``SCORED_JSON_HEADERS_SCHEMA``) in ``SCORED_SCHEMA``: a dead letter's headers
+    parsed back (an empty array where it had none); null for scored rows, which drop them."""
+    parsed = F.coalesce(F.from_json("headers", HEADERS_TYPE), F.array().cast(HEADERS_TYPE))
+    return scored.withColumn("headers", F.when(F.col("reason").isNotNull(), parsed))
 
 
 SCORE_COLUMNS = [
