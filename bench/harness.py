@@ -204,10 +204,7 @@ def drain_floor(spark: Any, work: Path, bootstrap: str, topic: str, cap: int) ->
     from pyspark.sql import functions as F
 
     rows = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
+        spark_kafka_source(spark, bootstrap, topic)
         .option("maxOffsetsPerTrigger", cap)
         .load()
         .select(F.col("partition").alias("k"), "value")
@@ -252,6 +249,19 @@ def floor_query(spark: Any, out: Path, rows: Any, *, stateful: bool) -> Any:
     )
 
 
+def spark_kafka_source(spark: Any, bootstrap: str, topic: str) -> Any:
+    """Spark's own Kafka source on ``topic`` from its start, as the floors read it."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        # Without it a pooled consumer's next fetch waits Kafka's 500 ms on an idle topic
+        # (``connector.jvm_options``): the floor takes the setting any Spark user can.
+        .option("kafka.fetch.max.wait.ms", "10")
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+    )
+
+
 @dataclass(frozen=True)
 class KafkaFloor:
     """Spark's own Kafka source on a topic of its own per floor, fed a trickle of 4 events/s."""
@@ -264,16 +274,7 @@ class KafkaFloor:
 
     def stream(self, spark: Any, name: str) -> Any:
         self.admin.create_topic(f"{self.topic}-{name}", self.partitions)
-        return (
-            spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", self.bootstrap)
-            # Without it a pooled consumer's next fetch waits Kafka's 500 ms on an idle topic
-            # (``connector.jvm_options``): the floor takes the setting any Spark user can.
-            .option("kafka.fetch.max.wait.ms", "10")
-            .option("subscribe", f"{self.topic}-{name}")
-            .option("startingOffsets", "earliest")
-            .load()
-        )
+        return spark_kafka_source(spark, self.bootstrap, f"{self.topic}-{name}").load()
 
     def feed(self, name: str) -> None:
         from seqstream.pipeline.kafka.producer import open_producer

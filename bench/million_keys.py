@@ -86,7 +86,9 @@ def batch_figures(progress: list[dict], history: list) -> dict[str, Any]:
     }
 
 
-def codec_seconds(keys: int, per_key_events: int, features: int, buckets: int, partitions: int):
+def codec_seconds(
+    keys: int, per_key_events: int, features: int, buckets: int, partitions: int
+) -> dict[str, float]:
     """Encoding and decoding every bucket of ``keys`` window states (``per_key_events`` events of
     ``features`` each) spread over ``partitions`` x ``buckets``: what a dense micro-batch touching
     every bucket spends in the codec. Also the bytes and the share one bucket costs."""
