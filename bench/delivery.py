@@ -52,7 +52,6 @@ def scored_rows(rows: int, partitions: int) -> pd.DataFrame:
             "partition": (index % partitions).astype("int32"),
             "offset": index // partitions,
             "kafka_timestamp": pd.Timestamp("2026-11-24"),
-            "window": None,
             "window_length": np.int32(32),
             "value": [b'{"bad": true}' if d else None for d in dead],
             "reason": ["no key field" if d else None for d in dead],

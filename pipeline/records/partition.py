@@ -15,8 +15,8 @@ from seqstream.pipeline.records.rows import WINDOW_COLUMNS
 
 @dataclass(frozen=True)
 class ParsedRows:
-    """One partition's rows parsed: ``rows`` in ``WINDOW_SCHEMA`` (``window`` and
-    ``window_length`` still empty), the valid events first in log order, then the dead letters;
+    """One partition's rows parsed: ``rows`` in ``WINDOW_SCHEMA`` (``window_length``
+    still empty), the valid events first in log order, then the dead letters;
     for the valid events (the first ``len(codes)`` rows) their key's index in ``keys`` and their
     features."""
 
@@ -46,7 +46,6 @@ def parse_rows(kafka_rows: pd.DataFrame, schema: EventSchema, max_bytes: int) ->
     rows = kafka_rows.iloc[ordered].reset_index(drop=True)
     rows["key"] = parsed.key[ordered]
     rows["event_time_ms"] = pd.Series(parsed.event_time_ms[ordered], dtype="Int64").mask(is_dead)
-    rows["window"] = None
     rows["window_length"] = np.zeros(len(ordered), np.int32)
     if "headers" not in rows:  # a source read without includeHeaders
         rows["headers"] = None

@@ -143,7 +143,7 @@ def scoring_step(
 
 @dataclass(frozen=True)
 class WindowedRows:
-    """One partition's rows: ``rows`` in ``WINDOW_SCHEMA`` (``window`` left empty), events first
+    """One partition's rows: ``rows`` in ``WINDOW_SCHEMA``, events first
     in log order, then the dead letters; ``windows[i]`` is row i's window (zeros for a dead
     letter); ``states`` each key's last events, to carry to the next batch."""
 
@@ -176,7 +176,6 @@ def window_rows(
 
 def _scored_columns(rows: pd.DataFrame) -> pd.DataFrame:
     batch = rows.copy(deep=False)
-    batch["window"] = None
     batch["score"] = np.nan
     batch["prediction"] = None
     batch["model_version"] = None

@@ -59,7 +59,6 @@ def last_events(
                     last["partition"],
                     last["offset"],
                     last["timestamp"],
-                    None,
                     int(made.lengths[-1]),
                     None,
                     None,
