@@ -5,6 +5,7 @@ py4j's connection chatter, and no Python or Java stack trace, also when stopped 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import subprocess
@@ -12,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
+from seqstream.pipeline.stream.stop_gate import StopGate, StopRequested
 
 from helpers import REPO, environment, no_stack_traces, stream_command
 
@@ -138,3 +142,24 @@ def test_sigterm_stops_the_stream_with_a_summary_and_no_stack_trace(
     assert sum("stream stopped after" in line for line in lines) == 1
     assert f"{len(log):,} events in" in next(s for s in lines if "stream stopped after" in s)
     assert no_stack_traces(lines), "\n".join(lines)
+
+
+def test_a_micro_batch_that_finds_the_stop_gate_closed_is_not_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stop can land between micro-batches just as Spark starts the next one; that batch ends
+    the query with ``StopRequested``, which py4j would log with its traceback at ERROR. Any
+    other exception from ``foreachBatch`` is still logged."""
+    gate = StopGate()
+    gated = gate.around(lambda batch, batch_id: None)
+    gate.close(timeout_s=1.0)
+    py4j = logging.getLogger("py4j.clientserver")
+    for call in (lambda: gated(None, 7), lambda: 1 / 0):
+        try:
+            call()
+        except Exception:  # as py4j's callback server catches a foreachBatch call's exception
+            py4j.exception("There was an exception while executing the Python Proxy")
+    reported = [r for r in caplog.records if r.name == "py4j.clientserver"]
+    assert [type(r.exc_info[1]) for r in reported if r.exc_info] == [ZeroDivisionError]
+    with pytest.raises(StopRequested):
+        gated(None, 8)

@@ -8,11 +8,13 @@ stack: a 1,200-line ``StackOverflowError`` instead of a clean stop. So the stop 
 running batch to finish, and a batch that starts after it does nothing and ends the query with
 ``StopRequested`` (a short message, which Spark checks without trouble); the caller takes that
 ending as the stop it asked for. Nothing of that batch was written or committed: a restart runs
-it again.
+it again. py4j logs every exception a ``foreachBatch`` call raises, with its traceback, at ERROR:
+that report of ``StopRequested`` is left out (``QuietStop``), as it is no error.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,17 @@ class StopRequested(RuntimeError):
     """Raised by a micro-batch that started after the stop was asked for."""
 
 
+class QuietStop(logging.Filter):
+    """Leaves out py4j's report of a ``foreachBatch`` call that raised ``StopRequested``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StopRequested))
+
+
+# The logger of py4j's callback server (``py4j.clientserver``), which runs ``foreachBatch``.
+PY4J_CALLBACKS = logging.getLogger("py4j.clientserver")
+
+
 class StopGate:
     """Wraps the ``foreachBatch`` function: ``close`` waits for a running batch, then every later
     batch raises ``StopRequested`` at once."""
@@ -32,6 +45,8 @@ class StopGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._closed = False
+        if not any(isinstance(f, QuietStop) for f in PY4J_CALLBACKS.filters):
+            PY4J_CALLBACKS.addFilter(QuietStop())
 
     def around(self, write: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
         def gated(batch: Any, batch_id: int) -> None:
