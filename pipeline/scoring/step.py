@@ -143,9 +143,9 @@ def scoring_step(
 
 @dataclass(frozen=True)
 class WindowedRows:
-    """One partition's rows: ``rows`` in ``WINDOW_SCHEMA``, events first
-    in log order, then the dead letters; ``windows[i]`` is row i's window (zeros for a dead
-    letter); ``states`` each key's last events, to carry to the next batch."""
+    """One partition's rows: ``rows`` in ``WINDOW_SCHEMA``, events first in log order, then the
+    dead letters; ``windows[i]`` is row i's window (zeros for a dead letter); ``states`` each
+    key's last events, to carry to the next batch."""
 
     rows: pd.DataFrame
     windows: np.ndarray

@@ -36,6 +36,7 @@ class QuietStop(logging.Filter):
 
 # The logger of py4j's callback server (``py4j.clientserver``), which runs ``foreachBatch``.
 PY4J_CALLBACKS = logging.getLogger("py4j.clientserver")
+_QUIET_STOP = QuietStop()
 
 
 class StopGate:
@@ -45,8 +46,7 @@ class StopGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._closed = False
-        if not any(isinstance(f, QuietStop) for f in PY4J_CALLBACKS.filters):
-            PY4J_CALLBACKS.addFilter(QuietStop())
+        PY4J_CALLBACKS.addFilter(_QUIET_STOP)  # once: a logger keeps a filter once
 
     def around(self, write: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
         def gated(batch: Any, batch_id: int) -> None:
