@@ -116,8 +116,9 @@ def test_an_available_now_run_prints_a_start_line_its_batches_and_a_summary(
     assert len(lines) < 30, "\n".join(lines)
 
 
-def test_sigterm_stops_the_stream_with_a_summary_and_no_stack_trace(
-    bootstrap_servers, stream_topic, tmp_path
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_sigterm_or_ctrl_c_stops_the_stream_with_a_summary_and_no_stack_trace(
+    bootstrap_servers, stream_topic, tmp_path, stop_signal
 ) -> None:  # type: ignore[no-untyped-def]
     topic, log = stream_topic
     output = tmp_path / "console.txt"
@@ -136,7 +137,7 @@ def test_sigterm_stops_the_stream_with_a_summary_and_no_stack_trace(
             assert time.monotonic() < deadline, "no micro-batch in 300 s"
             time.sleep(0.2)
         time.sleep(2)  # a trigger or two with nothing new: the query waits between them
-        running.send_signal(signal.SIGTERM)
+        running.send_signal(stop_signal)
         assert running.wait(timeout=300) == 0
     lines = [line for line in output.read_text().splitlines() if line.strip()]
     assert sum("stream stopped after" in line for line in lines) == 1

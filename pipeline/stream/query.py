@@ -363,6 +363,10 @@ def run_stream(settings: Settings, bootstrap: str, checks: StreamChecks | None =
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     spark = job_spark("seqstream-stream", settings.spark)
+    # A new SparkContext puts in its own Ctrl-C handler (cancel every job, raise KeyboardInterrupt
+    # wherever the main thread is: a page of py4j tracebacks and no summary); this job stops
+    # between micro-batches instead.
+    signal.signal(signal.SIGINT, on_signal)
     started = time.monotonic()
     query, metrics = build_query(spark, settings, bootstrap, checks)
     starting.clear()
