@@ -44,7 +44,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ from bench.model import (
 )
 
 BATCH_SIZES = (64, 256, 1024, 4096)
+MODEL_BATCH = 1024  # the jobs' model batch (stream.model_batch_size) throughout the harness
+FLOOR_INPUTS = 4096  # distinct windows or events the model floor cycles through
 FUSED = "parse + windows + score"  # one Python step in both jobs
 
 
@@ -169,6 +171,60 @@ class _NoopWindows(StatefulProcessor):
         pass
 
 
+class _ModelFloor(_NoopWindows):
+    """Spark's floor with the model's own work in it and nothing of seqstream's: per group, the
+    job's scorer (cached per worker, one torch thread, the job's model batch) on as many of the
+    workload's windows (window model) or events (carry model: a Kafka partition's keys, new
+    each call) as the group has rows; the rows' values handed back as ``_NoopWindows`` does.
+    The inputs are made in the worker: a command this large would be a broadcast, which
+    Spark's driver-side transformWithState runner cannot read."""
+
+    def __init__(self, ref: Any, w: Workload, partitions: int, min_length: int | None) -> None:
+        self.ref, self.w, self.partitions, self.min_length = ref, w, partitions, min_length
+
+    def handleInputRows(self, key: Any, rows: Any, timerValues: Any) -> Any:
+        from seqstream.pipeline.scoring.worker import scorer_for
+
+        frames = list(rows)
+        pick = np.arange(sum(len(frame) for frame in frames)) % FLOOR_INPUTS
+        scorer = scorer_for(self.ref)
+        inputs, lengths = _floor_inputs(self.w, self.min_length)
+        if lengths is not None:
+            scorer.score(inputs[pick], lengths[pick])
+        else:
+            keys = self.w.keys // self.partitions
+            scorer.score([None] * keys, pick % keys, inputs[pick])
+        for frame in frames:
+            yield frame[["value"]]
+
+
+@lru_cache(maxsize=2)
+def _floor_inputs(w: Workload, min_length: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``_ModelFloor``'s inputs, made once per worker: ``FLOOR_INPUTS`` of the workload's
+    windows, all lengths (``min_length`` given: a window model), or of its events in time order
+    across keys, as the job's partitions see them (a carry model)."""
+    series = workload_series(w)
+    if min_length is None:
+        events = np.stack(list(series.values())).transpose(1, 0, 2).reshape(-1, w.features)
+        return events[:FLOOR_INPUTS], None
+    first = dict(list(series.items())[: FLOOR_INPUTS // (w.events_per_key - 1) + 1])
+    windows, lengths = scoreable_windows(first, w.window, min_length)
+    return windows[:FLOOR_INPUTS], lengths[:FLOOR_INPUTS]
+
+
+def model_floor(b: Bench, kind: str, cap: int) -> dict[str, Any]:
+    """``drain_floor`` with the model's work in the stateful step (``_ModelFloor``): Spark's
+    floor plus the model alone, the ceiling of the streaming job's rate for ``kind``'s model."""
+    from seqstream.pipeline.scoring.worker import ModelRef
+
+    model_dir = b.model_dir if kind == "window" else b.carry_dir
+    spec = load_artifact(model_dir).spec
+    ref = ModelRef(str(model_dir), spec.weights_sha256, b.args.device, MODEL_BATCH)
+    min_length = spec.window_spec.min_length if kind == "window" else None
+    processor = _ModelFloor(ref, b.w, b.args.partitions, min_length)
+    return drain_floor(b.spark, b.work, b.bootstrap, b.topic, cap, processor)
+
+
 def spark_floor(
     spark: Any,
     work: Path,
@@ -202,11 +258,18 @@ def spark_floor(
     return float(np.median([p["durationMs"]["triggerExecution"] / 1000 for p in batches]))
 
 
-def drain_floor(spark: Any, work: Path, bootstrap: str, topic: str, cap: int) -> dict[str, Any]:
+def drain_floor(
+    spark: Any,
+    work: Path,
+    bootstrap: str,
+    topic: str,
+    cap: int,
+    processor: StatefulProcessor | None = None,
+) -> dict[str, Any]:
     """Spark's floor for the job's big micro-batches: ``topic`` read from the start through
     Spark's Kafka source in micro-batches of ``cap`` events, the no-op transformWithState
-    handing each row's value back (the job hands back a row per event), the Parquet write.
-    Median batch seconds and events per second, the first batch left out."""
+    (or ``processor``) handing each row's value back (the job hands back a row per event), the
+    Parquet write. Median batch seconds and events per second, the first batch left out."""
     from pyspark.sql import functions as F
 
     rows = (
@@ -215,7 +278,9 @@ def drain_floor(spark: Any, work: Path, bootstrap: str, topic: str, cap: int) ->
         .load()
         .select(F.col("partition").alias("k"), "value")
     )
-    query = floor_query(spark, work / "floor-drain", rows, stateful=True)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="floor-drain-", dir=work))  # each drain its own checkpoint
+    query = floor_query(spark, out, rows, stateful=True, processor=processor)
     query.processAllAvailable()
     query.stop()
     batches = [p for p in query.recentProgress if p["numInputRows"] > 0][1:]
@@ -226,8 +291,11 @@ def drain_floor(spark: Any, work: Path, bootstrap: str, topic: str, cap: int) ->
     }
 
 
-def floor_query(spark: Any, out: Path, rows: Any, *, stateful: bool) -> Any:
-    """Start the floor's query on ``rows`` (a column ``k`` to group by, and ``value``)."""
+def floor_query(
+    spark: Any, out: Path, rows: Any, *, stateful: bool, processor: StatefulProcessor | None = None
+) -> Any:
+    """Start the floor's query on ``rows`` (a column ``k`` to group by, and ``value``); the
+    stateful step runs ``processor`` (default: ``_NoopWindows``)."""
     from pyspark.sql import functions as F
 
     from seqstream.pipeline.stream import state_store_conf
@@ -236,7 +304,9 @@ def floor_query(spark: Any, out: Path, rows: Any, *, stateful: bool) -> Any:
         spark.conf.set(key, value)
     if stateful:
         value = f"value {dict(rows.dtypes)['value']}"
-        rows = rows.groupBy("k").transformWithStateInPandas(_NoopWindows(), value, "Append", "None")
+        rows = rows.groupBy("k").transformWithStateInPandas(
+            processor or _NoopWindows(), value, "Append", "None"
+        )
 
     def write(batch: Any, batch_id: int) -> None:
         (
@@ -717,7 +787,7 @@ class Bench:
 
     @property
     def stream_section(self) -> dict[str, Any]:
-        return {"device": self.args.device, "model_batch_size": 1024}
+        return {"device": self.args.device, "model_batch_size": MODEL_BATCH}
 
 
 # --- 1. the model alone ------------------------------------------------------------------------
@@ -876,6 +946,10 @@ def streaming_section(b: Bench) -> dict[str, Any]:
         b.spark, b.work, args.trickle_seconds, stateful=True, kafka=kafka, run="again"
     )
     floors["drain"] = drain_floor(b.spark, b.work, b.bootstrap, b.topic, args.max_per_trigger)
+    # The same with the model's own work in it: the ceiling of each streaming rate.
+    floors["drain_window_model"] = model_floor(b, "window", args.max_per_trigger)
+    floors["drain_window_model_small"] = model_floor(b, "window", args.max_per_trigger // 4)
+    floors["drain_carry_model"] = model_floor(b, "carry", args.max_per_trigger)
     return {
         "by_connector": by_connector,
         "plain_rate": plain_rate,
@@ -1110,6 +1184,12 @@ def streaming_result(
             "state_partitions": args.latency_state_partitions,
         },
         "spark_floor_s": {**floors, "stateful_mean": floor},
+        # Spark's drain floor with the model's work in it and nothing of seqstream's
+        # (``model_floor``): what over_model could be at best on this machine.
+        "ceiling": {
+            "over_model": floors["drain_window_model"]["events_per_s"] / best,
+            "small_batches_over_model": floors["drain_window_model_small"]["events_per_s"] / best,
+        },
         # Each a mean of two runs, A B A B (``streaming_section``).
         "fixed_cost_over_spark_floor": fixed_cost / floor,
         "connector": args.connectors[0],
@@ -1169,6 +1249,12 @@ def carry_result(b: Bench, alone: dict[str, Any], m: dict[str, Any]) -> dict[str
         "window_streaming_at_3x_over_drain_floor": 3
         * f["rate"]
         / m["floors"]["drain"]["events_per_s"],
+        # The drain floor with each model's work in it (``model_floor``): the carry stream's
+        # ceiling over the window stream as measured, and over the window stream's ceiling.
+        "ceiling_over_window_streaming": m["floors"]["drain_carry_model"]["events_per_s"]
+        / f["rate"],
+        "ceiling_over_window_ceiling": m["floors"]["drain_carry_model"]["events_per_s"]
+        / m["floors"]["drain_window_model"]["events_per_s"],
         "micro_batch_phases_s": f["carry_phases"],
         "model_share_of_batch_time": f["carry_scoring_share"],
         "backfill_events_per_s": carry_backfill_rate,
@@ -1227,6 +1313,11 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"{r['streaming']['events_per_s']:,.0f} events/s",
         ),
         ("**streaming / model**", f"**{r['streaming']['over_model']:.2f}**"),
+        (
+            "ceiling: Spark's drain floor with the model in it (/ model), 60k / 15k batches",
+            f"{r['streaming']['ceiling']['over_model']:.2f} / "
+            f"{r['streaming']['ceiling']['small_batches_over_model']:.2f}",
+        ),
         (
             "plain confluent-kafka loop, no Spark (/ model)",
             f"{r['peers']['plain_loop_events_per_s']:,.0f} events/s "
@@ -1292,6 +1383,11 @@ def carry_rows(carry: dict[str, Any]) -> list[tuple[str, str]]:
             "**carry streaming (/ window streaming), same micro-batches**",
             f"**{carry['streaming_events_per_s']:,.0f} events/s "
             f"({carry['streaming_over_window_streaming']:.1f})**",
+        ),
+        (
+            "ceiling: carry drain floor with its model / window stream (/ window ceiling)",
+            f"{carry['ceiling_over_window_streaming']:.1f} "
+            f"({carry['ceiling_over_window_ceiling']:.1f})",
         ),
         (
             "carry streaming: model's share of batch time",

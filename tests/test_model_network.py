@@ -82,17 +82,22 @@ def test_matches_hand_computed_gates(
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_full_windows_take_the_unpacked_path_with_the_same_result(batch_first: bool) -> None:
+def test_a_rows_result_does_not_depend_on_the_other_rows_of_its_batch(batch_first: bool) -> None:
+    """Full rows run unpacked and short ones packed, each on its own: a window scores the same
+    in a stream's batch of full windows and in a backfill's batch of a history's first ones.
+    (That both paths are right is ``test_matches_hand_computed_gates``: its rows mix lengths.)"""
     args = LSTMArgs(
         input_size=2, hidden_size=4, num_layers=2, batch_first=batch_first, bidirectional=True
     )
     model = make(args, HeadSpec(output_size=3, activation="softmax"), seed=1)
     x = torch.randn(6, 9, 2, dtype=torch.float64)
-    full = torch.full((6,), 9)
-    unpacked = model(x, full)
-    packed = model(x, torch.tensor([9, 9, 9, 9, 9, 8]))[:5]  # one short row forces packing
-    torch.testing.assert_close(unpacked[:5], packed, atol=1e-12, rtol=0)
-    torch.testing.assert_close(unpacked.sum(dim=1), torch.ones(6, dtype=torch.float64))
+    mixed = torch.tensor([9, 9, 4, 9, 9, 8])
+    together = model(x, mixed)
+    full = (mixed == 9).nonzero().ravel()
+    short = (mixed < 9).nonzero().ravel()
+    torch.testing.assert_close(together[full], model(x[full], mixed[full]), atol=0, rtol=0)
+    torch.testing.assert_close(together[short], model(x[short], mixed[short]), atol=0, rtol=0)
+    torch.testing.assert_close(together.sum(dim=1), torch.ones(6, dtype=torch.float64))
 
 
 def test_dropout_is_active_in_training_and_off_in_eval() -> None:
