@@ -44,7 +44,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ from seqstream.pipeline.records.parsing import parse_values
 from seqstream.pipeline.sources.events import Event, Message, event_message
 
 from bench.broker import bench_broker
+from bench.floor_steps import ModelFloor, NoopWindows
 from bench.model import (
     Workload,
     carry_events_per_second,
@@ -74,7 +75,6 @@ from bench.model import (
 
 BATCH_SIZES = (64, 256, 1024, 4096)
 MODEL_BATCH = 1024  # the jobs' model batch (stream.model_batch_size) throughout the harness
-FLOOR_INPUTS = 4096  # distinct windows or events the model floor cycles through
 FUSED = "parse + windows + score"  # one Python step in both jobs
 
 
@@ -157,63 +157,8 @@ def fixed_cost(spark: Any, settings: Settings, bootstrap: str, topic: str, messa
     return {"median_s": float(np.median(seconds)), "batches": len(small), "phases_s": phases}
 
 
-class _NoopWindows(StatefulProcessor):
-    """The job's stateful step with nothing in it: one MapState opened, the rows passed on."""
-
-    def init(self, handle: Any) -> None:
-        self.state = handle.getMapState("buckets", "bucket int", "entries binary")
-
-    def handleInputRows(self, key: Any, rows: Any, timerValues: Any) -> Any:
-        for frame in rows:
-            yield frame[["value"]]
-
-    def close(self) -> None:
-        pass
-
-
-class _ModelFloor(_NoopWindows):
-    """Spark's floor with the model's own work in it and nothing of seqstream's: per group, the
-    job's scorer (cached per worker, one torch thread, the job's model batch) on as many of the
-    workload's windows (window model) or events (carry model: a Kafka partition's keys, new
-    each call) as the group has rows; the rows' values handed back as ``_NoopWindows`` does.
-    The inputs are made in the worker: a command this large would be a broadcast, which
-    Spark's driver-side transformWithState runner cannot read."""
-
-    def __init__(self, ref: Any, w: Workload, partitions: int, min_length: int | None) -> None:
-        self.ref, self.w, self.partitions, self.min_length = ref, w, partitions, min_length
-
-    def handleInputRows(self, key: Any, rows: Any, timerValues: Any) -> Any:
-        from seqstream.pipeline.scoring.worker import scorer_for
-
-        frames = list(rows)
-        pick = np.arange(sum(len(frame) for frame in frames)) % FLOOR_INPUTS
-        scorer = scorer_for(self.ref)
-        inputs, lengths = _floor_inputs(self.w, self.min_length)
-        if lengths is not None:
-            scorer.score(inputs[pick], lengths[pick])
-        else:
-            keys = self.w.keys // self.partitions
-            scorer.score([None] * keys, pick % keys, inputs[pick])
-        for frame in frames:
-            yield frame[["value"]]
-
-
-@lru_cache(maxsize=2)
-def _floor_inputs(w: Workload, min_length: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``_ModelFloor``'s inputs, made once per worker: ``FLOOR_INPUTS`` of the workload's
-    windows, all lengths (``min_length`` given: a window model), or of its events in time order
-    across keys, as the job's partitions see them (a carry model)."""
-    series = workload_series(w)
-    if min_length is None:
-        events = np.stack(list(series.values())).transpose(1, 0, 2).reshape(-1, w.features)
-        return events[:FLOOR_INPUTS], None
-    first = dict(list(series.items())[: FLOOR_INPUTS // (w.events_per_key - 1) + 1])
-    windows, lengths = scoreable_windows(first, w.window, min_length)
-    return windows[:FLOOR_INPUTS], lengths[:FLOOR_INPUTS]
-
-
 def model_floor(b: Bench, kind: str, cap: int) -> dict[str, Any]:
-    """``drain_floor`` with the model's work in the stateful step (``_ModelFloor``): Spark's
+    """``drain_floor`` with the model's work in the stateful step (``ModelFloor``): Spark's
     floor plus the model alone, the ceiling of the streaming job's rate for ``kind``'s model."""
     from seqstream.pipeline.scoring.worker import ModelRef
 
@@ -221,7 +166,7 @@ def model_floor(b: Bench, kind: str, cap: int) -> dict[str, Any]:
     spec = load_artifact(model_dir).spec
     ref = ModelRef(str(model_dir), spec.weights_sha256, b.args.device, MODEL_BATCH)
     min_length = spec.window_spec.min_length if kind == "window" else None
-    processor = _ModelFloor(ref, b.w, b.args.partitions, min_length)
+    processor = ModelFloor(ref, b.w, b.args.partitions, min_length)
     return drain_floor(b.spark, b.work, b.bootstrap, b.topic, cap, processor)
 
 
@@ -295,7 +240,7 @@ def floor_query(
     spark: Any, out: Path, rows: Any, *, stateful: bool, processor: StatefulProcessor | None = None
 ) -> Any:
     """Start the floor's query on ``rows`` (a column ``k`` to group by, and ``value``); the
-    stateful step runs ``processor`` (default: ``_NoopWindows``)."""
+    stateful step runs ``processor`` (default: ``NoopWindows``)."""
     from pyspark.sql import functions as F
 
     from seqstream.pipeline.stream import state_store_conf
@@ -305,7 +250,7 @@ def floor_query(
     if stateful:
         value = f"value {dict(rows.dtypes)['value']}"
         rows = rows.groupBy("k").transformWithStateInPandas(
-            processor or _NoopWindows(), value, "Append", "None"
+            processor or NoopWindows(), value, "Append", "None"
         )
 
     def write(batch: Any, batch_id: int) -> None:
