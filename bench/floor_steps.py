@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
+from seqstream.pipeline.scoring.worker import scorer_for
+
 from bench.model import Workload, scoreable_windows, workload_series
 
 FLOOR_INPUTS = 4096  # distinct windows or events the model floor cycles through
@@ -42,12 +44,10 @@ class ModelFloor(NoopWindows):
         self.ref, self.w, self.partitions, self.min_length = ref, w, partitions, min_length
 
     def handleInputRows(self, key: Any, rows: Any, timerValues: Any) -> Any:
-        from seqstream.pipeline.scoring.worker import scorer_for
-
         frames = list(rows)
-        pick = np.arange(sum(len(frame) for frame in frames)) % FLOOR_INPUTS
-        scorer = scorer_for(self.ref)
         inputs, lengths = floor_inputs(self.w, self.min_length)
+        pick = np.arange(sum(len(frame) for frame in frames)) % len(inputs)
+        scorer = scorer_for(self.ref)
         if lengths is not None:
             scorer.score(inputs[pick], lengths[pick])
         else:
@@ -59,13 +59,14 @@ class ModelFloor(NoopWindows):
 
 @lru_cache(maxsize=2)
 def floor_inputs(w: Workload, min_length: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``ModelFloor``'s inputs, made once per worker: ``FLOOR_INPUTS`` of the workload's
+    """``ModelFloor``'s inputs, made once per worker: up to ``FLOOR_INPUTS`` of the workload's
     windows, all lengths (``min_length`` given: a window model), or of its events in time order
     across keys, as the job's partitions see them (a carry model)."""
     series = workload_series(w)
     if min_length is None:
         events = np.stack(list(series.values())).transpose(1, 0, 2).reshape(-1, w.features)
         return events[:FLOOR_INPUTS], None
-    first = dict(list(series.items())[: FLOOR_INPUTS // (w.events_per_key - 1) + 1])
+    per_key = max(w.events_per_key - min_length + 1, 1)  # scoreable windows of a key
+    first = dict(list(series.items())[: FLOOR_INPUTS // per_key + 1])
     windows, lengths = scoreable_windows(first, w.window, min_length)
     return windows[:FLOOR_INPUTS], lengths[:FLOOR_INPUTS]

@@ -59,6 +59,7 @@ from seqstream.model.carry import CarryLayout, CarryScorer
 from seqstream.model.inference import WindowScorer
 from seqstream.pipeline.config import EventSchema, Settings, load_settings
 from seqstream.pipeline.records.parsing import parse_values
+from seqstream.pipeline.scoring.worker import ModelRef
 from seqstream.pipeline.sources.events import Event, Message, event_message
 
 from bench.broker import bench_broker
@@ -160,8 +161,6 @@ def fixed_cost(spark: Any, settings: Settings, bootstrap: str, topic: str, messa
 def model_floor(b: Bench, kind: str, cap: int) -> dict[str, Any]:
     """``drain_floor`` with the model's work in the stateful step (``ModelFloor``): Spark's
     floor plus the model alone, the ceiling of the streaming job's rate for ``kind``'s model."""
-    from seqstream.pipeline.scoring.worker import ModelRef
-
     model_dir = b.model_dir if kind == "window" else b.carry_dir
     spec = load_artifact(model_dir).spec
     ref = ModelRef(str(model_dir), spec.weights_sha256, b.args.device, MODEL_BATCH)
@@ -836,11 +835,11 @@ def stream_figures(b: Bench, connector: str) -> dict[str, Any]:
     # The session's first stream runs while the JVM and the workers warm up (for minutes: the
     # same trickle took 0.77 s a batch in a session's first minute, 0.42 s after five), and the
     # floors it is held against run warm: the 15,000-event drain runs twice, the second counts.
-    small_first = drain(
-        b, small_cap, min(events, 6 * small_cap), f"small-first-{connector}", connector, b.model_dir
-    )
-    small = drain(
-        b, small_cap, min(events, 6 * small_cap), f"small-{connector}", connector, b.model_dir
+    small_first, small = (
+        drain(
+            b, small_cap, min(events, 6 * small_cap), f"{run}-{connector}", connector, b.model_dir
+        )
+        for run in ("small-first", "small")
     )
     progress, history = drain(b, cap, events, f"drain-{connector}", connector, b.model_dir)
     carry_progress, carry_history = drain(

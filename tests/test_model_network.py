@@ -98,6 +98,9 @@ def test_a_rows_result_does_not_depend_on_the_other_rows_of_its_batch(batch_firs
     torch.testing.assert_close(together[full], model(x[full], mixed[full]), atol=0, rtol=0)
     torch.testing.assert_close(together[short], model(x[short], mixed[short]), atol=0, rtol=0)
     torch.testing.assert_close(together.sum(dim=1), torch.ones(6, dtype=torch.float64))
+    # and a full row's result is the packed path's, so where a window runs does not matter
+    packed = model._packed_last_step(x[full], mixed[full])
+    torch.testing.assert_close(model.last_step(x[full], mixed[full]), packed, atol=1e-12, rtol=0)
 
 
 def test_dropout_is_active_in_training_and_off_in_eval() -> None:
