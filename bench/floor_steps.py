@@ -19,14 +19,15 @@ FLOOR_INPUTS = 4096  # distinct windows or events the model floor cycles through
 
 
 class NoopWindows(StatefulProcessor):
-    """The job's stateful step with nothing in it: one MapState opened, the rows passed on."""
+    """The job's stateful step with nothing in it: one MapState opened, the rows passed on
+    (every column but the grouping key ``k``)."""
 
     def init(self, handle: Any) -> None:
         self.state = handle.getMapState("buckets", "bucket int", "entries binary")
 
     def handleInputRows(self, key: Any, rows: Any, timerValues: Any) -> Any:
         for frame in rows:
-            yield frame[["value"]]
+            yield frame.drop(columns="k")
 
     def close(self) -> None:
         pass
@@ -36,7 +37,7 @@ class ModelFloor(NoopWindows):
     """Spark's floor with the model's own work in it and nothing of seqstream's: per group, the
     job's scorer (cached per worker, one torch thread, the job's model batch) on as many of the
     workload's windows (window model) or events (carry model: a Kafka partition's keys, new
-    each call) as the group has rows; the rows' values handed back as ``NoopWindows`` does.
+    each call) as the group has rows; the rows handed back as ``NoopWindows`` does.
     The inputs are made in the worker: a command this large would be a broadcast, which
     Spark's driver-side transformWithState runner cannot read."""
 
@@ -54,7 +55,7 @@ class ModelFloor(NoopWindows):
             keys = self.w.keys // self.partitions
             scorer.score([None] * keys, pick % keys, inputs[pick])
         for frame in frames:
-            yield frame[["value"]]
+            yield frame.drop(columns="k")
 
 
 @lru_cache(maxsize=2)

@@ -11,8 +11,9 @@ forecast head (seeded random weights), produced into a 4-partition topic of the 
    (and of 15,000, over part of it), over the micro-batches after the first, and (unless
    ``--skip-latency``) p50/p99 event-to-score latency at 50 % and 90 % of that rate, open loop
    for ``--latency-seconds``, with ``--latency-trigger`` (default "0 seconds"), from each
-   record's Kafka create time to the commit of the micro-batch that wrote its score; and the
-   fixed cost of a micro-batch (the median of batches of 1-10 events in a trickle), beside
+   record's Kafka create time to the commit of the micro-batch that wrote its score, beside
+   the same events at the same rate through Spark's floor with the model in it (its ceiling,
+   ``latency_floor``); and the fixed cost of a micro-batch (the median of batches of 1-10 events in a trickle), beside
    Spark's floor for the job's shape (``spark_floor``: Spark's JVM Kafka source on a trickle
    of its own, with and without a no-op Python transformWithState, and a foreachBatch Parquet
    write; and the same with the JVM rate source in place of Kafka);
@@ -161,12 +162,52 @@ def fixed_cost(spark: Any, settings: Settings, bootstrap: str, topic: str, messa
 def model_floor(b: Bench, kind: str, cap: int) -> dict[str, Any]:
     """``drain_floor`` with the model's work in the stateful step (``ModelFloor``): Spark's
     floor plus the model alone, the ceiling of the streaming job's rate for ``kind``'s model."""
+    return drain_floor(b.spark, b.work, b.bootstrap, b.topic, cap, floor_processor(b, kind))
+
+
+def floor_processor(b: Bench, kind: str) -> ModelFloor:
+    """``ModelFloor`` with the job's scorer for ``kind``'s model ("window" or "carry")."""
     model_dir = b.model_dir if kind == "window" else b.carry_dir
     spec = load_artifact(model_dir).spec
     ref = ModelRef(str(model_dir), spec.weights_sha256, b.args.device, MODEL_BATCH)
     min_length = spec.window_spec.min_length if kind == "window" else None
-    processor = ModelFloor(ref, b.w, b.args.partitions, min_length)
-    return drain_floor(b.spark, b.work, b.bootstrap, b.topic, cap, processor)
+    return ModelFloor(ref, b.w, b.args.partitions, min_length)
+
+
+def latency_floor(b: Bench, name: str, live: list, rate: float) -> np.ndarray:
+    """The latency run's ceiling: ``live`` fed open loop at ``rate`` (``warm_then_feed``, as
+    the job's run is) to Spark's floor with the window model's work in it (``ModelFloor``),
+    over the latency runs' state partitions and trigger; each event's latency measured as the
+    job's is (``readable_latency_ms``). No seqstream job can score these events sooner."""
+    from pyspark.sql import functions as F
+
+    topic, out = f"{b.topic}-{name}", b.work / name
+    b.admin.create_topic(topic, b.args.partitions)
+    rows = (
+        spark_kafka_source(b.spark, b.bootstrap, topic)
+        .load()
+        .select(F.col("partition").alias("k"), "value", F.col("timestamp").alias("kafka_timestamp"))
+    )
+    query = floor_query(
+        b.spark,
+        out,
+        rows,
+        stateful=True,
+        processor=floor_processor(b, "window"),
+        state_partitions=b.args.latency_state_partitions,
+        trigger=b.args.latency_trigger,
+    )
+    started: list[float] = []
+    feed = (live, b.producer, topic, rate, out / "cp", started)
+    threading.Thread(target=warm_then_feed, args=feed, daemon=True).start()
+    deadline = time.monotonic() + 1800
+    while not _committed_through(out / "cp", len(live)):
+        if time.monotonic() > deadline or query.exception() is not None:
+            query.stop()
+            raise RuntimeError(f"the latency floor {name} did not read its {len(live)} events")
+        time.sleep(0.2)
+    query.stop()
+    return readable_latency_ms(out, since_ms=started[0])
 
 
 def spark_floor(
@@ -236,20 +277,29 @@ def drain_floor(
 
 
 def floor_query(
-    spark: Any, out: Path, rows: Any, *, stateful: bool, processor: StatefulProcessor | None = None
+    spark: Any,
+    out: Path,
+    rows: Any,
+    *,
+    stateful: bool,
+    processor: StatefulProcessor | None = None,
+    state_partitions: int = 2,
+    trigger: str = "0 seconds",
 ) -> Any:
-    """Start the floor's query on ``rows`` (a column ``k`` to group by, and ``value``); the
-    stateful step runs ``processor`` (default: ``NoopWindows``)."""
+    """Start the floor's query on ``rows`` (a column ``k`` to group by, and the columns to hand
+    back); the stateful step runs ``processor`` (default: ``NoopWindows``) over
+    ``state_partitions``; each batch's rows land in ``out / "scores"``, as the job's scores do."""
     from pyspark.sql import functions as F
 
     from seqstream.pipeline.stream import state_store_conf
 
-    for key, value in {**state_store_conf(out), "spark.sql.shuffle.partitions": "2"}.items():
+    shuffle = {"spark.sql.shuffle.partitions": str(state_partitions)}
+    for key, value in {**state_store_conf(out), **shuffle}.items():
         spark.conf.set(key, value)
     if stateful:
-        value = f"value {dict(rows.dtypes)['value']}"
+        schema = ", ".join(f"{name} {kind}" for name, kind in rows.dtypes if name != "k")
         rows = rows.groupBy("k").transformWithStateInPandas(
-            processor or NoopWindows(), value, "Append", "None"
+            processor or NoopWindows(), schema, "Append", "None"
         )
 
     def write(batch: Any, batch_id: int) -> None:
@@ -258,13 +308,13 @@ def floor_query(
             .write.mode("overwrite")
             .option("partitionOverwriteMode", "dynamic")
             .partitionBy("batch_id")
-            .parquet(str(out / "out"))
+            .parquet(str(out / "scores"))
         )
 
     return (
         rows.writeStream.foreachBatch(write)
         .option("checkpointLocation", str(out / "cp"))
-        .trigger(processingTime="0 seconds")
+        .trigger(processingTime=trigger)
         .start()
     )
 
@@ -436,7 +486,9 @@ def readable_latency_ms(out: Path, since_ms: float = 0.0) -> np.ndarray:
         pd.to_datetime(table["kafka_timestamp"], utc=True) - epoch
     ).to_numpy() / np.timedelta64(1, "ms")
     readable_ms = table["batch_id"].astype(int).map(committed_ms).to_numpy()
-    timed = created_ms >= since_ms
+    # A batch that wrote its rows but never committed (the query stopped in it) is read again
+    # on restart: its rows are not readable yet and are left out (``scored`` counts the rest).
+    timed = (created_ms >= since_ms) & ~np.isnan(readable_ms)
     return readable_ms[timed] - created_ms[timed]
 
 
@@ -831,16 +883,11 @@ def trickle(b: Bench, name: str, connector: str = "auto", **stream: Any) -> dict
 
 
 def stream_figures(b: Bench, connector: str) -> dict[str, Any]:
-    small_cap, cap, events = b.args.max_per_trigger // 4, b.args.max_per_trigger, len(b.messages)
+    cap, events = b.args.max_per_trigger, len(b.messages)
     # The session's first stream runs while the JVM and the workers warm up (for minutes: the
-    # same trickle took 0.77 s a batch in a session's first minute, 0.42 s after five), and the
-    # floors it is held against run warm: the 15,000-event drain runs twice, the second counts.
-    small_first, small = (
-        drain(
-            b, small_cap, min(events, 6 * small_cap), f"{run}-{connector}", connector, b.model_dir
-        )
-        for run in ("small-first", "small")
-    )
+    # same trickle took 0.77 s a batch in a session's first minute, 0.42 s after five); the
+    # 15,000-event drain that counts runs again after the floors (``small_drain``).
+    small_first = small_drain(b, "small-first", connector)
     progress, history = drain(b, cap, events, f"drain-{connector}", connector, b.model_dir)
     carry_progress, carry_history = drain(
         b, cap, events, f"carry-{connector}", connector, b.carry_dir
@@ -848,8 +895,7 @@ def stream_figures(b: Bench, connector: str) -> dict[str, Any]:
     rate, phases = sustained(progress)
     carry_rate, carry_phases = sustained(carry_progress)
     return {
-        "small_rate": sustained(small[0])[0],
-        "small_first_rate": sustained(small_first[0])[0],
+        "small_first_rate": small_first,
         "rate": rate,
         "phases": phases,
         "calls": state_calls_per_batch(progress),
@@ -859,6 +905,15 @@ def stream_figures(b: Bench, connector: str) -> dict[str, Any]:
         "carry_scoring_share": model_share(carry_history),
         "trickle": trickle(b, f"trickle-{connector}", connector),
     }
+
+
+def small_drain(b: Bench, run: str, connector: str) -> float:
+    """Events/s draining the topic's first 90,000 events in 15,000-event micro-batches."""
+    cap = b.args.max_per_trigger // 4
+    progress, _ = drain(
+        b, cap, min(len(b.messages), 6 * cap), f"{run}-{connector}", connector, b.model_dir
+    )
+    return sustained(progress)[0]
 
 
 def streaming_section(b: Bench) -> dict[str, Any]:
@@ -890,17 +945,24 @@ def streaming_section(b: Bench) -> dict[str, Any]:
             for kind in ("stateless", "stateful")
         }
     )
-    # The job's trickle and the floor once more, back to back (A B A B): on 2 cores either moves
-    # by up to 0.1 s with what ran before it, so the ratio takes the mean of both pairs.
-    again = trickle(b, "trickle-again", args.connectors[0])
+    # The floor and the job's trickle once more, the floor first (A B B A): on 2 cores either
+    # moves by up to 0.1 s with what ran before it, and the JVM warms through the run (the
+    # job's trickle ran 0.49 s, then 0.41 s, in one run), so whichever runs first in a pair is
+    # slowed; the ratio takes the mean of both pairs, and A B B A cancels a steady drift.
     floors["stateful_again"] = spark_floor(
         b.spark, b.work, args.trickle_seconds, stateful=True, kafka=kafka, run="again"
     )
+    again = trickle(b, "trickle-again", args.connectors[0])
     floors["drain"] = drain_floor(b.spark, b.work, b.bootstrap, b.topic, args.max_per_trigger)
     # The same with the model's own work in it: the ceiling of each streaming rate.
     floors["drain_window_model"] = model_floor(b, "window", args.max_per_trigger)
     floors["drain_window_model_small"] = model_floor(b, "window", args.max_per_trigger // 4)
     floors["drain_carry_model"] = model_floor(b, "carry", args.max_per_trigger)
+    # The 15,000-event drain that counts, as warm as the floors: the same drain after a few
+    # minutes of this run went from 10,200 to 12,400-12,800 events/s (whether over the topic's
+    # first 90,000 events or all of it), and its ceiling just ran.
+    for connector, figures in by_connector.items():
+        figures["small_rate"] = small_drain(b, "small", connector)
     return {
         "by_connector": by_connector,
         "plain_rate": plain_rate,
@@ -942,11 +1004,18 @@ def latency_section(b: Bench, rate: float) -> dict[str, Any]:
             )
             streaming(b.spark, lat_settings, b.bootstrap, len(live), feed=feed)
             millis = readable_latency_ms(out, since_ms=started[0])
+            ceiling = latency_floor(b, f"lat{int(share * 100)}-floor", live, rate * share)
             latency[f"{int(share * 100)}%"] = {
                 "rate_per_s": rate * share,
                 "p50_ms": float(np.percentile(millis, 50)),
                 "p99_ms": float(np.percentile(millis, 99)),
                 "scored": len(millis),
+                # The same events at the same rate through Spark's floor with the model in it.
+                "ceiling": {
+                    "p50_ms": float(np.percentile(ceiling, 50)),
+                    "p99_ms": float(np.percentile(ceiling, 99)),
+                    "events": len(ceiling),
+                },
             }
     return latency
 
@@ -1145,7 +1214,7 @@ def streaming_result(
             "over_model": floors["drain_window_model"]["events_per_s"] / best,
             "small_batches_over_model": floors["drain_window_model_small"]["events_per_s"] / best,
         },
-        # Each a mean of two runs, A B A B (``streaming_section``).
+        # Each a mean of two runs, A B B A (``streaming_section``).
         "fixed_cost_over_spark_floor": fixed_cost / floor,
         "connector": args.connectors[0],
         "by_connector": connector_table(m["by_connector"], best, carry_best),
@@ -1318,6 +1387,12 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"**{lat50['p99_ms'] / 1000:.1f} s**" if lat50 else "not measured",
         ),
         ("**p99 latency at 90 %**", f"**{lat['p99_ms'] / 1000:.1f} s**" if lat else "not measured"),
+        (
+            "ceiling: p99 of Spark's floor with the model in it, same events and rate, 50 % / 90 %",
+            f"{lat50['ceiling']['p99_ms'] / 1000:.1f} s / {lat['ceiling']['p99_ms'] / 1000:.1f} s"
+            if lat and lat50
+            else "not measured",
+        ),
         (
             "**largest step**",
             f"**{r['largest_step']}** {r['breakdown_s'][r['largest_step']]:.1f} s of "
