@@ -13,10 +13,11 @@ forecast head (seeded random weights), produced into a 4-partition topic of the 
    for ``--latency-seconds``, with ``--latency-trigger`` (default "0 seconds"), from each
    record's Kafka create time to the commit of the micro-batch that wrote its score, beside
    the same events at the same rate through Spark's floor with the model in it (its ceiling,
-   ``latency_floor``); and the fixed cost of a micro-batch (the median of batches of 1-10 events in a trickle), beside
-   Spark's floor for the job's shape (``spark_floor``: Spark's JVM Kafka source on a trickle
-   of its own, with and without a no-op Python transformWithState, and a foreachBatch Parquet
-   write; and the same with the JVM rate source in place of Kafka);
+   ``latency_floor``); and the fixed cost of a micro-batch (the median of batches of 1-10
+   events in a trickle), beside Spark's floor for the job's shape (``spark_floor``: Spark's
+   JVM Kafka source on a trickle of its own, with and without a no-op Python
+   transformWithState, and a foreachBatch Parquet write; and the same with the JVM rate source
+   in place of Kafka);
 3. the backfill over the same offsets, measured on a second run (the first, also reported, starts
    the Python workers of its step: torch imported, the model loaded);
 4. peers: a plain confluent-kafka consumer loop with seqstream's parse, windows and model in one
@@ -453,6 +454,9 @@ def _committed_through(checkpoint: Path, events: int) -> bool:
     return False
 
 
+RETAIN_BATCHES = 100_000  # the latency runs' checkpoints keep every batch's commit
+
+
 def warm_then_feed(
     messages: list, producer: Any, topic: str, rate: float, checkpoint: Path, started: list
 ) -> None:
@@ -486,9 +490,10 @@ def readable_latency_ms(out: Path, since_ms: float = 0.0) -> np.ndarray:
         pd.to_datetime(table["kafka_timestamp"], utc=True) - epoch
     ).to_numpy() / np.timedelta64(1, "ms")
     readable_ms = table["batch_id"].astype(int).map(committed_ms).to_numpy()
-    # A batch that wrote its rows but never committed (the query stopped in it) is read again
-    # on restart: its rows are not readable yet and are left out (``scored`` counts the rest).
-    timed = (created_ms >= since_ms) & ~np.isnan(readable_ms)
+    timed = created_ms >= since_ms
+    uncommitted = int(np.isnan(readable_ms[timed]).sum())
+    if uncommitted:  # Spark purged the commit (``RETAIN_BATCHES``), or the query stopped in a batch
+        raise RuntimeError(f"{uncommitted} rows under {out} have no commit of their batch")
     return readable_ms[timed] - created_ms[timed]
 
 
@@ -976,6 +981,9 @@ def latency_section(b: Bench, rate: float) -> dict[str, Any]:
     """2b. latency at 50 % and 90 % of the sustained rate (none with --skip-latency)."""
     args = b.args
     latency: dict[str, Any] = {}
+    # Each batch's commit file dates its rows (``readable_latency_ms``); Spark keeps only the
+    # last 100 by default, fewer than a latency run's minute of sub-second batches.
+    b.spark.conf.set("spark.sql.streaming.minBatchesToRetain", str(RETAIN_BATCHES))
     if not args.skip_latency:
         for share in (0.5, 0.9):
             lat_topic = f"{b.topic}-lat{int(share * 100)}"
