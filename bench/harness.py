@@ -13,7 +13,8 @@ forecast head (seeded random weights), produced into a 4-partition topic of the 
    for ``--latency-seconds``, with ``--latency-trigger`` (default "0 seconds"), from each
    record's Kafka create time to the commit of the micro-batch that wrote its score, beside
    the same events at the same rate through Spark's floor with the model in it (its ceiling,
-   ``latency_floor``); and the fixed cost of a micro-batch (the median of batches of 1-10
+   ``latency_floor``), and a slow stream's (1 event/s, ``slow_stream``) with the CPU the job
+   uses once idle; and the fixed cost of a micro-batch (the median of batches of 1-10
    events in a trickle), beside Spark's floor for the job's shape (``spark_floor``: Spark's
    JVM Kafka source on a trickle of its own, with and without a no-op Python
    transformWithState, and a foreachBatch Parquet write; and the same with the JVM rate source
@@ -742,6 +743,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--trickle-seconds", type=float, default=30.0, help="how long the fixed-cost run lasts"
     )
+    parser.add_argument(
+        "--slow-seconds", type=float, default=40.0, help="how long the slow stream is fed"
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument(
         "--connectors",
@@ -1025,7 +1029,85 @@ def latency_section(b: Bench, rate: float) -> dict[str, Any]:
                     "events": len(ceiling),
                 },
             }
+        latency["slow"] = slow_stream(b)
     return latency
+
+
+SLOW_RATE = 1.0  # events/s of the slow stream: most micro-batches hold one event
+SLOW_KEYS = 4
+IDLE_SECONDS = 10.0
+
+
+def slow_stream(b: Bench) -> dict[str, Any]:
+    """A slow stream's event-to-score latency (``SLOW_RATE`` open loop for --slow-seconds, the
+    low-latency setting; each key's first window of events is in the topic before, so every
+    timed event is scored), then the CPU the whole run (Spark, its workers, the broker) uses
+    per second once the stream is idle: what a job waiting for events costs its machine."""
+    from seqstream.pipeline.sources.producer import produce_messages
+    from seqstream.pipeline.stream import build_query
+
+    args, name = b.args, "lat-slow"
+    topic, out = f"{b.topic}-{name}", b.work / name
+    b.admin.create_topic(topic, args.partitions)
+    timed = int(SLOW_RATE * args.slow_seconds)
+    w = Workload(keys=SLOW_KEYS, events_per_key=b.w.window + timed // SLOW_KEYS + 2, seed=3)
+    messages = workload_messages(w, b.schema)
+    history = SLOW_KEYS * b.w.window
+    produce_messages(messages[:history], b.producer, topic)
+    live = messages[history : history + timed]
+    settings = settings_for(
+        b.bootstrap,
+        topic,
+        b.model_dir,
+        b.features,
+        out,
+        stream={
+            **b.stream_section,
+            "trigger_interval": args.latency_trigger,
+            "state_partitions": args.latency_state_partitions,
+        },
+    )
+    query, metrics = build_query(b.spark, settings, b.bootstrap)
+    started: list[float] = []
+    feed = (live, b.producer, topic, SLOW_RATE, out / "cp", started)
+    threading.Thread(target=warm_then_feed, args=feed, daemon=True).start()
+    deadline = time.monotonic() + args.slow_seconds + 600
+    while sum(m.events_in for m in metrics.history) < history + len(live):
+        if time.monotonic() > deadline or not query.isActive:
+            query.stop()
+            metrics.close()
+            raise RuntimeError(f"the slow stream did not account for its {len(live)} events")
+        time.sleep(0.2)
+    before = process_tree_cpu_s()
+    time.sleep(IDLE_SECONDS)
+    idle_cores = (process_tree_cpu_s() - before) / IDLE_SECONDS
+    query.stop()
+    metrics.close()
+    millis = readable_latency_ms(out, since_ms=started[0])
+    return {
+        "rate_per_s": SLOW_RATE,
+        "p50_ms": float(np.percentile(millis, 50)),
+        "p99_ms": float(np.percentile(millis, 99)),
+        "scored": len(millis),
+        "idle_cpu_cores": idle_cores,
+    }
+
+
+def process_tree_cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its descendants, from /proc."""
+    stats = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        stats[int(pid)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, grew = {os.getpid()}, True
+    while grew:
+        found = {pid for pid, (parent, _) in stats.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    return sum(stats[pid][1] for pid in tree if pid in stats) / os.sysconf("SC_CLK_TCK")
 
 
 # --- 3. backfill, the run ----------------------------------------------------------------------
@@ -1336,6 +1418,7 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     """The table's rows for the window model: the model, streaming, backfill, peers, latency."""
     lat = r["streaming"]["latency"].get("90%", {})
     lat50 = r["streaming"]["latency"].get("50%", {})
+    slow = r["streaming"]["latency"].get("slow", {})
     small = r["streaming"]["small_batches"]
     first = r["backfill"]["first_run"]
     return [
@@ -1399,6 +1482,13 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             "ceiling: p99 of Spark's floor with the model in it, same events and rate, 50 % / 90 %",
             f"{lat50['ceiling']['p99_ms'] / 1000:.1f} s / {lat['ceiling']['p99_ms'] / 1000:.1f} s"
             if lat and lat50
+            else "not measured",
+        ),
+        (
+            "slow stream (1 event/s): p50 / p99 latency; idle, CPU cores used",
+            f"{slow['p50_ms'] / 1000:.2f} s / {slow['p99_ms'] / 1000:.2f} s; "
+            f"{slow['idle_cpu_cores']:.2f}"
+            if slow
             else "not measured",
         ),
         (

@@ -322,8 +322,8 @@ def test_9_messages_say_what_to_do(tmp_path: Path, bootstrap_servers) -> None:  
 def test_9_the_restart_line_counts_the_batches_the_user_saw(
     spark, bootstrap_servers, topic_in_halves, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    """With state expiry, Spark runs micro-batches without data between the logged ones: the
-    restart line names where the job goes on, not Spark's batch number."""
+    """The restart line names where the job goes on (offsets), not Spark's batch number, which
+    counts batches the user never saw (without data, in event-time mode)."""
     from seqstream.pipeline.stream import start_line
 
     settings = settings_for(tmp_path, topic_in_halves.topic, bootstrap_servers, state_ttl_s=3600)

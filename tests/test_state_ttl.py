@@ -14,6 +14,7 @@ from seqstream.model.artifact import DEMO_MODEL_DIR, load_artifact, save_artifac
 from seqstream.model.network import SequenceModel
 from seqstream.model.spec import WindowSpec
 from seqstream.pipeline.kafka import open_producer, raise_for_failures
+from seqstream.pipeline.stream import build_query
 
 from helpers import run_until, settings_for
 
@@ -80,3 +81,43 @@ def test_idle_keys_expire_and_busy_ones_keep_their_history(
     assert lengths.pop("key-0") == [2, 3, 2]  # without expiry: [2, 3, 4, 5]
     assert lengths.pop("key-1") == [2, 3]  # its new first event is too short to score
     assert lengths == {key: [2, 3] for key in keys[2:]}
+
+
+def batches_run(query) -> int:  # type: ignore[no-untyped-def]
+    """Micro-batches the query has run (an idle trigger reports progress without ``addBatch``)."""
+    return sum("addBatch" in p["durationMs"] for p in query.recentProgress)
+
+
+def test_an_idle_job_runs_no_batches_and_expires_keys_in_its_next_batch(
+    spark, bootstrap_servers: str, new_topic, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Per-event mode runs no micro-batch without data (trigger "0 seconds" would run them back
+    to back, keeping the cores busy), and idle keys still expire in the next batch with data."""
+    topic = new_topic(partitions=1)
+    model = model_with_short_windows(tmp_path / "model")
+    settings = settings_for(
+        tmp_path, topic, bootstrap_servers, state_ttl_s=TTL_S, state_buckets=2, model=model
+    )
+    keys = [f"key-{i}" for i in range(8)]
+    send(bootstrap_servers, topic, keys * 3, 0)
+    query, metrics = build_query(spark, settings, bootstrap_servers)
+
+    def accounted(events: int) -> None:
+        deadline = time.monotonic() + 120
+        while sum(m.events_in for m in metrics.history) < events:
+            assert query.isActive and time.monotonic() < deadline
+            time.sleep(0.1)
+
+    try:
+        accounted(24)
+        ran = batches_run(query)
+        time.sleep(TTL_S + 1)  # idle past the TTL
+        assert batches_run(query) == ran
+        send(bootstrap_servers, topic, [keys[0]], 100)
+        accounted(25)
+    finally:
+        query.stop()
+        metrics.close()
+    last = metrics.history[-1]
+    assert (last.events_in, last.keys_expired, last.keys_in_state) == (1, 8, 1)
+    assert last.not_yet_scoreable == 1  # key-0's history starts again
