@@ -939,8 +939,8 @@ def streaming_section(b: Bench) -> dict[str, Any]:
     # issue 31), and with the rate source (no Kafka at all), each with and without the stateful
     # step. The bar and the job's trickle run back to back, A B B A (the job's trickle, the
     # floor, the floor, the job's trickle): on 2 cores either moves by up to 0.1 s with what ran
-    # before it (the job's trickle right after the 60,000-event drains took 0.56-0.59 s in three
-    # runs, 0.44-0.50 s after the floors), and the JVM warms through the run, so both are
+    # before it (the job's trickle right after the 60,000-event drains took 0.56-0.79 s in four
+    # runs, 0.44-0.52 s after the floors), and the JVM warms through the run, so both are
     # measured after the same kind of query and the ratio takes the means of both pairs.
     kafka = KafkaFloor(
         b.bootstrap, b.admin, b.topic, args.partitions, b.messages[: int(4 * args.trickle_seconds)]
@@ -984,6 +984,17 @@ def streaming_section(b: Bench) -> dict[str, Any]:
     }
 
 
+def latency_settings(b: Bench, topic: str, out: Path) -> Settings:
+    """The job's settings for a latency run on ``topic``: the low-latency setting
+    (--latency-trigger, --latency-state-partitions), its files under ``out``."""
+    stream = {
+        **b.stream_section,
+        "trigger_interval": b.args.latency_trigger,
+        "state_partitions": b.args.latency_state_partitions,
+    }
+    return settings_for(b.bootstrap, topic, b.model_dir, b.features, out, stream=stream)
+
+
 def latency_section(b: Bench, rate: float) -> dict[str, Any]:
     """2b. latency at 50 % and 90 % of the sustained rate (none with --skip-latency)."""
     args = b.args
@@ -1001,18 +1012,7 @@ def latency_section(b: Bench, rate: float) -> dict[str, Any]:
                 b.schema,
             )
             out = b.work / f"lat{int(share * 100)}"
-            lat_settings = settings_for(
-                b.bootstrap,
-                lat_topic,
-                b.model_dir,
-                b.features,
-                out,
-                stream={
-                    **b.stream_section,
-                    "trigger_interval": args.latency_trigger,
-                    "state_partitions": args.latency_state_partitions,
-                },
-            )
+            lat_settings = latency_settings(b, lat_topic, out)
             started: list[float] = []
             feed = partial(
                 warm_then_feed, live, b.producer, lat_topic, rate * share, out / "cp", started
@@ -1058,19 +1058,7 @@ def slow_stream(b: Bench) -> dict[str, Any]:
     history = SLOW_KEYS * b.w.window
     produce_messages(messages[:history], b.producer, topic)
     live = messages[history : history + timed]
-    settings = settings_for(
-        b.bootstrap,
-        topic,
-        b.model_dir,
-        b.features,
-        out,
-        stream={
-            **b.stream_section,
-            "trigger_interval": args.latency_trigger,
-            "state_partitions": args.latency_state_partitions,
-        },
-    )
-    query, metrics = build_query(b.spark, settings, b.bootstrap)
+    query, metrics = build_query(b.spark, latency_settings(b, topic, out), b.bootstrap)
     started: list[float] = []
     feed = (live, b.producer, topic, SLOW_RATE, out / "cp", started)
     threading.Thread(target=warm_then_feed, args=feed, daemon=True).start()
